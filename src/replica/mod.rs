@@ -1,0 +1,116 @@
+//! Replica storage backends behind one small trait, and the conformance suite every backend runs.
+//!
+//! A replica holds only immutable LTX files, one directory or prefix per level (spec §1.1):
+//! `file`: `<root>/ltx/<level>/<min>-<max>.ltx`; `s3`: `<prefix>/<level as %04x>/<min>-<max>.ltx`.
+
+pub mod file;
+
+use std::io::Read;
+use std::path::Path;
+use std::time::SystemTime;
+
+use thiserror::Error;
+
+use crate::TxId;
+
+/// Highest level a replica may hold; level 9 holds snapshots only.
+pub const SNAPSHOT_LEVEL: u8 = 9;
+
+/// One LTX file in a replica, as listing shows it (the name decides min/max; the header is
+/// checked against it when the file is read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LtxFileInfo {
+    pub level: u8,
+    pub min_txid: TxId,
+    pub max_txid: TxId,
+    pub size: u64,
+    /// The file's time: mtime for `file`, the `litestream-timestamp` metadata or LastModified
+    /// for S3 (spec §1.2).
+    pub created_at: SystemTime,
+}
+
+/// What kind of failure a backend saw, so that callers can decide to retry, skip or stop.
+#[derive(Debug, Error)]
+pub enum ReplicaError {
+    #[error("{key}: not found")]
+    NotFound { key: String },
+    #[error("{key}: already exists")]
+    AlreadyExists { key: String },
+    #[error("{key}: precondition failed: {reason}")]
+    Precondition { key: String, reason: String },
+    /// Worth retrying (network fault, 5xx, throttling).
+    #[error("{key}: {reason} (temporary; will retry)")]
+    Transient { key: String, reason: String },
+    /// Not worth retrying without a change by the user (permissions, bad configuration).
+    #[error("{key}: {reason}")]
+    Fatal { key: String, reason: String },
+}
+
+impl ReplicaError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ReplicaError::Transient { .. })
+    }
+
+    /// Classifies a local I/O error on `key`.
+    pub fn from_io(key: impl Into<String>, err: std::io::Error) -> Self {
+        use std::io::ErrorKind::*;
+        let key = key.into();
+        match err.kind() {
+            NotFound => ReplicaError::NotFound { key },
+            AlreadyExists => ReplicaError::AlreadyExists { key },
+            PermissionDenied | ReadOnlyFilesystem | InvalidInput | InvalidData => {
+                ReplicaError::Fatal { key, reason: err.to_string() }
+            }
+            _ => ReplicaError::Transient { key, reason: err.to_string() },
+        }
+    }
+}
+
+/// A replica backend. Calls block; backends with async clients run them on their own runtime.
+/// Implementations must be safe to share between the uploader and restore threads.
+pub trait ReplicaClient: Send + Sync {
+    /// `file`, `s3`, `memory`.
+    fn kind(&self) -> &'static str;
+
+    /// Human-readable location (URL form), for logs and errors. Never contains a secret.
+    fn describe(&self) -> String;
+
+    /// The object key or path of one file, for logs and errors.
+    fn key(&self, level: u8, min: TxId, max: TxId) -> String;
+
+    /// Every LTX file of `level`, sorted by (min, max). Names not matching the lowercase
+    /// `^[0-9a-f]{16}-[0-9a-f]{16}\.ltx$` pattern are skipped. A missing level is empty.
+    fn list(&self, level: u8) -> Result<Vec<LtxFileInfo>, ReplicaError>;
+
+    /// Streams one file.
+    fn open(&self, level: u8, min: TxId, max: TxId) -> Result<Box<dyn Read + Send>, ReplicaError>;
+
+    /// Stores the local file `src` as `level/min-max` atomically (readers never see a partial
+    /// file), recording `timestamp_ms` as the file's time. Overwriting an existing name is
+    /// allowed only with identical content (a retried upload).
+    fn put(
+        &self,
+        level: u8,
+        min: TxId,
+        max: TxId,
+        src: &Path,
+        timestamp_ms: i64,
+    ) -> Result<(), ReplicaError>;
+
+    /// Deletes files; missing ones are not an error.
+    fn delete(&self, files: &[LtxFileInfo]) -> Result<(), ReplicaError>;
+
+    /// Every file of every level 0..=9, sorted by (level, min, max).
+    fn list_all(&self) -> Result<Vec<LtxFileInfo>, ReplicaError> {
+        let mut all = Vec::new();
+        for level in 0..=SNAPSHOT_LEVEL {
+            all.extend(self.list(level)?);
+        }
+        Ok(all)
+    }
+
+    /// The highest max TXID in any level, or 0 for an empty replica.
+    fn max_txid(&self) -> Result<TxId, ReplicaError> {
+        Ok(self.list_all()?.iter().map(|f| f.max_txid).max().unwrap_or(0))
+    }
+}
