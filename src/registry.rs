@@ -1,1 +1,60 @@
-//! TODO
+//! Process-wide state: the configuration (loaded once) and one [`Database`] per managed path.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
+
+use crate::config::{self, Config, DbConfig};
+use crate::database::Database;
+
+static CONFIG: OnceLock<Result<Option<Config>, String>> = OnceLock::new();
+static DATABASES: OnceLock<Mutex<HashMap<PathBuf, Arc<Database>>>> = OnceLock::new();
+
+/// The configuration from `LITESTREAM_CONFIG` or `/etc/litestream.yml`, loaded on first use.
+/// `Ok(None)`: no configuration file (only `?replica=` URIs are replicated).
+pub fn config() -> Result<Option<&'static Config>, String> {
+    CONFIG
+        .get_or_init(|| config::load_default().map_err(|e| e.to_string()))
+        .as_ref()
+        .map(Option::as_ref)
+        .map_err(Clone::clone)
+}
+
+fn databases() -> &'static Mutex<HashMap<PathBuf, Arc<Database>>> {
+    DATABASES.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// The managed database at `path`, opening its replication state on first use.
+/// `uri_replica`: the `replica=URL` URI parameter, which overrides the configuration file.
+/// `Ok(None)`: not managed; the file passes through untouched.
+pub fn open(path: &Path, uri_replica: Option<&str>) -> Result<Option<Arc<Database>>, String> {
+    let mut dbs = databases().lock();
+    if let Some(db) = dbs.get(path) {
+        return Ok(Some(Arc::clone(db)));
+    }
+    let db_config: DbConfig = match uri_replica {
+        Some(url) => config::from_replica_url(path, url).map_err(|e| e.to_string())?,
+        None => match config()?.and_then(|c| c.find_db(path)) {
+            Some(c) => c.clone(),
+            None => return Ok(None),
+        },
+    };
+    let client = crate::replica::client_for(&db_config.replica).map_err(|e| e.to_string())?;
+    let db = Database::open(path.to_path_buf(), db_config, client)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    tracing::info!(db = %path.display(), replica = %db.client.describe(), "replicating");
+    dbs.insert(path.to_path_buf(), Arc::clone(&db));
+    Ok(Some(db))
+}
+
+/// The managed database at `path`, if one was opened in this process.
+pub fn get(path: &Path) -> Option<Arc<Database>> {
+    databases().lock().get(path).cloned()
+}
+
+/// Every managed database opened in this process.
+pub fn all() -> Vec<Arc<Database>> {
+    databases().lock().values().cloned().collect()
+}

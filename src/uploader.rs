@@ -1,1 +1,446 @@
-//! TODO
+//! The background uploader: one thread per process, fed over a crossbeam channel.
+//!
+//! For each database with captured work it seals the closed staging segments into one L0 LTX
+//! file per `sync-interval` (the next TXID), then uploads sealed files in TXID order. Staged
+//! data is deleted only after the replica acknowledged the file that holds it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File};
+use std::io::BufWriter;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::database::Database;
+use crate::ltx::{Encoder, Header, FLAG_NO_CHECKSUM};
+use crate::staging::{self, CommitRecord, Record, SegmentReader, State, StagingError};
+use crate::wal::WAL_HEADER_SIZE;
+use crate::TxId;
+
+/// First retry delay after a failed upload; doubles up to [`MAX_BACKOFF`], with jitter so many
+/// databases do not retry in step.
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest pause between retries while the replica is unreachable: short enough that
+/// replication resumes within seconds of the store coming back.
+const MAX_BACKOFF: Duration = Duration::from_secs(15);
+/// How long the exit-time flush waits for uploads before letting the process exit; what is
+/// left stays staged and is shipped by the next process that opens the database.
+pub const EXIT_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Replication position and bookkeeping of one database, owned by the uploader thread.
+pub struct SyncState {
+    pub state: State,
+    /// The replica was compared with `state` in this process.
+    reconciled: bool,
+    /// Batches are discarded until one holds a full image (the chain restarts).
+    discard_until_full: bool,
+    /// Last successful sync (for the schedule and the status).
+    pub last_sync: Option<Instant>,
+    pub last_error: Option<String>,
+    backoff: Duration,
+}
+
+impl SyncState {
+    pub fn new(state: State) -> SyncState {
+        SyncState {
+            state,
+            reconciled: false,
+            discard_until_full: false,
+            last_sync: None,
+            last_error: None,
+            backoff: Duration::ZERO,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Staging(#[from] StagingError),
+    #[error("{path}: {source}")]
+    Ltx { path: String, source: crate::ltx::LtxError },
+    #[error("replica {0}")]
+    Replica(#[from] crate::replica::ReplicaError),
+}
+
+enum Msg {
+    /// New captured work (or the last handle closed: `urgent`).
+    Work { db: Arc<Database>, urgent: bool },
+    /// Sync everything now and reply when done or when `deadline` passes.
+    Flush { reply: Sender<bool>, deadline: Instant },
+}
+
+struct Handle {
+    tx: Sender<Msg>,
+    pid: u32,
+}
+
+static UPLOADER: OnceLock<Handle> = OnceLock::new();
+
+fn handle() -> Option<&'static Handle> {
+    let h = UPLOADER.get_or_init(|| {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let spawned = std::thread::Builder::new().name("litestream-uploader".into()).spawn(move || run(rx));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the uploader thread; nothing will be replicated");
+        }
+        register_atexit();
+        Handle { tx, pid: std::process::id() }
+    });
+    if h.pid != std::process::id() {
+        // A forked child: the parent's thread does not exist here. Staged data stays on disk and
+        // is shipped by the next process that opens the database.
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| tracing::warn!("replication is not active in a forked child process"));
+        return None;
+    }
+    Some(h)
+}
+
+/// Tells the uploader that `db` has work. `urgent`: ignore `sync-interval` (last close).
+pub fn notify(db: &Arc<Database>, urgent: bool) {
+    if let Some(h) = handle() {
+        let _ = h.tx.send(Msg::Work { db: Arc::clone(db), urgent });
+    }
+}
+
+/// Syncs every database with work now; true if all of it reached the replicas in time.
+pub fn flush(timeout: Duration) -> bool {
+    let Some(h) = UPLOADER.get() else { return true };
+    if h.pid != std::process::id() {
+        return false;
+    }
+    let (reply, rx) = crossbeam_channel::bounded(1);
+    let deadline = Instant::now() + timeout;
+    if h.tx.send(Msg::Flush { reply, deadline }).is_err() {
+        return false;
+    }
+    rx.recv_timeout(timeout + Duration::from_millis(100)).unwrap_or(false)
+}
+
+extern "C" fn flush_at_exit() {
+    // SAFETY-free: plain Rust; a panic must not unwind into libc's exit path.
+    let _ = std::panic::catch_unwind(|| {
+        if !flush(EXIT_FLUSH_TIMEOUT) {
+            tracing::warn!("exit: not everything reached the replica; it stays staged for the next run");
+        }
+    });
+}
+
+fn register_atexit() {
+    // SAFETY: `flush_at_exit` is a plain `extern "C" fn()` that lives as long as the process
+    // (the library is never unloaded: it is loaded with SQLITE_OK_LOAD_PERMANENTLY/nodelete).
+    let rc = unsafe { libc::atexit(flush_at_exit) };
+    if rc != 0 {
+        tracing::warn!("cannot register the exit-time flush");
+    }
+}
+
+struct Scheduled {
+    db: Arc<Database>,
+    due: Instant,
+}
+
+fn run(rx: Receiver<Msg>) {
+    let mut work: HashMap<usize, Scheduled> = HashMap::new();
+    let mut flushes: Vec<(Sender<bool>, Instant)> = Vec::new();
+    loop {
+        let next_due = work.values().map(|s| s.due).min();
+        let msg = match next_due {
+            Some(due) => rx.recv_deadline(due),
+            None => rx.recv().map_err(|_| crossbeam_channel::RecvTimeoutError::Disconnected),
+        };
+        match msg {
+            Ok(Msg::Work { db, urgent }) => {
+                let key = Arc::as_ptr(&db) as usize;
+                let interval = db.config.replica.sync_interval;
+                let last = db.sync_state.lock().last_sync;
+                let due = match (urgent, last) {
+                    (true, _) | (_, None) => Instant::now(),
+                    (false, Some(t)) => (t + interval).max(Instant::now()),
+                };
+                let entry = work.entry(key).or_insert(Scheduled { db, due });
+                entry.due = entry.due.min(due);
+            }
+            Ok(Msg::Flush { reply, deadline }) => {
+                for s in work.values_mut() {
+                    s.due = Instant::now();
+                }
+                flushes.push((reply, deadline));
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+        }
+        // Drain what else is queued before doing I/O, so bursts coalesce.
+        while let Ok(m) = rx.try_recv() {
+            match m {
+                Msg::Work { db, .. } => {
+                    let key = Arc::as_ptr(&db) as usize;
+                    work.entry(key).or_insert(Scheduled { db, due: Instant::now() });
+                }
+                Msg::Flush { reply, deadline } => {
+                    for s in work.values_mut() {
+                        s.due = Instant::now();
+                    }
+                    flushes.push((reply, deadline));
+                }
+            }
+        }
+        let now = Instant::now();
+        let due: Vec<usize> = work.iter().filter(|(_, s)| s.due <= now).map(|(k, _)| *k).collect();
+        for key in due {
+            let db = Arc::clone(&work[&key].db);
+            db.dirty.store(false, Ordering::Release);
+            match sync_database(&db) {
+                Ok(()) => {
+                    work.remove(&key);
+                    // Work captured while we synced is picked up at the next interval.
+                    if db.dirty.load(Ordering::Acquire) {
+                        let next = Instant::now() + db.config.replica.sync_interval;
+                        work.insert(key, Scheduled { db, due: next });
+                    }
+                }
+                Err(e) => {
+                    let delay = record_failure(&db, &e);
+                    if let Some(s) = work.get_mut(&key) {
+                        s.due = Instant::now() + delay;
+                    }
+                }
+            }
+        }
+        let now = Instant::now();
+        flushes.retain(|(reply, deadline)| {
+            if work.is_empty() {
+                let _ = reply.send(true);
+                false
+            } else if now >= *deadline {
+                let _ = reply.send(false);
+                false
+            } else {
+                true
+            }
+        });
+    }
+}
+
+fn record_failure(db: &Database, e: &SyncError) -> Duration {
+    let mut st = db.sync_state.lock();
+    st.backoff = (st.backoff * 2).clamp(MIN_BACKOFF, MAX_BACKOFF);
+    let jitter = st.backoff.mul_f64(fastrand::f64() * 0.5);
+    st.last_error = Some(e.to_string());
+    tracing::warn!(db = %db.path.display(), replica = %db.client.describe(), error = %e, retry_in_ms = (st.backoff + jitter).as_millis() as u64, "sync failed; will retry");
+    st.backoff + jitter
+}
+
+/// Seals closed segments into the next L0 file and uploads every sealed file.
+pub fn sync_database(db: &Database) -> Result<(), SyncError> {
+    let mut st = db.sync_state.lock();
+    if !st.reconciled {
+        reconcile(db, &mut st)?;
+    }
+    let segments = db.rotate_segments(st.state.sealed_segment)?;
+    if !segments.is_empty() {
+        seal(db, &mut st, &segments)?;
+    }
+    upload_pending(db, &mut st)?;
+    st.last_sync = Some(Instant::now());
+    st.last_error = None;
+    st.backoff = Duration::ZERO;
+    Ok(())
+}
+
+/// Compares the recorded position with the replica once per process (one LIST, off the
+/// commit path) and restarts the chain with a full image when they disagree.
+fn reconcile(db: &Database, st: &mut SyncState) -> Result<(), SyncError> {
+    let url = db.client.describe();
+    let replica_max = db.client.max_txid()?;
+    let pending = db.meta.list_l0()?;
+    let s = &mut st.state;
+    if s.replica == url && replica_max > s.replicated_txid {
+        // Uploaded before a crash but not recorded: the pending files up to it are done.
+        if pending.iter().any(|&(_, max)| max == replica_max) {
+            s.replicated_txid = replica_max;
+        }
+    }
+    let restart = if s.replica != url && s.txid > 0 {
+        Some(format!("the replica changed from {} to {url}", s.replica))
+    } else if s.replica == url && replica_max != s.replicated_txid {
+        Some(format!(
+            "replica is at TXID {} but this database recorded {}",
+            crate::format_txid(replica_max),
+            crate::format_txid(s.replicated_txid)
+        ))
+    } else if s.txid == 0 && replica_max > 0 {
+        Some(format!("continuing the existing replica after TXID {}", crate::format_txid(replica_max)))
+    } else {
+        None
+    };
+    if let Some(reason) = restart {
+        tracing::warn!(db = %db.path.display(), replica = %url, reason = %reason, "restarting the replica chain with a full database file");
+        for (min, max) in pending {
+            let _ = fs::remove_file(db.meta.l0_path(min, max));
+        }
+        s.txid = replica_max;
+        s.replicated_txid = replica_max;
+        st.discard_until_full = true;
+        db.require_full(&reason);
+    }
+    st.state.replica = url;
+    db.meta.save_state(&st.state)?;
+    st.reconciled = true;
+    Ok(())
+}
+
+/// Where each page's newest staged version is.
+#[derive(Clone, Copy)]
+struct PageLoc {
+    segment: usize,
+    offset: u64,
+    len: u32,
+}
+
+fn seal(db: &Database, st: &mut SyncState, segments: &[u64]) -> Result<(), SyncError> {
+    let mut pages: BTreeMap<u32, PageLoc> = BTreeMap::new();
+    let mut txn: Vec<(u32, PageLoc)> = Vec::new();
+    let mut last: Option<CommitRecord> = None;
+    let mut first_wal_start: Option<u64> = None;
+    let mut any_full = false;
+    let mut closed = None;
+    let mut files = Vec::with_capacity(segments.len());
+    for (i, &seq) in segments.iter().enumerate() {
+        let path = db.meta.segment_path(seq);
+        let mut r = SegmentReader::open(&path)?;
+        while let Some(rec) = r.next_record()? {
+            match rec {
+                Record::Page { pgno, offset, len } => txn.push((pgno, PageLoc { segment: i, offset, len })),
+                Record::Commit(c) => {
+                    if c.full {
+                        pages.clear();
+                        any_full = true;
+                        first_wal_start = Some(WAL_HEADER_SIZE);
+                    }
+                    pages.extend(txn.drain(..));
+                    if first_wal_start.is_none() {
+                        first_wal_start = Some(match st.state.wal {
+                            Some(p) if p.salt1 == c.wal.salt1 && p.salt2 == c.wal.salt2 => p.offset,
+                            _ => WAL_HEADER_SIZE,
+                        });
+                    }
+                    if last.is_some_and(|l| l.wal.salt1 != c.wal.salt1 || l.wal.salt2 != c.wal.salt2) {
+                        first_wal_start = Some(WAL_HEADER_SIZE);
+                    }
+                    last = Some(c);
+                    closed = None;
+                }
+                Record::Closed(f) => closed = Some(f),
+            }
+        }
+        txn.clear(); // an uncommitted tail
+        files.push(File::open(&path).map_err(|e| StagingError::Io { path: path.clone(), source: e })?);
+    }
+    let sealed_through = *segments.last().expect("non-empty");
+    let discard = st.discard_until_full && !any_full;
+    if let (Some(c), false) = (last, discard) {
+        if st.state.txid == 0 && !any_full {
+            // Cannot happen by construction (the first capture is full); refuse to write a
+            // chain that cannot be restored.
+            db.require_full("first replica file must hold every page");
+            st.discard_until_full = true;
+            tracing::error!(db = %db.path.display(), "staged data lacks a full image; waiting for the next commit");
+        } else {
+            let txid = st.state.txid + 1;
+            write_l0(db, txid, &c, first_wal_start.unwrap_or(WAL_HEADER_SIZE), &pages, &files)?;
+            st.discard_until_full = false;
+            st.state.txid = txid;
+            st.state.wal = Some(c.wal);
+            st.state.page_size = c.page_size;
+            st.state.commit = c.db_size;
+            tracing::debug!(db = %db.path.display(), txid = %crate::format_txid(txid), pages = pages.len(), full = any_full, "sealed L0 file");
+        }
+    } else if discard && last.is_some() {
+        tracing::info!(db = %db.path.display(), "discarding staged changes until the next full image");
+    }
+    if closed.is_some() || last.is_some() {
+        st.state.closed = closed;
+    }
+    st.state.sealed_segment = sealed_through;
+    db.meta.save_state(&st.state)?;
+    for &seq in segments {
+        let _ = fs::remove_file(db.meta.segment_path(seq));
+    }
+    Ok(())
+}
+
+fn write_l0(
+    db: &Database,
+    txid: TxId,
+    c: &CommitRecord,
+    wal_start: u64,
+    pages: &BTreeMap<u32, PageLoc>,
+    files: &[File],
+) -> Result<(), SyncError> {
+    let final_path = db.meta.l0_path(txid, txid);
+    let tmp = final_path.with_extension("ltx.tmp");
+    let ltx_err = |source| SyncError::Ltx { path: tmp.display().to_string(), source };
+    let header = Header {
+        flags: FLAG_NO_CHECKSUM,
+        page_size: c.page_size,
+        commit: c.db_size,
+        min_txid: txid,
+        max_txid: txid,
+        timestamp_ms: c.timestamp_ms,
+        wal_offset: wal_start as i64,
+        wal_size: c.wal.offset.saturating_sub(wal_start) as i64,
+        wal_salt1: c.wal.salt1,
+        wal_salt2: c.wal.salt2,
+        ..Header::default()
+    };
+    let out = File::create(&tmp).map_err(|e| StagingError::Io { path: tmp.clone(), source: e })?;
+    let mut enc = Encoder::new(BufWriter::with_capacity(256 * 1024, out), &header).map_err(ltx_err)?;
+    let mut buf = vec![0u8; c.page_size as usize];
+    for (&pgno, loc) in pages.range(..=c.db_size) {
+        if loc.len != c.page_size {
+            continue; // staged before a page size change that a full image superseded
+        }
+        staging::read_page_at(&files[loc.segment], loc.offset, &mut buf)
+            .map_err(|e| StagingError::Io { path: db.meta.staging_dir(), source: e })?;
+        enc.write_page(pgno, &buf).map_err(ltx_err)?;
+    }
+    let (w, _) = enc.finish().map_err(ltx_err)?;
+    let file = w.into_inner().map_err(|e| StagingError::Io { path: tmp.clone(), source: e.into_error() })?;
+    file.sync_all().map_err(|e| StagingError::Io { path: tmp.clone(), source: e })?;
+    fs::rename(&tmp, &final_path).map_err(|e| StagingError::Io { path: final_path.clone(), source: e })?;
+    staging::sync_dir(&db.meta.l0_dir())?;
+    Ok(())
+}
+
+/// Uploads sealed files in TXID order; each acknowledged one is recorded, then deleted locally.
+fn upload_pending(db: &Database, st: &mut SyncState) -> Result<(), SyncError> {
+    for (min, max) in db.meta.list_l0()? {
+        if max <= st.state.replicated_txid {
+            let _ = fs::remove_file(db.meta.l0_path(min, max));
+            continue;
+        }
+        let path = db.meta.l0_path(min, max);
+        let ts = read_timestamp(&path)?;
+        db.client.put(0, min, max, &path, ts)?;
+        st.state.replicated_txid = max;
+        db.meta.save_state(&st.state)?;
+        let _ = fs::remove_file(&path);
+        tracing::info!(db = %db.path.display(), replica = %db.client.describe(), txid = %crate::format_txid(max), "sync complete");
+    }
+    if st.state.replicated_txid == st.state.txid {
+        db.oldest_unreplicated_ms.store(0, Ordering::Release);
+    }
+    Ok(())
+}
+
+fn read_timestamp(path: &std::path::Path) -> Result<i64, SyncError> {
+    let mut buf = [0u8; crate::ltx::HEADER_SIZE];
+    let f = File::open(path).map_err(|e| StagingError::Io { path: path.to_path_buf(), source: e })?;
+    staging::read_page_at(&f, 0, &mut buf).map_err(|e| StagingError::Io { path: path.to_path_buf(), source: e })?;
+    let h = Header::decode(&buf).map_err(|source| SyncError::Ltx { path: path.display().to_string(), source })?;
+    Ok(h.timestamp_ms)
+}

@@ -1,1 +1,76 @@
-//! TODO
+//! The safe side of the `litestream` VFS: what role a file plays, and which hooks run where.
+//! The `unsafe` trampolines in [`crate::ffi::vfs`] call only these functions.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::database::Database;
+
+/// SQLite open flags used to classify files (sqlite3.h).
+pub const OPEN_MAIN_DB: i32 = 0x0000_0100;
+pub const OPEN_MAIN_JOURNAL: i32 = 0x0000_0800;
+pub const OPEN_WAL: i32 = 0x0008_0000;
+
+/// The part a file plays for replication.
+pub enum Role {
+    /// The main database file of a managed database.
+    Main(Arc<Database>),
+    /// The `-wal` of a managed database.
+    Wal(Arc<Database>),
+    /// Anything else: passes through untouched.
+    Other,
+}
+
+/// Decides the role of a file SQLite opens. `Err`: a managed database whose replication
+/// cannot be set up (bad configuration); the open fails with this message in the log.
+pub fn classify(path: Option<&str>, flags: i32, uri_replica: Option<&str>) -> Result<Role, String> {
+    let Some(path) = path else { return Ok(Role::Other) };
+    if flags & OPEN_MAIN_DB != 0 {
+        return Ok(match crate::registry::open(Path::new(path), uri_replica)? {
+            Some(db) => Role::Main(db),
+            None => Role::Other,
+        });
+    }
+    if flags & OPEN_WAL != 0 {
+        if let Some(db) = path.strip_suffix("-wal").and_then(|p| crate::registry::get(Path::new(p))) {
+            return Ok(Role::Wal(db));
+        }
+    }
+    if flags & OPEN_MAIN_JOURNAL != 0 {
+        if let Some(db) = path.strip_suffix("-journal").and_then(|p| crate::registry::get(Path::new(p))) {
+            // Writes in rollback-journal mode bypass the WAL, so history cannot be proven.
+            tracing::warn!(db = %db.path.display(), "database is not in WAL mode; litestream needs journal_mode=WAL");
+            db.require_full("database was written outside WAL mode");
+        }
+    }
+    Ok(Role::Other)
+}
+
+/// The WAL write lock (shm lock slot 0) is being released.
+pub const WAL_WRITE_LOCK: i32 = 0;
+pub const SHM_UNLOCK: i32 = 1;
+pub const SHM_EXCLUSIVE: i32 = 8;
+
+/// True when an `xShmLock` call ends a write transaction: the commit point we capture at.
+pub fn is_write_lock_release(offset: i32, n: i32, flags: i32) -> bool {
+    offset == WAL_WRITE_LOCK && n == 1 && flags == (SHM_UNLOCK | SHM_EXCLUSIVE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_lock_release_detection() {
+        assert!(is_write_lock_release(0, 1, SHM_UNLOCK | SHM_EXCLUSIVE));
+        assert!(!is_write_lock_release(0, 1, SHM_UNLOCK | 4)); // shared unlock
+        assert!(!is_write_lock_release(1, 1, SHM_UNLOCK | SHM_EXCLUSIVE)); // checkpointer lock
+        assert!(!is_write_lock_release(0, 1, 2 | SHM_EXCLUSIVE)); // lock, not unlock
+    }
+
+    #[test]
+    fn unmanaged_files_pass_through() {
+        assert!(matches!(classify(None, OPEN_MAIN_DB, None), Ok(Role::Other)));
+        assert!(matches!(classify(Some("/nonexistent/x.db-wal"), OPEN_WAL, None), Ok(Role::Other)));
+    }
+}

@@ -118,3 +118,8 @@ impl Config {
         todo!()
     }
 }
+
+/// Zero-config replication from a `replica=URL` URI parameter. STUB.
+pub fn from_replica_url(_db_path: &Path, _url: &str) -> Result<DbConfig, ConfigError> {
+    todo!()
+}

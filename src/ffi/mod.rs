@@ -1,1 +1,135 @@
-//! TODO
+//! The FFI boundary: the only `unsafe` code of the crate.
+//!
+//! - `sqlite3_litestream_init`: the extension entry point (`.load ./liblitestream`).
+//! - [`vfs`]: the `litestream` VFS and its io methods, trampolines into [`crate::vfs`].
+//!
+//! Every `extern "C"` function catches panics ([`guard`]): no panic may unwind into SQLite.
+
+pub mod vfs;
+
+use std::ffi::{c_char, c_int, CStr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::OnceLock;
+
+use libsqlite3_sys as ffi;
+
+/// Runs `f`, turning a panic into `on_panic` (and a log line) instead of unwinding into C.
+pub(crate) fn guard<T>(on_panic: T, f: impl FnOnce() -> T) -> T {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(v) => v,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            tracing::error!(panic = %msg, "internal error in liblitestream (caught; please report)");
+            on_panic
+        }
+    }
+}
+
+/// Result of the one-time process setup: the VFS registration.
+static SETUP: OnceLock<Result<(), String>> = OnceLock::new();
+
+fn setup() -> Result<(), String> {
+    SETUP
+        .get_or_init(|| {
+            crate::logging::init(&crate::registry::config().ok().flatten().map(|c| c.logging.clone()).unwrap_or_default());
+            vfs::register(false)?;
+            // SAFETY: `auto_extension_init` has the signature SQLite calls auto-extensions
+            // with; `sqlite3_auto_extension` declares it as a no-argument fn, as the C API does.
+            let rc = unsafe {
+                ffi::sqlite3_auto_extension(Some(std::mem::transmute::<
+                    unsafe extern "C" fn(*mut ffi::sqlite3, *mut *mut c_char, *const ffi::sqlite3_api_routines) -> c_int,
+                    unsafe extern "C" fn(),
+                >(auto_extension_init)))
+            };
+            if rc != ffi::SQLITE_OK {
+                return Err(format!("cannot register the auto-extension (SQLite error {rc})"));
+            }
+            Ok(())
+        })
+        .clone()
+}
+
+/// Writes `msg` into `*pz_err` with SQLite's allocator, as SQLite expects for error messages.
+///
+/// # Safety
+/// `pz_err` must be null or valid for a write of one pointer.
+unsafe fn set_error(pz_err: *mut *mut c_char, msg: &str) {
+    if pz_err.is_null() {
+        return;
+    }
+    let bytes = msg.as_bytes();
+    // SAFETY: sqlite3_malloc64 returns null or a block of the requested size.
+    let p = unsafe { ffi::sqlite3_malloc64(bytes.len() as u64 + 1) } as *mut u8;
+    if p.is_null() {
+        return;
+    }
+    // SAFETY: `p` holds `len + 1` bytes; `pz_err` is valid per the contract.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len());
+        *p.add(bytes.len()) = 0;
+        *pz_err = p as *mut c_char;
+    }
+}
+
+/// The extension entry point, found by SQLite from the file name `liblitestream`.
+///
+/// # Safety
+/// Called by SQLite's extension loader with a valid API routine table.
+#[no_mangle]
+pub unsafe extern "C" fn sqlite3_litestream_init(
+    _db: *mut ffi::sqlite3,
+    pz_err: *mut *mut c_char,
+    p_api: *mut ffi::sqlite3_api_routines,
+) -> c_int {
+    guard(ffi::SQLITE_ERROR, || {
+        // SAFETY: `p_api` is the routine table SQLite passes to every extension.
+        if let Err(e) = unsafe { ffi::rusqlite_extension_init2(p_api) } {
+            // SAFETY: pz_err comes from SQLite's loader.
+            unsafe { set_error(pz_err, &format!("litestream: {e}")) };
+            return ffi::SQLITE_ERROR;
+        }
+        if let Err(e) = crate::registry::config() {
+            // SAFETY: as above.
+            unsafe { set_error(pz_err, &format!("litestream: {e}")) };
+            return ffi::SQLITE_ERROR;
+        }
+        match setup() {
+            // The library stays mapped: the VFS and the auto-extension point into it.
+            Ok(()) => ffi::SQLITE_OK_LOAD_PERMANENTLY,
+            Err(e) => {
+                // SAFETY: as above.
+                unsafe { set_error(pz_err, &format!("litestream: {e}")) };
+                ffi::SQLITE_ERROR
+            }
+        }
+    })
+}
+
+/// Runs for every connection opened after the extension loaded: a database replicated by us
+/// is switched to WAL mode (as Litestream does), once per connection.
+unsafe extern "C" fn auto_extension_init(
+    db: *mut ffi::sqlite3,
+    _pz_err: *mut *mut c_char,
+    _p_api: *const ffi::sqlite3_api_routines,
+) -> c_int {
+    guard(ffi::SQLITE_OK, || {
+        // SAFETY: `db` is the connection SQLite is opening; the file pointer it returns is
+        // valid while the connection is open.
+        let managed = unsafe { vfs::main_is_managed(db) };
+        if managed {
+            let sql = c"PRAGMA journal_mode=WAL";
+            // SAFETY: `db` is a valid connection and `sql` a NUL-terminated string.
+            let rc = unsafe { ffi::sqlite3_exec(db, sql.as_ptr(), None, std::ptr::null_mut(), std::ptr::null_mut()) };
+            if rc != ffi::SQLITE_OK {
+                // SAFETY: `db` is valid; errmsg returns a NUL-terminated string owned by SQLite.
+                let msg = unsafe { CStr::from_ptr(ffi::sqlite3_errmsg(db)) }.to_string_lossy().into_owned();
+                tracing::warn!(error = %msg, "cannot switch the database to WAL mode; it is not replicated until it is");
+            }
+        }
+        ffi::SQLITE_OK
+    })
+}

@@ -114,3 +114,10 @@ pub trait ReplicaClient: Send + Sync {
         Ok(self.list_all()?.iter().map(|f| f.max_txid).max().unwrap_or(0))
     }
 }
+
+/// Builds the client for a configured replica. STUB.
+pub fn client_for(
+    _cfg: &crate::config::ReplicaConfig,
+) -> Result<std::sync::Arc<dyn ReplicaClient>, ReplicaError> {
+    todo!()
+}

@@ -1,0 +1,458 @@
+//! The `litestream` VFS: a shim over the default VFS. Every method forwards to the wrapped
+//! VFS or file; the few that matter for replication first call a safe hook in [`crate::vfs`].
+//!
+//! Memory layout of one open file (SQLite allocates `szOsFile` bytes for it):
+//! `[ LsFile (our header, starts with sqlite3_file) | the wrapped VFS's file ]`.
+
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::ptr;
+use std::sync::Arc;
+
+use libsqlite3_sys as ffi;
+
+use super::guard;
+use crate::database::Database;
+use crate::vfs::{self as hooks, Role};
+
+/// The name users put in `?vfs=litestream`.
+pub const VFS_NAME: &CStr = c"litestream";
+
+const KIND_OTHER: u8 = 0;
+const KIND_MAIN: u8 = 1;
+const KIND_WAL: u8 = 2;
+
+#[repr(C)]
+struct LsFile {
+    base: ffi::sqlite3_file,
+    kind: u8,
+    /// This main-db handle has mapped the shm (normal WAL locking); without it, commits are
+    /// detected at `SQLITE_FCNTL_COMMIT_PHASETWO` (exclusive locking mode).
+    uses_shm: bool,
+    /// `Arc::into_raw` of the database for MAIN and WAL files; null otherwise.
+    db: *const Database,
+}
+
+/// Offset of the wrapped file inside our allocation (keeps 8-byte alignment).
+const INNER_OFFSET: usize = (std::mem::size_of::<LsFile>() + 7) & !7;
+
+struct VfsPtr(*mut ffi::sqlite3_vfs);
+// SAFETY: the registered VFS struct is leaked and never mutated after registration.
+unsafe impl Send for VfsPtr {}
+// SAFETY: as above: read-only after registration.
+unsafe impl Sync for VfsPtr {}
+
+static OURS: std::sync::OnceLock<VfsPtr> = std::sync::OnceLock::new();
+
+/// # Safety
+/// `f` must point to an `LsFile` allocation of `szOsFile` bytes.
+unsafe fn inner(f: *mut ffi::sqlite3_file) -> *mut ffi::sqlite3_file {
+    // SAFETY: per the contract, the wrapped file lives at INNER_OFFSET inside the allocation.
+    unsafe { (f as *mut u8).add(INNER_OFFSET) as *mut ffi::sqlite3_file }
+}
+
+/// # Safety
+/// `f` must be a file opened by our xOpen.
+unsafe fn ls(f: *mut ffi::sqlite3_file) -> &'static mut LsFile {
+    // SAFETY: our xOpen initialised the LsFile header at the start of the allocation, which
+    // lives until xClose; SQLite serialises calls on one file.
+    unsafe { &mut *(f as *mut LsFile) }
+}
+
+/// Calls a hook of the managed database, if any, without letting a panic escape.
+///
+/// # Safety
+/// `f` must be a file opened by our xOpen.
+unsafe fn with_db(f: *mut ffi::sqlite3_file, hook: impl FnOnce(&Arc<Database>)) {
+    // SAFETY: as `database`.
+    let raw = unsafe { ls(f).db };
+    if raw.is_null() {
+        return;
+    }
+    // SAFETY: `raw` came from Arc::into_raw and is still owned by this file: borrow it
+    // without changing the count.
+    let db = std::mem::ManuallyDrop::new(unsafe { Arc::from_raw(raw) });
+    guard((), || hook(&db));
+}
+
+/// Registers the VFS (idempotent). `make_default`: for LD_PRELOAD use.
+pub fn register(make_default: bool) -> Result<(), String> {
+    if let Some(v) = OURS.get() {
+        if make_default {
+            // SAFETY: `v.0` is our registered, leaked VFS.
+            unsafe { ffi::sqlite3_vfs_register(v.0, 1) };
+        }
+        return Ok(());
+    }
+    // SAFETY: null asks for the default VFS; the returned pointer is owned by SQLite and lives
+    // for the process.
+    let base = unsafe { ffi::sqlite3_vfs_find(ptr::null()) };
+    if base.is_null() {
+        return Err("no default VFS to wrap".into());
+    }
+    // SAFETY: `base` is a valid registered VFS.
+    let b = unsafe { &*base };
+    let vfs = Box::new(ffi::sqlite3_vfs {
+        iVersion: b.iVersion.min(3),
+        szOsFile: (INNER_OFFSET as c_int) + b.szOsFile,
+        mxPathname: b.mxPathname,
+        pNext: ptr::null_mut(),
+        zName: VFS_NAME.as_ptr(),
+        pAppData: base as *mut c_void,
+        xOpen: Some(x_open),
+        xDelete: Some(x_delete),
+        xAccess: Some(x_access),
+        xFullPathname: Some(x_full_pathname),
+        xDlOpen: Some(x_dl_open),
+        xDlError: Some(x_dl_error),
+        xDlSym: Some(x_dl_sym),
+        xDlClose: Some(x_dl_close),
+        xRandomness: Some(x_randomness),
+        xSleep: Some(x_sleep),
+        xCurrentTime: Some(x_current_time),
+        xGetLastError: Some(x_get_last_error),
+        xCurrentTimeInt64: b.xCurrentTimeInt64.map(|_| x_current_time_int64 as _),
+        xSetSystemCall: b.xSetSystemCall.map(|_| x_set_system_call as _),
+        xGetSystemCall: b.xGetSystemCall.map(|_| x_get_system_call as _),
+        xNextSystemCall: b.xNextSystemCall.map(|_| x_next_system_call as _),
+    });
+    let raw = Box::into_raw(vfs);
+    // SAFETY: `raw` is a fully initialised VFS that is never freed.
+    let rc = unsafe { ffi::sqlite3_vfs_register(raw, c_int::from(make_default)) };
+    if rc != ffi::SQLITE_OK {
+        return Err(format!("cannot register the litestream VFS (SQLite error {rc})"));
+    }
+    let _ = OURS.set(VfsPtr(raw));
+    Ok(())
+}
+
+/// True if the main database of `db` is opened through our VFS and replicated.
+///
+/// # Safety
+/// `db` must be a valid open connection.
+pub unsafe fn main_is_managed(db: *mut ffi::sqlite3) -> bool {
+    let mut file: *mut ffi::sqlite3_file = ptr::null_mut();
+    // SAFETY: FILE_POINTER writes one pointer into `file`.
+    let rc = unsafe {
+        ffi::sqlite3_file_control(db, c"main".as_ptr(), ffi::SQLITE_FCNTL_FILE_POINTER, &mut file as *mut _ as *mut c_void)
+    };
+    // SAFETY: a non-null file's pMethods identifies who opened it; only ours use METHODS.
+    rc == ffi::SQLITE_OK
+        && !file.is_null()
+        && unsafe { (*file).pMethods } == &METHODS as *const _
+        && unsafe { ls(file).kind } == KIND_MAIN
+}
+
+fn base_vfs(vfs: *mut ffi::sqlite3_vfs) -> *mut ffi::sqlite3_vfs {
+    // SAFETY: pAppData of our VFS is the wrapped VFS, set at registration.
+    unsafe { (*vfs).pAppData as *mut ffi::sqlite3_vfs }
+}
+
+unsafe extern "C" fn x_open(
+    vfs: *mut ffi::sqlite3_vfs,
+    name: *const c_char,
+    file: *mut ffi::sqlite3_file,
+    flags: c_int,
+    out_flags: *mut c_int,
+) -> c_int {
+    guard(ffi::SQLITE_CANTOPEN, || {
+        // SAFETY: SQLite gave us `szOsFile` bytes at `file`; initialise our header first so
+        // that a failed open leaves `pMethods` null.
+        unsafe {
+            ptr::write(
+                file as *mut LsFile,
+                LsFile { base: ffi::sqlite3_file { pMethods: ptr::null() }, kind: KIND_OTHER, uses_shm: false, db: ptr::null() },
+            );
+        }
+        let base = base_vfs(vfs);
+        let path = (!name.is_null())
+            // SAFETY: a non-null name is a NUL-terminated path from SQLite.
+            .then(|| unsafe { CStr::from_ptr(name) }.to_str().ok())
+            .flatten();
+        let uri_replica = if !name.is_null() && flags & hooks::OPEN_MAIN_DB != 0 {
+            // SAFETY: `name` is a main-db filename, which uri_parameter accepts.
+            let p = unsafe { ffi::sqlite3_uri_parameter(name, c"replica".as_ptr()) };
+            // SAFETY: a non-null result is a NUL-terminated string owned by SQLite.
+            (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+        } else {
+            None
+        };
+        let role = match hooks::classify(path, flags, uri_replica.as_deref()) {
+            Ok(r) => r,
+            Err(msg) => {
+                tracing::error!(db = path.unwrap_or(""), error = %msg, "cannot replicate this database; refusing to open it");
+                return ffi::SQLITE_CANTOPEN;
+            }
+        };
+        let (kind, db) = match role {
+            Role::Main(db) => {
+                db.handle_opened();
+                (KIND_MAIN, Arc::into_raw(db))
+            }
+            Role::Wal(db) => (KIND_WAL, Arc::into_raw(db)),
+            Role::Other => (KIND_OTHER, ptr::null()),
+        };
+        // SAFETY: the header was initialised above.
+        let me = unsafe { ls(file) };
+        me.kind = kind;
+        me.db = db;
+        // SAFETY: the wrapped file area is `szOsFile` of the base VFS, as registered.
+        let rc = unsafe { ((*base).xOpen.expect("xOpen"))(base, name, inner(file), flags, out_flags) };
+        // SAFETY: after the wrapped xOpen, its pMethods is set or null.
+        if unsafe { (*inner(file)).pMethods }.is_null() {
+            // Nothing to close later: release what we took.
+            // SAFETY: `file` is initialised above.
+            release(unsafe { ls(file) });
+        } else {
+            // SAFETY: as above.
+            unsafe { (*file).pMethods = &METHODS };
+        }
+        rc
+    })
+}
+
+fn release(f: &mut LsFile) {
+    if f.db.is_null() {
+        return;
+    }
+    // SAFETY: `db` came from Arc::into_raw in x_open; we take that reference back once.
+    let db = unsafe { Arc::from_raw(f.db) };
+    f.db = ptr::null();
+    if f.kind == KIND_MAIN {
+        guard((), || db.handle_closed());
+    }
+}
+
+unsafe extern "C" fn x_delete(vfs: *mut ffi::sqlite3_vfs, name: *const c_char, sync_dir: c_int) -> c_int {
+    guard(ffi::SQLITE_IOERR_DELETE, || {
+        if !name.is_null() {
+            // SAFETY: `name` is a NUL-terminated path from SQLite.
+            let path = unsafe { CStr::from_ptr(name) }.to_string_lossy();
+            if let Some(db) = path.strip_suffix("-wal").and_then(|p| crate::registry::get(std::path::Path::new(p))) {
+                guard((), || db.on_wal_deleted());
+            }
+        }
+        let base = base_vfs(vfs);
+        // SAFETY: forwarding to the wrapped VFS with the same arguments.
+        unsafe { ((*base).xDelete.expect("xDelete"))(base, name, sync_dir) }
+    })
+}
+
+macro_rules! forward_vfs {
+    ($name:ident, $field:ident, $ret:ty, $err:expr, ($($arg:ident : $ty:ty),*)) => {
+        unsafe extern "C" fn $name(vfs: *mut ffi::sqlite3_vfs $(, $arg: $ty)*) -> $ret {
+            guard($err, || {
+                let base = base_vfs(vfs);
+                // SAFETY: forwarding to the wrapped VFS with the same arguments; the method
+                // exists because we only install forwarders for methods the base VFS has.
+                unsafe { ((*base).$field.expect(stringify!($field)))(base $(, $arg)*) }
+            })
+        }
+    };
+}
+
+forward_vfs!(x_access, xAccess, c_int, ffi::SQLITE_IOERR_ACCESS, (name: *const c_char, flags: c_int, out: *mut c_int));
+forward_vfs!(x_full_pathname, xFullPathname, c_int, ffi::SQLITE_CANTOPEN, (name: *const c_char, n: c_int, out: *mut c_char));
+forward_vfs!(x_dl_open, xDlOpen, *mut c_void, ptr::null_mut(), (name: *const c_char));
+forward_vfs!(x_dl_error, xDlError, (), (), (n: c_int, msg: *mut c_char));
+forward_vfs!(x_dl_close, xDlClose, (), (), (h: *mut c_void));
+forward_vfs!(x_randomness, xRandomness, c_int, 0, (n: c_int, out: *mut c_char));
+forward_vfs!(x_sleep, xSleep, c_int, 0, (us: c_int));
+forward_vfs!(x_current_time, xCurrentTime, c_int, ffi::SQLITE_ERROR, (out: *mut f64));
+forward_vfs!(x_get_last_error, xGetLastError, c_int, 0, (n: c_int, out: *mut c_char));
+forward_vfs!(x_current_time_int64, xCurrentTimeInt64, c_int, ffi::SQLITE_ERROR, (out: *mut ffi::sqlite3_int64));
+forward_vfs!(x_set_system_call, xSetSystemCall, c_int, ffi::SQLITE_ERROR, (name: *const c_char, f: ffi::sqlite3_syscall_ptr));
+forward_vfs!(x_get_system_call, xGetSystemCall, ffi::sqlite3_syscall_ptr, None, (name: *const c_char));
+forward_vfs!(x_next_system_call, xNextSystemCall, *const c_char, ptr::null(), (name: *const c_char));
+
+type DlSym = unsafe extern "C" fn(*mut ffi::sqlite3_vfs, *mut c_void, *const c_char) -> Option<unsafe extern "C" fn(*mut ffi::sqlite3_vfs, *mut c_void, *const c_char)>;
+
+unsafe extern "C" fn x_dl_sym(
+    vfs: *mut ffi::sqlite3_vfs,
+    h: *mut c_void,
+    sym: *const c_char,
+) -> Option<unsafe extern "C" fn(*mut ffi::sqlite3_vfs, *mut c_void, *const c_char)> {
+    guard(None, || {
+        let base = base_vfs(vfs);
+        // SAFETY: forwarding to the wrapped VFS; the bindings type xDlSym's result the same way.
+        unsafe {
+            let f: DlSym = std::mem::transmute((*base).xDlSym.expect("xDlSym"));
+            f(base, h, sym)
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// io methods
+
+static METHODS: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods {
+    iVersion: 3,
+    xClose: Some(f_close),
+    xRead: Some(f_read),
+    xWrite: Some(f_write),
+    xTruncate: Some(f_truncate),
+    xSync: Some(f_sync),
+    xFileSize: Some(f_file_size),
+    xLock: Some(f_lock),
+    xUnlock: Some(f_unlock),
+    xCheckReservedLock: Some(f_check_reserved_lock),
+    xFileControl: Some(f_file_control),
+    xSectorSize: Some(f_sector_size),
+    xDeviceCharacteristics: Some(f_device_characteristics),
+    xShmMap: Some(f_shm_map),
+    xShmLock: Some(f_shm_lock),
+    xShmBarrier: Some(f_shm_barrier),
+    xShmUnmap: Some(f_shm_unmap),
+    xFetch: Some(f_fetch),
+    xUnfetch: Some(f_unfetch),
+};
+
+/// Calls method `$m` of the wrapped file, or returns `$missing` if its version lacks it.
+macro_rules! call_inner {
+    ($f:expr, $m:ident, $missing:expr $(, $arg:expr)*) => {{
+        // SAFETY: `$f` is one of our files, so the wrapped file follows our header and its
+        // pMethods is non-null (we install ours only then).
+        unsafe {
+            let i = inner($f);
+            match (*(*i).pMethods).$m {
+                Some(m) => m(i $(, $arg)*),
+                None => $missing,
+            }
+        }
+    }};
+}
+
+unsafe extern "C" fn f_close(f: *mut ffi::sqlite3_file) -> c_int {
+    guard(ffi::SQLITE_IOERR_CLOSE, || {
+        let rc = call_inner!(f, xClose, ffi::SQLITE_OK);
+        // SAFETY: `f` is ours; after this SQLite frees the allocation.
+        release(unsafe { ls(f) });
+        rc
+    })
+}
+
+unsafe extern "C" fn f_read(f: *mut ffi::sqlite3_file, buf: *mut c_void, n: c_int, off: ffi::sqlite3_int64) -> c_int {
+    guard(ffi::SQLITE_IOERR_READ, || call_inner!(f, xRead, ffi::SQLITE_IOERR_READ, buf, n, off))
+}
+
+unsafe extern "C" fn f_write(f: *mut ffi::sqlite3_file, buf: *const c_void, n: c_int, off: ffi::sqlite3_int64) -> c_int {
+    guard(ffi::SQLITE_IOERR_WRITE, || {
+        // SAFETY: `f` is ours.
+        if off == 0 && unsafe { ls(f) }.kind == KIND_WAL {
+            // A new WAL header: the previous generation is fully checkpointed.
+            // SAFETY: `f` is ours.
+            unsafe { with_db(f, |db| db.before_wal_reset()) };
+        }
+        call_inner!(f, xWrite, ffi::SQLITE_IOERR_WRITE, buf, n, off)
+    })
+}
+
+unsafe extern "C" fn f_truncate(f: *mut ffi::sqlite3_file, size: ffi::sqlite3_int64) -> c_int {
+    guard(ffi::SQLITE_IOERR_TRUNCATE, || {
+        // SAFETY: `f` is ours.
+        if unsafe { ls(f) }.kind == KIND_WAL {
+            // SAFETY: `f` is ours.
+            unsafe { with_db(f, |db| db.before_wal_reset()) };
+        }
+        call_inner!(f, xTruncate, ffi::SQLITE_IOERR_TRUNCATE, size)
+    })
+}
+
+unsafe extern "C" fn f_sync(f: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
+    guard(ffi::SQLITE_IOERR_FSYNC, || call_inner!(f, xSync, ffi::SQLITE_IOERR_FSYNC, flags))
+}
+
+unsafe extern "C" fn f_file_size(f: *mut ffi::sqlite3_file, out: *mut ffi::sqlite3_int64) -> c_int {
+    guard(ffi::SQLITE_IOERR_FSTAT, || call_inner!(f, xFileSize, ffi::SQLITE_IOERR_FSTAT, out))
+}
+
+unsafe extern "C" fn f_lock(f: *mut ffi::sqlite3_file, level: c_int) -> c_int {
+    guard(ffi::SQLITE_IOERR_LOCK, || call_inner!(f, xLock, ffi::SQLITE_IOERR_LOCK, level))
+}
+
+unsafe extern "C" fn f_unlock(f: *mut ffi::sqlite3_file, level: c_int) -> c_int {
+    guard(ffi::SQLITE_IOERR_UNLOCK, || call_inner!(f, xUnlock, ffi::SQLITE_IOERR_UNLOCK, level))
+}
+
+unsafe extern "C" fn f_check_reserved_lock(f: *mut ffi::sqlite3_file, out: *mut c_int) -> c_int {
+    guard(ffi::SQLITE_IOERR_CHECKRESERVEDLOCK, || call_inner!(f, xCheckReservedLock, ffi::SQLITE_IOERR_CHECKRESERVEDLOCK, out))
+}
+
+unsafe extern "C" fn f_file_control(f: *mut ffi::sqlite3_file, op: c_int, arg: *mut c_void) -> c_int {
+    guard(ffi::SQLITE_ERROR, || {
+        // SAFETY: `f` is ours.
+        let me = unsafe { ls(f) };
+        if op == ffi::SQLITE_FCNTL_COMMIT_PHASETWO && me.kind == KIND_MAIN && !me.uses_shm {
+            // Exclusive locking mode keeps the wal-index in heap memory, so there is no shm
+            // lock release to capture at: the commit is complete here instead.
+            // SAFETY: `f` is ours.
+            unsafe { with_db(f, |db| db.on_commit()) };
+        }
+        call_inner!(f, xFileControl, ffi::SQLITE_NOTFOUND, op, arg)
+    })
+}
+
+unsafe extern "C" fn f_sector_size(f: *mut ffi::sqlite3_file) -> c_int {
+    guard(4096, || call_inner!(f, xSectorSize, 4096))
+}
+
+unsafe extern "C" fn f_device_characteristics(f: *mut ffi::sqlite3_file) -> c_int {
+    guard(0, || call_inner!(f, xDeviceCharacteristics, 0))
+}
+
+unsafe extern "C" fn f_shm_map(
+    f: *mut ffi::sqlite3_file,
+    region: c_int,
+    size: c_int,
+    extend: c_int,
+    out: *mut *mut c_void,
+) -> c_int {
+    guard(ffi::SQLITE_IOERR_SHMMAP, || {
+        // SAFETY: `f` is ours.
+        unsafe { ls(f) }.uses_shm = true;
+        call_inner!(f, xShmMap, ffi::SQLITE_IOERR_SHMMAP, region, size, extend, out)
+    })
+}
+
+unsafe extern "C" fn f_shm_lock(f: *mut ffi::sqlite3_file, offset: c_int, n: c_int, flags: c_int) -> c_int {
+    guard(ffi::SQLITE_IOERR_SHMLOCK, || {
+        // SAFETY: `f` is ours.
+        if unsafe { ls(f) }.kind == KIND_MAIN && hooks::is_write_lock_release(offset, n, flags) {
+            // Still holding the write lock: no other writer can touch the WAL while we read it.
+            // SAFETY: `f` is ours.
+            unsafe { with_db(f, |db| db.on_commit()) };
+        }
+        call_inner!(f, xShmLock, ffi::SQLITE_IOERR_SHMLOCK, offset, n, flags)
+    })
+}
+
+unsafe extern "C" fn f_shm_barrier(f: *mut ffi::sqlite3_file) {
+    guard((), || call_inner!(f, xShmBarrier, ()))
+}
+
+unsafe extern "C" fn f_shm_unmap(f: *mut ffi::sqlite3_file, delete: c_int) -> c_int {
+    guard(ffi::SQLITE_IOERR_SHMMAP, || call_inner!(f, xShmUnmap, ffi::SQLITE_OK, delete))
+}
+
+unsafe extern "C" fn f_fetch(f: *mut ffi::sqlite3_file, off: ffi::sqlite3_int64, n: c_int, out: *mut *mut c_void) -> c_int {
+    guard(ffi::SQLITE_IOERR_MMAP, || {
+        // Without xFetch in the wrapped file, SQLite falls back to xRead when *out is null.
+        // SAFETY: `out` is valid for one pointer write.
+        unsafe { *out = ptr::null_mut() };
+        call_inner!(f, xFetch, ffi::SQLITE_OK, off, n, out)
+    })
+}
+
+unsafe extern "C" fn f_unfetch(f: *mut ffi::sqlite3_file, off: ffi::sqlite3_int64, p: *mut c_void) -> c_int {
+    guard(ffi::SQLITE_IOERR_MMAP, || call_inner!(f, xUnfetch, ffi::SQLITE_OK, off, p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inner_file_is_aligned() {
+        assert_eq!(INNER_OFFSET % 8, 0);
+        assert!(INNER_OFFSET >= std::mem::size_of::<LsFile>());
+    }
+}
