@@ -3,7 +3,11 @@
 //! A replica holds only immutable LTX files, one directory or prefix per level (spec §1.1):
 //! `file`: `<root>/ltx/<level>/<min>-<max>.ltx`; `s3`: `<prefix>/<level as %04x>/<min>-<max>.ltx`.
 
+#[cfg(test)]
+pub mod conformance;
 pub mod file;
+
+pub use file::FileReplica;
 
 use std::io::Read;
 use std::path::Path;
@@ -59,9 +63,15 @@ impl ReplicaError {
             NotFound => ReplicaError::NotFound { key },
             AlreadyExists => ReplicaError::AlreadyExists { key },
             PermissionDenied | ReadOnlyFilesystem | InvalidInput | InvalidData => {
-                ReplicaError::Fatal { key, reason: err.to_string() }
+                ReplicaError::Fatal {
+                    key,
+                    reason: err.to_string(),
+                }
             }
-            _ => ReplicaError::Transient { key, reason: err.to_string() },
+            _ => ReplicaError::Transient {
+                key,
+                reason: err.to_string(),
+            },
         }
     }
 }
@@ -111,6 +121,24 @@ pub trait ReplicaClient: Send + Sync {
 
     /// The highest max TXID in any level, or 0 for an empty replica.
     fn max_txid(&self) -> Result<TxId, ReplicaError> {
-        Ok(self.list_all()?.iter().map(|f| f.max_txid).max().unwrap_or(0))
+        Ok(self
+            .list_all()?
+            .iter()
+            .map(|f| f.max_txid)
+            .max()
+            .unwrap_or(0))
+    }
+}
+
+/// Builds the client for a configured replica.
+pub fn client_for(
+    cfg: &crate::config::ReplicaConfig,
+) -> Result<Box<dyn ReplicaClient>, ReplicaError> {
+    match &cfg.backend {
+        crate::config::Backend::File { path } => Ok(Box::new(FileReplica::new(path.clone()))),
+        crate::config::Backend::S3(s3) => Err(ReplicaError::Fatal {
+            key: format!("s3://{}/{}", s3.bucket, s3.path),
+            reason: "S3 replicas are not supported yet; use a file replica".to_string(),
+        }),
     }
 }
