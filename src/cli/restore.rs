@@ -131,6 +131,7 @@ fn from_url(url: &str, output: Option<&str>, config: Option<&str>) -> Result<Sou
             "output path required: use -o PATH with a replica URL",
         ));
     };
+    crate::logging::init_from_env();
     let rc = config::parse_replica_url(url)?;
     Ok(Source {
         client: replica::client_for(&rc)?,
@@ -148,6 +149,7 @@ fn from_config(db: &str, output: Option<&str>, config: Option<&str>) -> Result<S
             ))
         })?,
     };
+    crate::logging::init(&cfg.logging);
     let dbc = cfg
         .find_db(Path::new(db))
         .ok_or_else(|| usage(format!("database not found in config: {db}")))?;
@@ -287,13 +289,13 @@ fn print_plan(
     }
     writeln!(
         out,
-        "{:<5}  {:<37}  {:<16}  {:<16}  {:>12}  TIME",
-        "LEVEL", "FILE", "MIN", "MAX", "SIZE"
+        "{:<5}  {:<37}  {:<16}  {:<16}  {:>10}  timestamp",
+        "level", "file", "min_txid", "max_txid", "size"
     )?;
     for f in planned {
         writeln!(
             out,
-            "{:<5}  {:<37}  {:<16}  {:<16}  {:>12}  {}",
+            "{:<5}  {:<37}  {:<16}  {:<16}  {:>10}  {}",
             f.level,
             name(f),
             format_txid(f.min_txid),

@@ -72,7 +72,8 @@ impl ReplicaClient for FileReplica {
     }
 
     fn describe(&self) -> String {
-        format!("file://{}", self.root.display())
+        let abs = std::path::absolute(&self.root).unwrap_or_else(|_| self.root.clone());
+        format!("file://{}", abs.display())
     }
 
     fn key(&self, level: u8, min: TxId, max: TxId) -> String {

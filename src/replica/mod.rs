@@ -136,8 +136,8 @@ pub fn client_for(
 ) -> Result<Box<dyn ReplicaClient>, ReplicaError> {
     match &cfg.backend {
         crate::config::Backend::File { path } => Ok(Box::new(FileReplica::new(path.clone()))),
-        crate::config::Backend::S3(s3) => Err(ReplicaError::Fatal {
-            key: format!("s3://{}/{}", s3.bucket, s3.path),
+        crate::config::Backend::S3(_) => Err(ReplicaError::Fatal {
+            key: cfg.url(),
             reason: "S3 replicas are not supported yet; use a file replica".to_string(),
         }),
     }
