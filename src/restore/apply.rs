@@ -77,8 +77,8 @@ pub enum RestoreError {
     #[error("{key}: {reason}")]
     Invalid { key: String, reason: String },
     #[error(
-        "restored database is incomplete: page {pgno} of {commit} is in no file of the plan \
-         (starting with {key}); the replica is damaged"
+        "restored database is incomplete: page {pgno} of {commit} (the size set by {key}) is in \
+         no planned file; the replica is damaged"
     )]
     MissingPage { pgno: u32, commit: u32, key: String },
     #[error(
@@ -213,9 +213,8 @@ fn check_output(opts: &RestoreOptions) -> Result<(), RestoreError> {
 
 /// State carried from one planned file to the next.
 struct Applied {
-    first: Option<Header>,
     last: Option<Header>,
-    first_key: String,
+    last_key: String,
 }
 
 /// Checks a file's header against its name and the previous file (spec §4.3).
@@ -275,10 +274,6 @@ fn apply_file<'f>(
     let mut dec = Decoder::new(BufReader::with_capacity(256 * 1024, src.reader)).map_err(decode)?;
     let h = *dec.header();
     check_header(&key, f, &h, st)?;
-    if st.first.is_none() {
-        st.first = Some(h);
-        st.first_key = key.clone();
-    }
     let w = writer.get_or_insert_with(|| PageWriter::new(tmp, h.page_size));
     let lock = ltx::lock_pgno(h.page_size);
     let mut page = vec![0u8; h.page_size as usize];
@@ -297,6 +292,7 @@ fn apply_file<'f>(
     dec.finish().map_err(decode)?;
     tracing::debug!(key = %key, pages, commit = h.commit, "applied ltx file");
     st.last = Some(h);
+    st.last_key = key;
     Ok(())
 }
 
@@ -330,9 +326,8 @@ fn apply_plan(
     let mut guard = TempFile(Some(tmp_path.clone()));
 
     let mut st = Applied {
-        first: None,
         last: None,
-        first_key: String::new(),
+        last_key: String::new(),
     };
     let mut writer: Option<PageWriter<'_>> = None;
     let mut step = |idx: usize, src: Source| -> Result<(), RestoreError> {
@@ -364,7 +359,7 @@ fn apply_plan(
         return Err(RestoreError::MissingPage {
             pgno,
             commit,
-            key: st.first_key,
+            key: st.last_key,
         });
     }
     tmp.set_len(u64::from(commit) * u64::from(page_size))
