@@ -8,6 +8,7 @@
 //! - [`ltx`], [`wal`]: pure codecs. [`replica`]: storage backends. [`config`]: `litestream.yml`.
 
 pub mod capture;
+pub mod cli;
 pub mod config;
 pub mod database;
 pub mod ffi;

@@ -1,2 +1,109 @@
-//! Logging setup. STUB.
-pub fn init(_cfg: &crate::config::LoggingConfig) {}
+//! Process-wide `tracing` output to stderr, configured by `logging:` in `litestream.yml`
+//! (`level`, `type: text|json`) and the `LOG_LEVEL` environment variable, which wins.
+//!
+//! Installing is idempotent and never panics: when the host process (or an earlier call)
+//! already set a global subscriber, ours is simply not installed.
+use std::io::IsTerminal;
+use std::sync::Once;
+
+use tracing_subscriber::filter::LevelFilter;
+
+use crate::config::{normalize_level, LogFormat, LoggingConfig};
+
+static INIT: Once = Once::new();
+
+/// Installs the stderr subscriber described by `cfg` (once per process; later calls do
+/// nothing). `LOG_LEVEL` overrides `cfg.level`.
+pub fn init(cfg: &LoggingConfig) {
+    let env = std::env::var("LOG_LEVEL").ok();
+    let level = effective_level(cfg, env.as_deref());
+    let format = cfg.format;
+    INIT.call_once(|| install(level, format));
+}
+
+/// [`init`] for processes without a config file: text format, level from `LOG_LEVEL`
+/// (default info).
+pub fn init_from_env() {
+    init(&LoggingConfig::default());
+}
+
+/// The level to log at: `LOG_LEVEL` when set and not empty (an unknown name means info, as
+/// in Litestream), else `cfg.level`, else info. Names are case-insensitive.
+pub fn effective_level(cfg: &LoggingConfig, env: Option<&str>) -> LevelFilter {
+    let name = match env.map(str::trim).filter(|v| !v.is_empty()) {
+        Some(v) => normalize_level(v),
+        None => cfg.level.as_deref().and_then(normalize_level),
+    };
+    match name {
+        Some("trace") => LevelFilter::TRACE,
+        Some("debug") => LevelFilter::DEBUG,
+        Some("warn") => LevelFilter::WARN,
+        Some("error") => LevelFilter::ERROR,
+        _ => LevelFilter::INFO,
+    }
+}
+
+fn install(level: LevelFilter, format: LogFormat) {
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level);
+    // An error means a global subscriber exists already: keep it.
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(level: Option<&str>) -> LoggingConfig {
+        LoggingConfig {
+            level: level.map(String::from),
+            ..LoggingConfig::default()
+        }
+    }
+
+    #[test]
+    fn level_table() {
+        let cases: &[(Option<&str>, Option<&str>, LevelFilter)] = &[
+            (None, None, LevelFilter::INFO),
+            (Some("debug"), None, LevelFilter::DEBUG),
+            (Some("warn"), None, LevelFilter::WARN),
+            (Some("error"), None, LevelFilter::ERROR),
+            (Some("trace"), None, LevelFilter::TRACE),
+            (Some("debug"), Some("ERROR"), LevelFilter::ERROR),
+            (Some("error"), Some("Debug"), LevelFilter::DEBUG),
+            (None, Some("WARNING"), LevelFilter::WARN),
+            (Some("debug"), Some(""), LevelFilter::DEBUG),
+            (Some("debug"), Some("loud"), LevelFilter::INFO),
+            (Some("nonsense"), None, LevelFilter::INFO),
+        ];
+        for (conf, env, want) in cases {
+            assert_eq!(
+                effective_level(&cfg(*conf), *env),
+                *want,
+                "{conf:?} {env:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn init_is_idempotent_and_tolerates_existing_subscriber() {
+        // Another subscriber may already be global (set by a test or the host): no panic.
+        let _ =
+            tracing::subscriber::set_global_default(tracing::subscriber::NoSubscriber::default());
+        init(&LoggingConfig {
+            level: Some("debug".into()),
+            format: LogFormat::Json,
+            stderr: true,
+        });
+        init_from_env();
+        init(&LoggingConfig::default());
+        assert!(INIT.is_completed());
+        tracing::info!("still works");
+    }
+}

@@ -1,29 +1,135 @@
 //! `litestream.yml` (Litestream 0.5's format, spec §5), `$VAR` expansion, replica URLs and
-//! Go-style durations, resolved into one typed [`Config`]. STUB: types are the contract.
+//! Go-style durations, resolved into one typed [`Config`].
+//!
+//! Submodules: `file` (the YAML as written), `resolve` (YAML → [`Config`], all checks),
+//! `expand` (`$VAR`, `~`, relative paths), `duration` (Go durations, byte sizes), `url`
+//! (replica URLs), `error` ([`ConfigError`] with file, line, column and key path).
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use thiserror::Error;
+mod duration;
+mod error;
+mod expand;
+mod file;
+mod resolve;
+mod url;
+
+pub use duration::{format_go_duration, parse_byte_size};
+pub use error::ConfigError;
+pub use expand::expand_env;
 
 /// Default `sync-interval` (spec §5).
 pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(1);
+/// Default intervals of compaction levels L1..L3 (spec §2.1).
+pub const DEFAULT_LEVELS: [Duration; 3] = [
+    Duration::from_secs(30),
+    Duration::from_secs(5 * 60),
+    Duration::from_secs(60 * 60),
+];
+/// Default `snapshot.interval` and `snapshot.retention`.
+pub const DEFAULT_SNAPSHOT_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
+pub const DEFAULT_SNAPSHOT_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
+/// Default `l0-retention` and `l0-retention-check-interval`.
+pub const DEFAULT_L0_RETENTION: Duration = Duration::from_secs(5 * 60);
+pub const DEFAULT_L0_RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(15);
+/// Default `shutdown-sync-timeout` and `shutdown-sync-interval`.
+pub const DEFAULT_SHUTDOWN_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_SHUTDOWN_SYNC_INTERVAL: Duration = Duration::from_millis(500);
+/// Default `poll-interval` of a read replica.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// At most this many compaction levels (L1..L8) may be configured; L9 is the snapshot level.
+pub const MAX_LEVELS: usize = 8;
+/// Where the config is read from when `LITESTREAM_CONFIG` is not set.
+pub const SYSTEM_CONFIG_PATH: &str = "/etc/litestream.yml";
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// The file this was loaded from (`None` for a config built from a URI parameter).
     pub source: Option<PathBuf>,
     pub dbs: Vec<DbConfig>,
     pub logging: LoggingConfig,
+    /// `levels[].interval`: compaction intervals of L1..Ln (at most [`MAX_LEVELS`]).
+    pub levels: Vec<Duration>,
+    /// `snapshot.interval` (the effective, global value; a per-db value is used when the
+    /// top level sets none, and per-db values must agree, as in Litestream).
+    pub snapshot_interval: Duration,
+    pub snapshot_retention: Duration,
+    /// `l0-retention`; zero disables L0 retention.
+    pub l0_retention: Duration,
+    pub l0_retention_check_interval: Duration,
+    /// `retention.enabled`: whether remote files are ever deleted.
+    pub retention_enabled: bool,
+    /// Top-level `lag-alert` (`None` when unset or zero); each db may override it.
+    pub lag_alert: Option<Duration>,
+    /// `addr`: metrics listener `host:port`.
+    pub addr: Option<String>,
+    pub shutdown_sync_timeout: Duration,
+    pub shutdown_sync_interval: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            source: None,
+            dbs: Vec::new(),
+            logging: LoggingConfig::default(),
+            levels: DEFAULT_LEVELS.to_vec(),
+            snapshot_interval: DEFAULT_SNAPSHOT_INTERVAL,
+            snapshot_retention: DEFAULT_SNAPSHOT_RETENTION,
+            l0_retention: DEFAULT_L0_RETENTION,
+            l0_retention_check_interval: DEFAULT_L0_RETENTION_CHECK_INTERVAL,
+            retention_enabled: true,
+            lag_alert: None,
+            addr: None,
+            shutdown_sync_timeout: DEFAULT_SHUTDOWN_SYNC_TIMEOUT,
+            shutdown_sync_interval: DEFAULT_SHUTDOWN_SYNC_INTERVAL,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct DbConfig {
     /// Absolute path of the database.
     pub path: PathBuf,
-    /// `meta-path`: where local state lives; default `.<db name>-litestream` beside the db.
+    /// `meta-path`: where local state lives; default `.<db name>-litestream` beside the db
+    /// (see [`DbConfig::meta_dir`]).
     pub meta_path: Option<PathBuf>,
     pub replica: ReplicaConfig,
     pub restore_if_db_not_exists: bool,
+    /// `lag-alert` of this db, else the top-level one (`None`: no alert).
+    pub lag_alert: Option<Duration>,
+    /// `read-replicas`: local read-only followers of this database's replica.
+    pub read_replicas: Vec<ReadReplicaConfig>,
+}
+
+impl DbConfig {
+    /// The effective meta directory: `meta-path`, else `.<db file name>-litestream` beside
+    /// the database (Litestream 0.5's default).
+    pub fn meta_dir(&self) -> PathBuf {
+        if let Some(p) = &self.meta_path {
+            return p.clone();
+        }
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let dir = self.path.parent().unwrap_or(Path::new("/"));
+        dir.join(format!(".{name}-litestream"))
+    }
+}
+
+/// One entry of `read-replicas`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadReplicaConfig {
+    /// `name`, if given.
+    pub name: Option<String>,
+    /// `type` as written (default `file`).
+    pub kind: String,
+    /// Absolute path of the local follower file.
+    pub path: PathBuf,
+    /// `poll-interval` (default 1s).
+    pub poll_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -38,11 +144,15 @@ pub enum Backend {
     S3(S3Config),
 }
 
-#[derive(Clone, Default)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct S3Config {
     pub bucket: String,
+    /// Key prefix without leading or trailing `/`; empty for the bucket root. (Official
+    /// Litestream writes `./0000/…` for a bucket-root URL and `/0000/…` for `bucket:` without
+    /// `path:`, because it joins `path + "/"` literally.)
     pub path: String,
     pub region: Option<String>,
+    /// Endpoint URL with scheme (`http://localhost:9000`); `None` for AWS.
     pub endpoint: Option<String>,
     pub force_path_style: bool,
     pub skip_verify: bool,
@@ -50,6 +160,9 @@ pub struct S3Config {
     pub secret_access_key: Option<String>,
     pub part_size: Option<u64>,
     pub concurrency: Option<usize>,
+    pub sign_payload: Option<bool>,
+    pub require_content_md5: Option<bool>,
+    pub storage_class: Option<String>,
 }
 
 impl std::fmt::Debug for S3Config {
@@ -57,7 +170,14 @@ impl std::fmt::Debug for S3Config {
         f.debug_struct("S3Config")
             .field("bucket", &self.bucket)
             .field("path", &self.path)
-            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint.as_deref().map(url::redact))
+            .field("force_path_style", &self.force_path_style)
+            .field("skip_verify", &self.skip_verify)
+            .field(
+                "credentials",
+                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -69,57 +189,192 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoggingConfig {
+    /// `logging.level`, normalized by [`normalize_level`] (`trace`, `debug`, `info`, `warn`,
+    /// `error`); `None` means info. `LOG_LEVEL` overrides it when logging starts.
     pub level: Option<String>,
+    /// `logging.type`: `text` (also `pretty` or empty) or `json`.
     pub format: LogFormat,
+    /// `logging.stderr` as written (this library always logs to stderr).
+    pub stderr: bool,
 }
 
-#[derive(Debug, Error)]
-pub enum ConfigError {
-    #[error("{0}")]
-    Other(String),
+/// The canonical name of a log level, case-insensitive (`WARNING` → `warn`); `None` if unknown.
+pub fn normalize_level(level: &str) -> Option<&'static str> {
+    Some(match level.trim().to_ascii_lowercase().as_str() {
+        "trace" => "trace",
+        "debug" => "debug",
+        "info" => "info",
+        "warn" | "warning" => "warn",
+        "error" => "error",
+        _ => return None,
+    })
 }
 
 impl ReplicaConfig {
     /// The replica as a URL (`file:///…`, `s3://bucket/path?endpoint=…`), without secrets.
     pub fn url(&self) -> String {
-        todo!()
+        match &self.backend {
+            Backend::File { path } => format!("file://{}", path.display()),
+            Backend::S3(s3) => {
+                let mut out = format!("s3://{}", s3.bucket);
+                if !s3.path.is_empty() {
+                    out.push('/');
+                    out.push_str(&url::percent_encode(&s3.path, true));
+                }
+                let mut query = Vec::new();
+                if let Some(e) = &s3.endpoint {
+                    query.push(format!(
+                        "endpoint={}",
+                        url::percent_encode(&url::redact(e), false)
+                    ));
+                }
+                if let Some(r) = &s3.region {
+                    query.push(format!("region={}", url::percent_encode(r, false)));
+                }
+                if s3.force_path_style != s3.endpoint.is_some() {
+                    query.push(format!("forcePathStyle={}", s3.force_path_style));
+                }
+                if s3.skip_verify {
+                    query.push("skipVerify=true".to_string());
+                }
+                if !query.is_empty() {
+                    out.push('?');
+                    out.push_str(&query.join("&"));
+                }
+                out
+            }
+        }
     }
 }
 
 /// `$LITESTREAM_CONFIG`, else `/etc/litestream.yml`.
 pub fn default_path() -> PathBuf {
-    todo!()
+    match std::env::var_os("LITESTREAM_CONFIG").filter(|v| !v.is_empty()) {
+        Some(v) => PathBuf::from(v),
+        None => PathBuf::from(SYSTEM_CONFIG_PATH),
+    }
 }
 
 /// Loads the default config: `Ok(None)` when `LITESTREAM_CONFIG` is unset and
-/// `/etc/litestream.yml` does not exist.
+/// `/etc/litestream.yml` does not exist. A `LITESTREAM_CONFIG` naming a missing file is an
+/// error.
 pub fn load_default() -> Result<Option<Config>, ConfigError> {
-    todo!()
+    let var = std::env::var_os("LITESTREAM_CONFIG").filter(|v| !v.is_empty());
+    load_default_from(var.as_deref().map(Path::new), Path::new(SYSTEM_CONFIG_PATH))
 }
 
-pub fn load(_path: &Path) -> Result<Config, ConfigError> {
-    todo!()
+fn load_default_from(var: Option<&Path>, system: &Path) -> Result<Option<Config>, ConfigError> {
+    match var {
+        Some(p) => load(p).map(Some),
+        None if !system.exists() => Ok(None),
+        None => load(system).map(Some),
+    }
 }
 
-pub fn parse_replica_url(_url: &str) -> Result<ReplicaConfig, ConfigError> {
-    todo!()
+/// Reads, `$VAR`-expands and resolves a config file. Relative paths in it are resolved
+/// against the current directory (as Litestream does), `~` against `$HOME`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let cwd = std::env::current_dir().map_err(|e| {
+        ConfigError::Other(format!(
+            "cannot resolve relative paths: current directory: {e}"
+        ))
+    })?;
+    let home = expand::home_dir();
+    let shown = path.to_string_lossy();
+    let file = expand::resolve_path(&shown, &cwd, home.as_deref())
+        .map_err(|m| ConfigError::value("", m))?;
+    let text = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ConfigError::NotFound { path: file })
+        }
+        Err(source) => return Err(ConfigError::Read { path: file, source }),
+    };
+    let env = resolve::Env {
+        cwd: &cwd,
+        home: home.as_deref(),
+    };
+    let mut config = parse_text(&text, Some(path), &expand::process_env, &env)?;
+    config.source = Some(file);
+    Ok(config)
 }
 
-pub fn parse_duration(_s: &str) -> Result<Duration, ConfigError> {
-    todo!()
+/// Expands `$VAR`s with `lookup`, then parses and resolves. `file` is only used in messages.
+fn parse_text(
+    text: &str,
+    file: Option<&Path>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    env: &resolve::Env,
+) -> Result<Config, ConfigError> {
+    resolve::parse(&expand_env(text, lookup), file, env)
+}
+
+/// Parses a replica URL (`file:///abs/path` or `s3://bucket/path?…`) with the default
+/// sync interval.
+pub fn parse_replica_url(url: &str) -> Result<ReplicaConfig, ConfigError> {
+    let parts = url::parse(url).map_err(|m| ConfigError::value("", m))?;
+    let backend = resolve::backend_from_url(parts);
+    Ok(ReplicaConfig {
+        backend,
+        sync_interval: DEFAULT_SYNC_INTERVAL,
+    })
+}
+
+/// The database entry for the zero-config URI parameter `?replica=URL`. The sync interval
+/// is the default; callers may set `replica.sync_interval` afterwards.
+pub fn from_replica_url(db_path: &Path, url: &str) -> Result<DbConfig, ConfigError> {
+    let replica = parse_replica_url(url)?;
+    Ok(DbConfig {
+        path: absolute(db_path),
+        meta_path: None,
+        replica,
+        restore_if_db_not_exists: false,
+        lag_alert: None,
+        read_replicas: Vec::new(),
+    })
+}
+
+/// Parses a Go duration (`1s`, `500ms`, `1h30m`, `0`); negative durations are refused.
+pub fn parse_duration(s: &str) -> Result<Duration, ConfigError> {
+    duration::parse_go_duration(s).map_err(|m| ConfigError::value("", m))
+}
+
+/// `p` made absolute against the current directory and cleaned lexically.
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        return expand::clean(p);
+    }
+    match std::env::current_dir() {
+        Ok(cwd) => expand::clean(&cwd.join(p)),
+        Err(_) => expand::clean(p),
+    }
+}
+
+/// `p` absolute, with its parent directory canonicalized when it exists (symlinks resolved).
+fn comparable(p: &Path) -> PathBuf {
+    let abs = absolute(p);
+    match (abs.parent(), abs.file_name()) {
+        (Some(parent), Some(name)) => std::fs::canonicalize(parent)
+            .unwrap_or_else(|_| parent.to_path_buf())
+            .join(name),
+        _ => abs,
+    }
 }
 
 impl Config {
     /// The entry for `db_path` (compared after making both absolute and resolving symlinks of
     /// the parent directory; the database file itself may not exist yet).
-    pub fn find_db(&self, _db_path: &Path) -> Option<&DbConfig> {
-        todo!()
+    pub fn find_db(&self, db_path: &Path) -> Option<&DbConfig> {
+        let abs = absolute(db_path);
+        if let Some(db) = self.dbs.iter().find(|db| db.path == abs) {
+            return Some(db);
+        }
+        let want = comparable(&abs);
+        self.dbs.iter().find(|db| comparable(&db.path) == want)
     }
 }
 
-/// Zero-config replication from a `replica=URL` URI parameter. STUB.
-pub fn from_replica_url(_db_path: &Path, _url: &str) -> Result<DbConfig, ConfigError> {
-    todo!()
-}
+#[cfg(test)]
+mod tests;

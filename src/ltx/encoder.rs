@@ -1,23 +1,345 @@
-//! Streaming LTX writer. STUB.
+//! Streaming LTX writer (spec §3, §8). Holds one compression buffer and the page index entries;
+//! page data goes straight to the writer, so files of any size stream.
 use std::io::Write;
 
-use super::{Header, LtxError, Trailer};
+use super::index::{encode_index, PageIndexEntry};
+use super::{Crc64, Header, LtxError, Trailer, CHECKSUM_FLAG, FLAG_NO_CHECKSUM, HEADER_SIZE};
+
+/// Page header (pgno u32, flags u16) plus the u32 compressed length.
+pub(crate) const FRAME_HEADER_SIZE: usize = 10;
+/// Page flag: a u32 compressed length follows the page header (the only encoding we write).
+pub(crate) const PAGE_FLAG_SIZE: u16 = 0x0001;
+/// The end marker: a page header of zeros, with no length field.
+pub(crate) const END_MARKER: [u8; 6] = [0; 6];
 
 pub struct Encoder<W: Write> {
-    _w: W,
+    w: W,
+    header: Header,
+    hash: Crc64,
+    /// Bytes written so far (= offset of the next frame).
+    offset: u64,
+    prev_pgno: u32,
+    /// Only tests change it (to exercise lock-page rules on small files).
+    pub(super) lock_pgno: u32,
+    index: Vec<PageIndexEntry>,
+    /// Page header, length field and compressed data of the current frame; reused.
+    frame: Vec<u8>,
+    /// Set after a failed write: the output is incomplete and must be discarded.
+    failed: bool,
 }
 
 impl<W: Write> Encoder<W> {
-    /// Writes the header. The header's flags must be `FLAG_NO_CHECKSUM`.
-    pub fn new(_w: W, _header: &Header) -> Result<Self, LtxError> {
-        todo!()
+    /// Validates the header and writes it. The header's flags must be `FLAG_NO_CHECKSUM` and its
+    /// commit at least 1 (spec §3.6, §3.8: anything else breaks `litestream restore`).
+    pub fn new(mut w: W, header: &Header) -> Result<Self, LtxError> {
+        header.validate()?;
+        if header.flags != FLAG_NO_CHECKSUM {
+            return Err(LtxError::InvalidHeader(format!(
+                "flags {:#x}: the encoder writes only flag {FLAG_NO_CHECKSUM:#x} (no checksum) files, \
+                 the only kind Litestream 0.5 restores",
+                header.flags
+            )));
+        }
+        if header.commit == 0 {
+            return Err(LtxError::InvalidHeader(
+                "commit 0: an LTX file must describe a database of at least one page".into(),
+            ));
+        }
+        let bytes = header.encode();
+        w.write_all(&bytes)?;
+        let mut hash = Crc64::new();
+        hash.update(&bytes);
+        let max = lz4_flex::block::get_maximum_output_size(header.page_size as usize);
+        Ok(Encoder {
+            w,
+            header: *header,
+            hash,
+            offset: HEADER_SIZE as u64,
+            prev_pgno: 0,
+            lock_pgno: header.lock_pgno(),
+            index: Vec::new(),
+            frame: vec![0u8; FRAME_HEADER_SIZE + max],
+            failed: false,
+        })
     }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The underlying writer (everything counted by `bytes_written` has been handed to it).
+    pub fn get_ref(&self) -> &W {
+        &self.w
+    }
+
+    /// Pages written so far.
+    pub fn pages_written(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Bytes written so far.
+    pub fn bytes_written(&self) -> u64 {
+        self.offset
+    }
+
+    /// The page after `prev` in a snapshot, which holds every page but the lock page.
+    fn next_snapshot_pgno(&self) -> u32 {
+        let next = self.prev_pgno.saturating_add(1);
+        if next == self.lock_pgno {
+            next.saturating_add(1)
+        } else {
+            next
+        }
+    }
+
+    fn check_usable(&self) -> Result<(), LtxError> {
+        if self.failed {
+            return Err(LtxError::Io(std::io::Error::other(
+                "an earlier write to this LTX file failed; discard the partial file and start over",
+            )));
+        }
+        Ok(())
+    }
+
     /// Appends one page: strictly ascending pgno, never the lock page, `data.len() == page size`.
-    pub fn write_page(&mut self, _pgno: u32, _data: &[u8]) -> Result<(), LtxError> {
-        todo!()
+    /// In a snapshot (min TXID 1) pages must be exactly 1, 2, 3, … (skipping the lock page).
+    pub fn write_page(&mut self, pgno: u32, data: &[u8]) -> Result<(), LtxError> {
+        self.check_usable()?;
+        let bad = |reason: String| Err(LtxError::BadPage { pgno, reason });
+        if pgno == 0 {
+            return bad("page numbers start at 1".into());
+        }
+        if pgno <= self.prev_pgno {
+            return Err(LtxError::NonSequentialPage {
+                prev: self.prev_pgno,
+                pgno,
+            });
+        }
+        if pgno > self.header.commit {
+            return bad(format!(
+                "beyond the header's commit of {} pages; raise commit or drop the page",
+                self.header.commit
+            ));
+        }
+        if pgno == self.lock_pgno {
+            return bad("is the lock page (byte offset 1 GiB), which is never stored".into());
+        }
+        if self.header.is_snapshot() && pgno != self.next_snapshot_pgno() {
+            return Err(LtxError::NonSequentialPage {
+                prev: self.prev_pgno,
+                pgno,
+            });
+        }
+        if data.len() != self.header.page_size as usize {
+            return bad(format!(
+                "data is {} bytes, the page size is {}",
+                data.len(),
+                self.header.page_size
+            ));
+        }
+
+        let n = lz4_flex::block::compress_into(data, &mut self.frame[FRAME_HEADER_SIZE..])
+            .map_err(|e| LtxError::BadPage {
+                pgno,
+                reason: format!("LZ4 compression failed: {e}"),
+            })?;
+        let len = u32::try_from(n).map_err(|_| LtxError::BadPage {
+            pgno,
+            reason: format!("compressed size {n} does not fit in u32"),
+        })?;
+        self.frame[0..4].copy_from_slice(&pgno.to_be_bytes());
+        self.frame[4..6].copy_from_slice(&PAGE_FLAG_SIZE.to_be_bytes());
+        self.frame[6..10].copy_from_slice(&len.to_be_bytes());
+        let size = FRAME_HEADER_SIZE + n;
+        if let Err(e) = self.w.write_all(&self.frame[..size]) {
+            self.failed = true;
+            return Err(e.into());
+        }
+        // The checksum covers the page header and length, then the *uncompressed* page.
+        self.hash.update(&self.frame[..FRAME_HEADER_SIZE]);
+        self.hash.update(data);
+        self.index.push(PageIndexEntry {
+            pgno,
+            offset: self.offset,
+            size: size as u64,
+        });
+        self.offset += size as u64;
+        self.prev_pgno = pgno;
+        Ok(())
     }
-    /// Writes end marker, page index and trailer; returns the writer and the trailer.
-    pub fn finish(self) -> Result<(W, Trailer), LtxError> {
-        todo!()
+
+    /// Writes end marker, page index and trailer, flushes, and returns the writer and the trailer.
+    /// A snapshot must have received every page up to commit.
+    pub fn finish(mut self) -> Result<(W, Trailer), LtxError> {
+        self.check_usable()?;
+        if self.header.is_snapshot() && self.prev_pgno < self.header.commit {
+            let missing = self.next_snapshot_pgno();
+            if missing <= self.header.commit {
+                return Err(LtxError::BadPage {
+                    pgno: missing,
+                    reason: format!(
+                        "missing from a snapshot (min TXID 1), which must hold every page 1..={}",
+                        self.header.commit
+                    ),
+                });
+            }
+        }
+        let mut tail = END_MARKER.to_vec();
+        tail.extend_from_slice(&encode_index(&self.index));
+        let post_apply_checksum = 0u64;
+        tail.extend_from_slice(&post_apply_checksum.to_be_bytes());
+        self.hash.update(&tail);
+        let trailer = Trailer {
+            post_apply_checksum,
+            file_checksum: CHECKSUM_FLAG | self.hash.finish(),
+        };
+        tail.extend_from_slice(&trailer.file_checksum.to_be_bytes());
+        self.w.write_all(&tail)?;
+        self.w.flush()?;
+        tracing::trace!(
+            min_txid = self.header.min_txid,
+            max_txid = self.header.max_txid,
+            pages = self.index.len(),
+            bytes = self.offset + tail.len() as u64,
+            "ltx file encoded"
+        );
+        Ok((self.w, trailer))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn l0(page_size: u32, commit: u32, min: u64) -> Header {
+        Header {
+            flags: FLAG_NO_CHECKSUM,
+            page_size,
+            commit,
+            min_txid: min,
+            max_txid: min,
+            timestamp_ms: 1_700_000_000_000,
+            ..Header::default()
+        }
+    }
+
+    #[test]
+    fn rejects_unusable_headers() {
+        let no_flag = Header {
+            flags: 0,
+            min_txid: 1,
+            ..l0(4096, 1, 1)
+        };
+        assert!(matches!(
+            Encoder::new(Vec::new(), &no_flag),
+            Err(LtxError::InvalidHeader(_))
+        ));
+        assert!(matches!(
+            Encoder::new(Vec::new(), &l0(4096, 0, 2)),
+            Err(LtxError::InvalidHeader(_))
+        ));
+        assert!(matches!(
+            Encoder::new(Vec::new(), &l0(1000, 1, 2)),
+            Err(LtxError::InvalidHeader(_))
+        ));
+    }
+
+    #[test]
+    fn page_rules() {
+        let page = vec![0u8; 512];
+        let mut e = Encoder::new(Vec::new(), &l0(512, 10, 2)).unwrap();
+        assert!(matches!(
+            e.write_page(0, &page),
+            Err(LtxError::BadPage { pgno: 0, .. })
+        ));
+        e.write_page(3, &page).unwrap();
+        assert!(matches!(
+            e.write_page(3, &page),
+            Err(LtxError::NonSequentialPage { prev: 3, pgno: 3 })
+        ));
+        assert!(matches!(
+            e.write_page(2, &page),
+            Err(LtxError::NonSequentialPage { prev: 3, pgno: 2 })
+        ));
+        assert!(matches!(
+            e.write_page(11, &page),
+            Err(LtxError::BadPage { pgno: 11, .. })
+        ));
+        assert!(matches!(
+            e.write_page(5, &page[..100]),
+            Err(LtxError::BadPage { pgno: 5, .. })
+        ));
+        e.write_page(10, &page).unwrap();
+        assert_eq!(e.pages_written(), 2);
+        let (out, t) = e.finish().unwrap();
+        assert_eq!(&out[out.len() - 8..], &t.file_checksum.to_be_bytes());
+        assert_ne!(t.file_checksum & CHECKSUM_FLAG, 0);
+    }
+
+    #[test]
+    fn never_writes_the_lock_page() {
+        let ps = 65536;
+        let lock = super::super::lock_pgno(ps);
+        let page = vec![1u8; ps as usize];
+        let mut e = Encoder::new(Vec::new(), &l0(ps, lock + 1, 2)).unwrap();
+        assert!(matches!(
+            e.write_page(lock, &page),
+            Err(LtxError::BadPage { .. })
+        ));
+        e.write_page(lock + 1, &page).unwrap();
+    }
+
+    #[test]
+    fn snapshot_must_be_complete_and_in_order() {
+        let page = vec![0u8; 512];
+        let mut e = Encoder::new(Vec::new(), &l0(512, 3, 1)).unwrap();
+        assert!(matches!(
+            e.write_page(2, &page),
+            Err(LtxError::NonSequentialPage { prev: 0, pgno: 2 })
+        ));
+        e.write_page(1, &page).unwrap();
+        assert!(matches!(
+            e.write_page(3, &page),
+            Err(LtxError::NonSequentialPage { prev: 1, pgno: 3 })
+        ));
+        e.write_page(2, &page).unwrap();
+        assert!(matches!(e.finish(), Err(LtxError::BadPage { pgno: 3, .. })));
+    }
+
+    #[test]
+    fn compresses_for_real() {
+        let page = vec![0u8; 4096];
+        let mut e = Encoder::new(Vec::new(), &l0(4096, 1, 2)).unwrap();
+        e.write_page(1, &page).unwrap();
+        let (out, _) = e.finish().unwrap();
+        assert!(
+            out.len() < 200,
+            "a zero page must compress well, got {} bytes",
+            out.len()
+        );
+    }
+
+    struct FailAfter(usize);
+    impl Write for FailAfter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.0 < buf.len() {
+                return Err(std::io::Error::other("disk full"));
+            }
+            self.0 -= buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn write_errors_poison_the_encoder() {
+        let page = vec![7u8; 512];
+        assert!(Encoder::new(FailAfter(10), &l0(512, 2, 2)).is_err());
+        let mut e = Encoder::new(FailAfter(HEADER_SIZE), &l0(512, 2, 2)).unwrap();
+        assert!(matches!(e.write_page(1, &page), Err(LtxError::Io(_))));
+        assert!(matches!(e.write_page(2, &page), Err(LtxError::Io(_))));
+        assert!(e.finish().is_err());
     }
 }

@@ -8,13 +8,25 @@ mod checksum;
 mod decoder;
 mod encoder;
 mod header;
+mod index;
 mod lz4frame;
 mod name;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_real;
 
-pub use checksum::{crc64, Crc64, CHECKSUM_FLAG};
+pub use checksum::{
+    crc64, database_checksum, fold_page_checksum, page_checksum, Crc64, DatabaseChecksum,
+    CHECKSUM_FLAG,
+};
 pub use decoder::{Decoder, PageIndexEntry};
 pub use encoder::Encoder;
-pub use header::{lock_pgno, Header, Trailer, FLAG_NO_CHECKSUM, HEADER_SIZE, MAGIC, TRAILER_SIZE};
+pub use header::{
+    is_valid_page_size, lock_pgno, Header, Trailer, FLAG_NO_CHECKSUM, HEADER_SIZE, MAGIC,
+    MAX_PAGE_SIZE, MIN_PAGE_SIZE, TRAILER_SIZE,
+};
+pub use index::decode_index_from_tail;
 pub use name::{format_file_name, parse_file_name};
 
 use thiserror::Error;

@@ -3,7 +3,11 @@
 //! A replica holds only immutable LTX files, one directory or prefix per level (spec §1.1):
 //! `file`: `<root>/ltx/<level>/<min>-<max>.ltx`; `s3`: `<prefix>/<level as %04x>/<min>-<max>.ltx`.
 
+#[cfg(test)]
+pub mod conformance;
 pub mod file;
+
+pub use file::FileReplica;
 
 use std::io::Read;
 use std::path::Path;
@@ -59,9 +63,15 @@ impl ReplicaError {
             NotFound => ReplicaError::NotFound { key },
             AlreadyExists => ReplicaError::AlreadyExists { key },
             PermissionDenied | ReadOnlyFilesystem | InvalidInput | InvalidData => {
-                ReplicaError::Fatal { key, reason: err.to_string() }
+                ReplicaError::Fatal {
+                    key,
+                    reason: err.to_string(),
+                }
             }
-            _ => ReplicaError::Transient { key, reason: err.to_string() },
+            _ => ReplicaError::Transient {
+                key,
+                reason: err.to_string(),
+            },
         }
     }
 }
@@ -111,13 +121,25 @@ pub trait ReplicaClient: Send + Sync {
 
     /// The highest max TXID in any level, or 0 for an empty replica.
     fn max_txid(&self) -> Result<TxId, ReplicaError> {
-        Ok(self.list_all()?.iter().map(|f| f.max_txid).max().unwrap_or(0))
+        Ok(self
+            .list_all()?
+            .iter()
+            .map(|f| f.max_txid)
+            .max()
+            .unwrap_or(0))
     }
 }
 
-/// Builds the client for a configured replica. STUB.
+/// Builds the client for a configured replica.
 pub fn client_for(
-    _cfg: &crate::config::ReplicaConfig,
-) -> Result<std::sync::Arc<dyn ReplicaClient>, ReplicaError> {
-    todo!()
+    cfg: &crate::config::ReplicaConfig,
+) -> Result<Box<dyn ReplicaClient>, ReplicaError> {
+    match &cfg.backend {
+        crate::config::Backend::File { path } => Ok(Box::new(FileReplica::new(path.clone()))),
+        crate::config::Backend::S3(_) => Err(ReplicaError::Fatal {
+            key: cfg.url(),
+            reason: "S3 replicas are not supported yet; use a file replica".to_string(),
+        }),
+    }
 }
+

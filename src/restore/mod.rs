@@ -2,7 +2,11 @@
 //! temp file that is renamed into place only when every checksum verified (spec §4.3).
 
 mod apply;
+mod fetch;
+mod pages;
 mod plan;
 
-pub use apply::{restore, RestoreError, RestoreOptions, RestoreOutcome};
-pub use plan::{plan, PlanError, Target};
+pub use apply::{
+    plan_replica, restore, RestoreError, RestoreOptions, RestoreOutcome, DEFAULT_PARALLELISM,
+};
+pub use plan::{format_time, plan, PlanError, Target};

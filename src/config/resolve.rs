@@ -1,0 +1,481 @@
+//! YAML text → [`Config`]: defaults, inheritance of the top-level replica keys, URL merging,
+//! path resolution and every check, each failure naming its key (and line when known).
+use std::path::Path;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use super::duration::GoDuration;
+use super::error::{KeyPath, Source};
+use super::expand::resolve_path;
+use super::file::{non_empty, RawConfig, RawDb, RawLogging, RawReplica};
+use super::url::{self as replica_url, UrlParts, UNSUPPORTED_TYPES};
+use super::{
+    normalize_level, Backend, Config, ConfigError, DbConfig, LogFormat, LoggingConfig,
+    ReadReplicaConfig, ReplicaConfig, S3Config, DEFAULT_POLL_INTERVAL, DEFAULT_SYNC_INTERVAL,
+    MAX_LEVELS,
+};
+
+/// What relative paths and `~` are resolved against.
+pub(crate) struct Env<'a> {
+    pub cwd: &'a Path,
+    pub home: Option<&'a Path>,
+}
+
+/// Parses already `$VAR`-expanded YAML. `file` is only used in messages.
+pub(crate) fn parse(text: &str, file: Option<&Path>, env: &Env) -> Result<Config, ConfigError> {
+    let src = Source { text, file };
+    let raw: RawConfig = deserialize(&src)?;
+    let global: RawReplica = deserialize(&src)?;
+    Resolver { src, env, global }.config(raw)
+}
+
+fn deserialize<T: DeserializeOwned + Default>(src: &Source) -> Result<T, ConfigError> {
+    let de = serde_yaml_ng::Deserializer::from_str(src.text);
+    match serde_path_to_error::deserialize(de) {
+        Ok(v) => Ok(v),
+        // An empty (or comment-only) file is an empty config, as in Litestream.
+        Err(_) if is_empty_document(src.text) => Ok(T::default()),
+        Err(e) => Err(src.serde(e)),
+    }
+}
+
+fn is_empty_document(text: &str) -> bool {
+    matches!(
+        serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text),
+        Ok(serde_yaml_ng::Value::Null)
+    )
+}
+
+struct Resolver<'a> {
+    src: Source<'a>,
+    env: &'a Env<'a>,
+    global: RawReplica,
+}
+
+fn dur(d: &Option<GoDuration>) -> Option<Duration> {
+    d.map(|d| d.0)
+}
+
+impl Resolver<'_> {
+    fn err(&self, path: &KeyPath, message: impl Into<String>) -> ConfigError {
+        self.src.err(path, message)
+    }
+
+    /// `d` must be greater than zero (Litestream's rule for intervals).
+    fn positive(
+        &self,
+        d: Option<Duration>,
+        path: &KeyPath,
+    ) -> Result<Option<Duration>, ConfigError> {
+        match d {
+            Some(d) if d.is_zero() => Err(self.err(path, "must be greater than 0")),
+            other => Ok(other),
+        }
+    }
+
+    fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let root = KeyPath::root();
+        let mut c = Config::default();
+        if let Some(levels) = &raw.levels {
+            if levels.len() > MAX_LEVELS {
+                return Err(self.err(
+                    &root.key("levels"),
+                    format!(
+                        "at most {MAX_LEVELS} compaction levels may be configured, found {}",
+                        levels.len()
+                    ),
+                ));
+            }
+            c.levels = Vec::with_capacity(levels.len());
+            for (i, level) in levels.iter().enumerate() {
+                let p = root.key("levels").index(i).key("interval");
+                c.levels.extend(self.positive(Some(level.interval.0), &p)?);
+            }
+        }
+        let snap = raw.snapshot.unwrap_or_default();
+        let snap_path = root.key("snapshot");
+        let (g_interval, g_retention) = (
+            self.positive(dur(&snap.interval), &snap_path.key("interval"))?,
+            self.positive(dur(&snap.retention), &snap_path.key("retention"))?,
+        );
+        let dbs = raw.dbs.unwrap_or_default();
+        let (db_interval, db_retention) = self.db_snapshots(&dbs)?;
+        c.snapshot_interval = g_interval.or(db_interval).unwrap_or(c.snapshot_interval);
+        c.snapshot_retention = g_retention.or(db_retention).unwrap_or(c.snapshot_retention);
+        c.l0_retention = dur(&raw.l0_retention).unwrap_or(c.l0_retention);
+        let p = root.key("l0-retention-check-interval");
+        c.l0_retention_check_interval = self
+            .positive(dur(&raw.l0_retention_check_interval), &p)?
+            .unwrap_or(c.l0_retention_check_interval);
+        c.retention_enabled = raw.retention.and_then(|r| r.enabled).unwrap_or(true);
+        c.addr = non_empty(&raw.addr);
+        c.logging = self.logging(raw.logging.unwrap_or_default())?;
+        c.lag_alert = dur(&raw.lag_alert).filter(|d| !d.is_zero());
+        c.shutdown_sync_timeout =
+            dur(&raw.shutdown_sync_timeout).unwrap_or(c.shutdown_sync_timeout);
+        let p = root.key("shutdown-sync-interval");
+        c.shutdown_sync_interval = self
+            .positive(dur(&raw.shutdown_sync_interval), &p)?
+            .unwrap_or(c.shutdown_sync_interval);
+        if self.global.age.is_some() {
+            return Err(self.err(&root.key("age"), AGE_REFUSED));
+        }
+        for (i, db) in dbs.into_iter().enumerate() {
+            let db = self.db(db, &root.key("dbs").index(i), c.lag_alert)?;
+            if let Some(j) = c.dbs.iter().position(|d: &DbConfig| d.path == db.path) {
+                return Err(self.err(
+                    &root.key("dbs").index(i).key("path"),
+                    format!("{} is already configured by dbs[{j}]", db.path.display()),
+                ));
+            }
+            c.dbs.push(db);
+        }
+        Ok(c)
+    }
+
+    /// Per-db `snapshot:` values; they must agree (Litestream: the effective value is global).
+    fn db_snapshots(
+        &self,
+        dbs: &[RawDb],
+    ) -> Result<(Option<Duration>, Option<Duration>), ConfigError> {
+        let mut found: [Option<(Duration, usize)>; 2] = [None, None];
+        for (i, db) in dbs.iter().enumerate() {
+            let (interval, retention) = db
+                .snapshot
+                .as_ref()
+                .map_or((None, None), |s| (s.interval, s.retention));
+            for (k, (name, value)) in [("interval", interval), ("retention", retention)]
+                .into_iter()
+                .enumerate()
+            {
+                let p = KeyPath::root()
+                    .key("dbs")
+                    .index(i)
+                    .key("snapshot")
+                    .key(name);
+                let Some(v) = self.positive(dur(&value), &p)? else {
+                    continue;
+                };
+                match found[k] {
+                    Some((prev, j)) if prev != v => {
+                        return Err(self.err(
+                            &p,
+                            format!(
+                            "conflicts with dbs[{j}].snapshot.{name} ({} vs {}): snapshots are \
+                             global, so use one value (or set the top-level `snapshot.{name}`)",
+                            super::format_go_duration(v),
+                            super::format_go_duration(prev),
+                        ),
+                        ))
+                    }
+                    Some(_) => {}
+                    None => found[k] = Some((v, i)),
+                }
+            }
+        }
+        Ok((found[0].map(|f| f.0), found[1].map(|f| f.0)))
+    }
+
+    fn logging(&self, raw: RawLogging) -> Result<LoggingConfig, ConfigError> {
+        let p = KeyPath::root().key("logging");
+        let level = match non_empty(&raw.level) {
+            None => None,
+            Some(l) => Some(
+                normalize_level(&l)
+                    .ok_or_else(|| {
+                        self.err(
+                            &p.key("level"),
+                            format!("unknown log level {l:?} (use debug, info, warn or error)"),
+                        )
+                    })?
+                    .to_string(),
+            ),
+        };
+        let format = match raw.kind.as_deref().unwrap_or("") {
+            "" | "text" | "pretty" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(self.err(
+                    &p.key("type"),
+                    format!("unknown log type {other:?} (use text or json)"),
+                ))
+            }
+        };
+        Ok(LoggingConfig {
+            level,
+            format,
+            stderr: raw.stderr.unwrap_or(false),
+        })
+    }
+
+    fn path(&self, raw: &str, p: &KeyPath) -> Result<std::path::PathBuf, ConfigError> {
+        resolve_path(raw, self.env.cwd, self.env.home).map_err(|m| self.err(p, m))
+    }
+
+    fn db(
+        &self,
+        raw: RawDb,
+        p: &KeyPath,
+        global_lag: Option<Duration>,
+    ) -> Result<DbConfig, ConfigError> {
+        let Some(path) = non_empty(&raw.path) else {
+            if non_empty(&raw.dir).is_some() {
+                return Err(self.err(
+                    &p.key("dir"),
+                    "directory replication (`dir` + `pattern`) is \
+                    not supported by liblitestream yet; list each database with `path`",
+                ));
+            }
+            return Err(self.err(
+                p,
+                "missing `path`: every database needs the path of its file",
+            ));
+        };
+        let path = self.path(&path, &p.key("path"))?;
+        let shown = path.display().to_string();
+        let meta_path = match non_empty(&raw.meta_path) {
+            Some(m) => Some(self.path(&m, &p.key("meta-path"))?),
+            None => None,
+        };
+        let (replica, rp) = match (raw.replica, raw.replicas) {
+            (Some(_), Some(_)) => {
+                return Err(self.err(
+                    p,
+                    format!(
+                    "database {shown}: `replica` and `replicas` are both set; keep only `replica`"
+                ),
+                ))
+            }
+            (Some(r), None) => (r, p.key("replica")),
+            (None, Some(list)) if list.len() > 1 => {
+                return Err(self.err(
+                    &p.key("replicas"),
+                    format!(
+                    "database {shown}: {} replicas configured, but Litestream 0.5 allows exactly \
+                     one; keep one and write it as `replica:`", list.len()
+                ),
+                ))
+            }
+            (None, Some(list)) if !list.is_empty() => (
+                list.into_iter().next().unwrap_or_default(),
+                p.key("replicas").index(0),
+            ),
+            (None, _) => {
+                return Err(self.err(
+                    p,
+                    format!(
+                        "database {shown}: no replica configured; add `replica:` with a `url` (or \
+                     `type` and `path`)"
+                    ),
+                ))
+            }
+        };
+        let replica = self.replica(&replica, &rp, &shown)?;
+        let mut read_replicas = Vec::new();
+        for (i, rr) in raw
+            .read_replicas
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
+            let rrp = p.key("read-replicas").index(i);
+            let Some(rr_path) = non_empty(&rr.path) else {
+                return Err(self.err(&rrp, "missing `path`: the local file of the read replica"));
+            };
+            read_replicas.push(ReadReplicaConfig {
+                name: non_empty(&rr.name),
+                kind: non_empty(&rr.kind).unwrap_or_else(|| "file".to_string()),
+                path: self.path(&rr_path, &rrp.key("path"))?,
+                poll_interval: self
+                    .positive(dur(&rr.poll_interval), &rrp.key("poll-interval"))?
+                    .unwrap_or(DEFAULT_POLL_INTERVAL),
+            });
+        }
+        Ok(DbConfig {
+            path,
+            meta_path,
+            replica,
+            restore_if_db_not_exists: raw.restore_if_db_not_exists.unwrap_or(false),
+            lag_alert: match dur(&raw.lag_alert) {
+                Some(d) if d.is_zero() => None,
+                Some(d) => Some(d),
+                None => global_lag,
+            },
+            read_replicas,
+        })
+    }
+
+    fn replica(&self, r: &RawReplica, p: &KeyPath, db: &str) -> Result<ReplicaConfig, ConfigError> {
+        let g = &self.global;
+        if r.age.is_some() {
+            return Err(self.err(&p.key("age"), AGE_REFUSED));
+        }
+        let url = non_empty(&r.url);
+        let path = non_empty(&r.path);
+        if url.is_some() && path.is_some() {
+            return Err(self.err(
+                p,
+                "`url` and `path` are both set; put the whole location in \
+                `url`, or use `type` and `path` without `url`",
+            ));
+        }
+        if url.is_some() && non_empty(&r.bucket).is_some() {
+            return Err(self.err(
+                p,
+                "`url` and `bucket` are both set; put the bucket in the url \
+                (s3://BUCKET/path) or drop `url`",
+            ));
+        }
+        if let Some(pth) = &path {
+            if replica_url::scheme(pth).is_some() {
+                return Err(self.err(
+                    &p.key("path"),
+                    format!(
+                        "{:?} is a URL; use the `url` key for URLs",
+                        replica_url::redact(pth)
+                    ),
+                ));
+            }
+        }
+        let parts = match &url {
+            Some(u) => Some(
+                replica_url::parse(u)
+                    .map_err(|m| self.err(&p.key("url"), format!("database {db}: {m}")))?,
+            ),
+            None => None,
+        };
+        let kind = match (&parts, non_empty(&r.kind)) {
+            (Some(UrlParts::File(_)), _) => "file".to_string(),
+            (Some(UrlParts::S3(_)), _) => "s3".to_string(),
+            (None, Some(k)) => k,
+            (None, None) => "file".to_string(),
+        };
+        let sync_interval = dur(&r.sync_interval)
+            .or(dur(&g.sync_interval))
+            .unwrap_or(DEFAULT_SYNC_INTERVAL);
+        let backend = match kind.as_str() {
+            "file" => {
+                let dir = match (parts, path) {
+                    (Some(UrlParts::File(dir)), _) => dir,
+                    (_, Some(pth)) => self.path(&pth, &p.key("path"))?,
+                    _ => {
+                        return Err(self.err(
+                            p,
+                            format!(
+                                "database {db}: a file replica needs `path` (or `url: \
+                             file:///absolute/path`)"
+                            ),
+                        ))
+                    }
+                };
+                Backend::File { path: dir }
+            }
+            "s3" => {
+                let from_url = match parts {
+                    Some(UrlParts::S3(s)) => Some(s),
+                    _ => None,
+                };
+                Backend::S3(self.s3(r, from_url, path, p, db)?)
+            }
+            k if UNSUPPORTED_TYPES.contains(&k) => {
+                return Err(self.err(
+                    &p.key("type"),
+                    format!("database {db}: {}", replica_url::unsupported(k)),
+                ))
+            }
+            k => {
+                return Err(self.err(
+                    &p.key("type"),
+                    format!("database {db}: unknown replica type {k:?} (supported: file, s3)"),
+                ))
+            }
+        };
+        Ok(ReplicaConfig {
+            backend,
+            sync_interval,
+        })
+    }
+
+    fn s3(
+        &self,
+        r: &RawReplica,
+        u: Option<replica_url::S3UrlParts>,
+        path: Option<String>,
+        p: &KeyPath,
+        db: &str,
+    ) -> Result<S3Config, ConfigError> {
+        let g = &self.global;
+        let pick = |a: &Option<String>, b: &Option<String>| non_empty(a).or_else(|| non_empty(b));
+        let has_url = u.is_some();
+        let u = u.unwrap_or_default();
+        // With a url, the bucket comes from it (a top-level `bucket` is only a default).
+        let bucket = if has_url {
+            Some(u.bucket.clone())
+        } else {
+            pick(&r.bucket, &g.bucket)
+        };
+        let Some(bucket) = bucket.filter(|b| !b.is_empty()) else {
+            return Err(self.err(
+                p,
+                format!("database {db}: an s3 replica needs `bucket` (or `url: s3://BUCKET/path`)"),
+            ));
+        };
+        let endpoint = pick(&r.endpoint, &g.endpoint).map(|e| replica_url::ensure_scheme(&e));
+        let explicit_endpoint = endpoint.is_some();
+        let endpoint = endpoint.or(u.endpoint);
+        let force_path_style = r
+            .force_path_style
+            .or(g.force_path_style)
+            .or(u.force_path_style)
+            .unwrap_or(explicit_endpoint || u.implied_path_style);
+        let skip_verify = r.skip_verify.unwrap_or(false) || g.skip_verify.unwrap_or(false);
+        let concurrency = r.concurrency.or(g.concurrency);
+        if concurrency == Some(0) {
+            return Err(self.err(&p.key("concurrency"), "must be greater than 0"));
+        }
+        Ok(S3Config {
+            bucket,
+            path: replica_url::clean_key(&path.unwrap_or(u.path)),
+            region: pick(&r.region, &g.region).or(u.region),
+            endpoint,
+            force_path_style,
+            skip_verify: u.skip_verify.unwrap_or(skip_verify),
+            access_key_id: pick(&r.access_key_id, &g.access_key_id),
+            secret_access_key: pick(&r.secret_access_key, &g.secret_access_key),
+            part_size: r.part_size.or(g.part_size).map(|s| s.0).or(u.part_size),
+            concurrency: concurrency.or(u.concurrency),
+            sign_payload: r.sign_payload.or(g.sign_payload).or(u.sign_payload),
+            require_content_md5: r
+                .require_content_md5
+                .or(g.require_content_md5)
+                .or(u.require_content_md5),
+            storage_class: pick(&r.storage_class, &g.storage_class).or(u.storage_class),
+        })
+    }
+}
+
+const AGE_REFUSED: &str = "age encryption is not supported (Litestream 0.5 refuses it too): \
+    remove the `age` key, or use Litestream v0.3.x if you need encrypted replicas";
+
+/// A backend from a URL alone (zero-config `?replica=URL`).
+pub(crate) fn backend_from_url(parts: UrlParts) -> Backend {
+    match parts {
+        UrlParts::File(path) => Backend::File { path },
+        UrlParts::S3(u) => Backend::S3(S3Config {
+            force_path_style: u.force_path_style.unwrap_or(u.implied_path_style),
+            skip_verify: u.skip_verify.unwrap_or(false),
+            bucket: u.bucket,
+            path: u.path,
+            region: u.region,
+            endpoint: u.endpoint,
+            access_key_id: None,
+            secret_access_key: None,
+            part_size: u.part_size,
+            concurrency: u.concurrency,
+            sign_payload: u.sign_payload,
+            require_content_md5: u.require_content_md5,
+            storage_class: u.storage_class,
+        }),
+    }
+}

@@ -1,0 +1,544 @@
+//! Replica URLs: `file:///abs/path` and `s3://bucket/prefix?endpoint=…` (spec §5), parsed
+//! into their parts, plus percent-coding helpers and secret-free rendering.
+use std::path::PathBuf;
+
+use super::expand::clean;
+
+/// What a replica URL says, before it is merged with YAML keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum UrlParts {
+    File(PathBuf),
+    S3(S3UrlParts),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct S3UrlParts {
+    pub bucket: String,
+    pub path: String,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    /// Path style implied by the URL: an `endpoint` query parameter, or a host form that
+    /// needs it (`bucket.host:port`, Backblaze). An explicit `forcePathStyle` wins.
+    pub implied_path_style: bool,
+    pub force_path_style: Option<bool>,
+    pub skip_verify: Option<bool>,
+    pub sign_payload: Option<bool>,
+    pub require_content_md5: Option<bool>,
+    pub storage_class: Option<String>,
+    pub part_size: Option<u64>,
+    pub concurrency: Option<usize>,
+}
+
+/// Backends Litestream 0.5 knows but this library does not implement yet.
+pub(crate) const UNSUPPORTED_TYPES: &[&str] = &["gs", "abs", "sftp", "webdav", "nats", "oss"];
+
+/// The scheme of `url` in lower case (`s3`, `file`, …), or `None` when it has no `scheme://`.
+pub(crate) fn scheme(url: &str) -> Option<String> {
+    let (scheme, _) = url.split_once("://")?;
+    let ok = !scheme.is_empty()
+        && scheme
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'_');
+    ok.then(|| scheme.to_ascii_lowercase())
+}
+
+/// Parses a replica URL. Errors are plain messages without the URL's user-info.
+pub(crate) fn parse(url: &str) -> Result<UrlParts, String> {
+    let shown = redact(url);
+    let Some(scheme) = scheme(url) else {
+        if let Some(rest) = url.strip_prefix("file:") {
+            return parse_file_path(rest, &shown);
+        }
+        return Err(format!(
+            "replica url {shown:?} has no scheme: use file:///absolute/path or s3://bucket/path"
+        ));
+    };
+    let rest = &url[scheme.len() + 3..];
+    match scheme.as_str() {
+        "file" => {
+            let rest = rest.split('?').next().unwrap_or_default();
+            if !rest.starts_with('/') {
+                let host = rest.split('/').next().unwrap_or_default();
+                return Err(format!(
+                    "replica url {shown:?}: a file url must be file:///absolute/path (host {host:?} \
+                     is not allowed; official Litestream would silently drop it); for a relative \
+                     directory use `path:` instead of `url:`"
+                ));
+            }
+            parse_file_path(rest, &shown)
+        }
+        "s3" => parse_s3(rest, &shown).map(UrlParts::S3),
+        "webdavs" => Err(unsupported("webdav")),
+        s if UNSUPPORTED_TYPES.contains(&s) => Err(unsupported(s)),
+        s => Err(format!(
+            "replica url {shown:?}: unknown scheme {s:?} (supported: file, s3)"
+        )),
+    }
+}
+
+pub(crate) fn unsupported(kind: &str) -> String {
+    format!("replica type {kind:?} is not supported by liblitestream yet (supported: file, s3)")
+}
+
+fn parse_file_path(rest: &str, shown: &str) -> Result<UrlParts, String> {
+    let path = rest.split('?').next().unwrap_or_default();
+    if !path.starts_with('/') {
+        return Err(format!(
+            "replica url {shown:?}: the path must be absolute (file:///absolute/path); for a \
+             relative directory use `path:` instead of `url:`"
+        ));
+    }
+    if path.contains(|c: char| c == '#' || c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "replica url {shown:?}: the path contains '#', spaces or control characters, which \
+             Litestream would mangle; use `path:` instead of `url:`"
+        ));
+    }
+    // Like Litestream, percent-escapes in file URLs are kept as written.
+    Ok(UrlParts::File(clean(&PathBuf::from(path))))
+}
+
+fn parse_s3(rest: &str, shown: &str) -> Result<S3UrlParts, String> {
+    let rest = rest.split('#').next().unwrap_or_default();
+    let (before_query, query) = match rest.split_once('?') {
+        Some((a, q)) => (a, q),
+        None => (rest, ""),
+    };
+    let mut out = S3UrlParts::default();
+    let raw_path;
+    if before_query.to_ascii_lowercase().starts_with("arn:") {
+        // s3://arn:aws:s3:REGION:ACCOUNT:accesspoint/NAME/prefix
+        let lower = before_query.to_ascii_lowercase();
+        let marker = ":accesspoint/";
+        let idx = lower
+            .find(marker)
+            .filter(|i| i + marker.len() < before_query.len())
+            .ok_or_else(|| format!("replica url {shown:?}: invalid S3 access point ARN"))?;
+        let name_start = idx + marker.len();
+        let (bucket, key) = match before_query[name_start..].find('/') {
+            Some(n) => (
+                &before_query[..name_start + n],
+                &before_query[name_start + n + 1..],
+            ),
+            None => (before_query, ""),
+        };
+        out.bucket = bucket.to_string();
+        out.region = bucket
+            .split(':')
+            .nth(3)
+            .filter(|r| !r.is_empty())
+            .map(String::from);
+        raw_path = key.to_string();
+    } else {
+        let (authority, path) = match before_query.find('/') {
+            Some(n) => before_query.split_at(n),
+            None => (before_query, ""),
+        };
+        let host = authority.rsplit('@').next().unwrap_or_default();
+        parse_s3_host(host, &mut out);
+        raw_path = path.to_string();
+    }
+    if out.bucket.is_empty() {
+        return Err(format!(
+            "replica url {shown:?}: bucket required (s3://BUCKET/path)"
+        ));
+    }
+    let decoded = percent_decode(&raw_path, false)
+        .map_err(|e| format!("replica url {shown:?}: path: {e}"))?;
+    out.path = clean_key(&decoded);
+    apply_query(query, &mut out).map_err(|e| format!("replica url {shown:?}: {e}"))?;
+    Ok(out)
+}
+
+/// `a//b/./c/` → `a/b/c`; `/` or empty → `` (bucket root; official Litestream would use `.`).
+pub(crate) fn clean_key(p: &str) -> String {
+    let cleaned = clean(&PathBuf::from(format!("/{p}")));
+    cleaned
+        .to_string_lossy()
+        .trim_start_matches('/')
+        .to_string()
+}
+
+/// Bucket, region and endpoint implied by the host (like Litestream's `s3.ParseHost`).
+fn parse_s3_host(host: &str, out: &mut S3UrlParts) {
+    if host.contains(':') && !host.contains(".com") {
+        // MinIO style: bucket.host:port
+        if let Some((bucket, endpoint)) = host.split_once('.') {
+            out.bucket = bucket.to_string();
+            out.endpoint = Some(format!("http://{endpoint}"));
+            out.region = Some("us-east-1".to_string());
+        } else {
+            out.endpoint = Some(format!("http://{host}"));
+        }
+        out.implied_path_style = true;
+        return;
+    }
+    if let Some(prefix) = host.strip_suffix(".amazonaws.com") {
+        // BUCKET.s3.amazonaws.com or BUCKET.s3.REGION.amazonaws.com
+        if let Some(b) = prefix.strip_suffix(".s3").filter(|b| !b.is_empty()) {
+            out.bucket = b.to_string();
+            return;
+        }
+        if let Some((b, region)) = prefix.rsplit_once('.') {
+            if let Some(b) = b.strip_suffix(".s3").filter(|b| !b.is_empty()) {
+                out.bucket = b.to_string();
+                out.region = Some(region.to_string());
+                return;
+            }
+        }
+    }
+    if let Some(prefix) = host.strip_suffix(".digitaloceanspaces.com") {
+        let (bucket, region) = prefix.rsplit_once('.').unwrap_or(("", prefix));
+        out.bucket = bucket.to_string();
+        out.region = Some(region.to_string());
+        out.endpoint = Some(format!("https://{region}.digitaloceanspaces.com"));
+        return;
+    }
+    if let Some((bucket, region)) = provider_host(host, ".backblazeb2.com") {
+        out.endpoint = Some(format!("https://s3.{region}.backblazeb2.com"));
+        (out.bucket, out.region, out.implied_path_style) = (bucket, Some(region), true);
+        return;
+    }
+    if let Some((bucket, region)) = provider_host(host, ".scw.cloud") {
+        out.endpoint = Some(format!("https://s3.{region}.scw.cloud"));
+        (out.bucket, out.region) = (bucket, Some(region));
+        return;
+    }
+    if let Some(bucket) = host
+        .strip_suffix("s3.filebase.com")
+        .filter(|b| b.is_empty() || b.ends_with('.'))
+    {
+        out.bucket = bucket.trim_end_matches('.').to_string();
+        out.endpoint = Some("https://s3.filebase.com".to_string());
+        return;
+    }
+    out.bucket = host.to_string();
+}
+
+/// `[BUCKET.]s3.REGION<suffix>` → (bucket, region).
+fn provider_host(host: &str, suffix: &str) -> Option<(String, String)> {
+    let prefix = host.strip_suffix(suffix)?;
+    let (before, region) = prefix.rsplit_once('.')?;
+    let bucket = before.strip_suffix("s3")?;
+    if !(bucket.is_empty() || bucket.ends_with('.')) || region.is_empty() {
+        return None;
+    }
+    Some((bucket.trim_end_matches('.').to_string(), region.to_string()))
+}
+
+fn apply_query(query: &str, out: &mut S3UrlParts) -> Result<(), String> {
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        if pair.contains(';') {
+            return Err("query: ';' is not a separator; use '&'".to_string());
+        }
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let key = percent_decode(k, true).map_err(|e| format!("query: {e}"))?;
+        let value = percent_decode(v, true).map_err(|e| format!("query {key}: {e}"))?;
+        if value.is_empty() {
+            continue;
+        }
+        let bool_value = || parse_bool(&value).map_err(|e| format!("query {key}: {e}"));
+        match key.as_str() {
+            "endpoint" => {
+                out.endpoint = Some(ensure_scheme(&value));
+                out.implied_path_style = true;
+            }
+            "region" => out.region = Some(value),
+            "forcePathStyle" | "force-path-style" => out.force_path_style = Some(bool_value()?),
+            "skipVerify" | "skip-verify" => out.skip_verify = Some(bool_value()?),
+            "signPayload" | "sign-payload" => out.sign_payload = Some(bool_value()?),
+            "requireContentMD5" | "require-content-md5" => {
+                out.require_content_md5 = Some(bool_value()?)
+            }
+            "storageClass" | "storage-class" => out.storage_class = Some(value),
+            "partSize" | "part-size" => out.part_size = Some(positive(&key, &value)?),
+            "concurrency" => out.concurrency = Some(positive(&key, &value)? as usize),
+            _ => {} // unknown parameters are ignored, as in Litestream
+        }
+    }
+    Ok(())
+}
+
+fn positive(key: &str, value: &str) -> Result<u64, String> {
+    match value.parse::<u64>() {
+        Ok(n) if n > 0 && n <= i64::MAX as u64 => Ok(n),
+        _ => Err(format!("query {key}: {value:?} is not a positive integer")),
+    }
+}
+
+pub(crate) fn parse_bool(v: &str) -> Result<bool, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "t" | "yes" => Ok(true),
+        "false" | "0" | "f" | "no" => Ok(false),
+        _ => Err(format!("{v:?} is not a boolean (use true or false)")),
+    }
+}
+
+/// Adds `http://` to local endpoints and `https://` to others, like Litestream.
+pub(crate) fn ensure_scheme(endpoint: &str) -> String {
+    if endpoint.starts_with("http://") || endpoint.starts_with("https://") {
+        return endpoint.to_string();
+    }
+    let host = endpoint.split(['/', ':']).next().unwrap_or_default();
+    let local = host == "localhost"
+        || host == "127.0.0.1"
+        || host.starts_with("192.168.")
+        || host.starts_with("10.")
+        || (host.starts_with("172.")
+            && host
+                .split('.')
+                .nth(1)
+                .and_then(|o| o.parse::<u8>().ok())
+                .is_some_and(|o| (16..=31).contains(&o)));
+    let scheme = if local { "http" } else { "https" };
+    format!("{scheme}://{endpoint}")
+}
+
+/// Decodes `%XX` (and `+` as space in query components).
+pub(crate) fn percent_decode(s: &str, plus_is_space: bool) -> Result<String, String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = b
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok());
+                let byte = hex
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| {
+                        let bad = String::from_utf8_lossy(&b[i..(i + 3).min(b.len())]);
+                        format!("invalid escape {bad:?}")
+                    })?;
+                out.push(byte);
+                i += 3;
+            }
+            b'+' if plus_is_space => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| "escapes do not form UTF-8 text".to_string())
+}
+
+/// Percent-encodes everything but unreserved characters (and `/` when `keep_slash`).
+pub(crate) fn percent_encode(s: &str, keep_slash: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for &c in s.as_bytes() {
+        if c.is_ascii_alphanumeric() || b"-._~".contains(&c) || (keep_slash && c == b'/') {
+            out.push(c as char);
+        } else {
+            out.push_str(&format!("%{c:02X}"));
+        }
+    }
+    out
+}
+
+/// `url` with any `user:password@` removed, safe for messages and logs.
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s3(url: &str) -> S3UrlParts {
+        match parse(url) {
+            Ok(UrlParts::S3(p)) => p,
+            other => panic!("{url}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn file_urls() {
+        let ok: &[(&str, &str)] = &[
+            ("file:///abs/path", "/abs/path"),
+            ("file:///abs/path/", "/abs/path"),
+            ("FILE:///a/./b/../c", "/a/c"),
+            ("file:/abs", "/abs"),
+            ("file:///abs?ignored=1", "/abs"),
+            ("file:///a%20b", "/a%20b"),
+        ];
+        for (url, want) in ok {
+            assert_eq!(parse(url), Ok(UrlParts::File(PathBuf::from(want))), "{url}");
+        }
+        let bad: &[(&str, &str)] = &[
+            ("file://./rel", "host \".\" is not allowed"),
+            ("file://host/abs", "host \"host\" is not allowed"),
+            ("file:rel", "must be absolute"),
+            ("file:///a b", "use `path:`"),
+            ("file:///a#b", "use `path:`"),
+            ("/abs/path", "has no scheme"),
+            ("gs://bkt/db", "not supported by liblitestream yet"),
+            ("webdavs://h/p", "\"webdav\" is not supported"),
+            ("ftp://h/p", "unknown scheme \"ftp\""),
+        ];
+        for (url, want) in bad {
+            let err = parse(url).unwrap_err();
+            assert!(err.contains(want), "{url}: {err}");
+        }
+    }
+
+    #[test]
+    fn s3_urls() {
+        let p = s3("s3://bkt/pre/fix");
+        assert_eq!((p.bucket.as_str(), p.path.as_str()), ("bkt", "pre/fix"));
+        assert_eq!(
+            (p.endpoint, p.region, p.force_path_style),
+            (None, None, None)
+        );
+
+        let p = s3("s3://bkt");
+        assert_eq!(p.path, "");
+        assert_eq!(s3("s3://bkt/").path, "");
+        assert_eq!(s3("s3://bkt//a/./b/").path, "a/b");
+        assert_eq!(s3("s3://bkt/a%20b").path, "a b");
+
+        let p = s3(
+            "s3://bkt/db?endpoint=http%3A%2F%2Flocalhost%3A9000&region=eu-west-1\
+                    &forcePathStyle=false&skipVerify=true&partSize=5242880&concurrency=3\
+                    &signPayload=no&requireContentMD5=0&storageClass=STANDARD_IA",
+        );
+        assert_eq!(p.endpoint.as_deref(), Some("http://localhost:9000"));
+        assert_eq!(p.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(p.force_path_style, Some(false));
+        assert_eq!(p.skip_verify, Some(true));
+        assert_eq!((p.part_size, p.concurrency), (Some(5_242_880), Some(3)));
+        assert_eq!(
+            (p.sign_payload, p.require_content_md5),
+            (Some(false), Some(false))
+        );
+        assert_eq!(p.storage_class.as_deref(), Some("STANDARD_IA"));
+
+        let p =
+            s3("s3://bkt/db?force-path-style=true&skip-verify=1&part-size=7&endpoint=minio:9000");
+        assert_eq!(p.force_path_style, Some(true));
+        assert_eq!((p.skip_verify, p.part_size), (Some(true), Some(7)));
+        assert_eq!(p.endpoint.as_deref(), Some("https://minio:9000"));
+
+        let p = s3("s3://key:secret@bkt/db");
+        assert_eq!(p.bucket, "bkt");
+    }
+
+    #[test]
+    fn s3_hosts() {
+        type Case<'a> = (&'a str, &'a str, Option<&'a str>, Option<&'a str>, bool);
+        let cases: &[Case] = &[
+            ("s3://b.s3.amazonaws.com/p", "b", None, None, false),
+            (
+                "s3://b.s3.us-west-2.amazonaws.com/p",
+                "b",
+                Some("us-west-2"),
+                None,
+                false,
+            ),
+            (
+                "s3://b.localhost:9000/p",
+                "b",
+                Some("us-east-1"),
+                Some("http://localhost:9000"),
+                true,
+            ),
+            (
+                "s3://b.nyc3.digitaloceanspaces.com/p",
+                "b",
+                Some("nyc3"),
+                Some("https://nyc3.digitaloceanspaces.com"),
+                false,
+            ),
+            (
+                "s3://b.s3.us-west-004.backblazeb2.com/p",
+                "b",
+                Some("us-west-004"),
+                Some("https://s3.us-west-004.backblazeb2.com"),
+                true,
+            ),
+            (
+                "s3://b.s3.fr-par.scw.cloud/p",
+                "b",
+                Some("fr-par"),
+                Some("https://s3.fr-par.scw.cloud"),
+                false,
+            ),
+            (
+                "s3://b.s3.filebase.com/p",
+                "b",
+                None,
+                Some("https://s3.filebase.com"),
+                false,
+            ),
+            (
+                "s3://my.dotted.bucket/p",
+                "my.dotted.bucket",
+                None,
+                None,
+                false,
+            ),
+            (
+                "s3://arn:aws:s3:us-east-2:123456789012:accesspoint/ap/p",
+                "arn:aws:s3:us-east-2:123456789012:accesspoint/ap",
+                Some("us-east-2"),
+                None,
+                false,
+            ),
+        ];
+        for (url, bucket, region, endpoint, path_style) in cases {
+            let p = s3(url);
+            assert_eq!(p.bucket, *bucket, "{url}");
+            assert_eq!(p.path, "p", "{url}");
+            assert_eq!(p.region.as_deref(), *region, "{url}");
+            assert_eq!(p.endpoint.as_deref(), *endpoint, "{url}");
+            assert_eq!(p.implied_path_style, *path_style, "{url}");
+        }
+    }
+
+    #[test]
+    fn s3_url_errors() {
+        let bad: &[(&str, &str)] = &[
+            ("s3:///path", "bucket required"),
+            ("s3://localhost:9000/p", "bucket required"),
+            ("s3://b/p?concurrency=0", "not a positive integer"),
+            ("s3://b/p?partSize=big", "not a positive integer"),
+            ("s3://b/p?forcePathStyle=maybe", "not a boolean"),
+            ("s3://b/p?region=%zz", "invalid escape"),
+            ("s3://b/p?region=a;b", "';'"),
+            ("s3://arn:aws:s3:r:1:accesspoint/", "access point"),
+            ("s3://u:SECRET@/p", "bucket required"),
+        ];
+        for (url, want) in bad {
+            let err = parse(url).unwrap_err();
+            assert!(err.contains(want), "{url}: {err}");
+            assert!(!err.contains("SECRET"), "{err}");
+        }
+    }
+
+    #[test]
+    fn helpers() {
+        assert_eq!(ensure_scheme("localhost:9000"), "http://localhost:9000");
+        assert_eq!(ensure_scheme("172.20.0.1"), "http://172.20.0.1");
+        assert_eq!(ensure_scheme("172.40.0.1"), "https://172.40.0.1");
+        assert_eq!(ensure_scheme("s3.example.com"), "https://s3.example.com");
+        assert_eq!(ensure_scheme("http://x"), "http://x");
+        assert_eq!(redact("s3://k:s@b/p?x=@"), "s3://b/p?x=@");
+        assert_eq!(redact("s3://b/p"), "s3://b/p");
+        assert_eq!(percent_decode("a+b%2Fc", true).unwrap(), "a b/c");
+        assert_eq!(percent_decode("a+b", false).unwrap(), "a+b");
+        assert!(percent_decode("%a\u{e9}", false).is_err());
+        assert_eq!(percent_encode("a b/c:d", true), "a%20b/c%3Ad");
+        assert_eq!(percent_encode("a/b", false), "a%2Fb");
+    }
+}

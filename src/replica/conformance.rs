@@ -1,0 +1,241 @@
+//! The conformance suite every [`ReplicaClient`] backend runs in its unit tests.
+//!
+//! Call [`run_all`] with a client on an **empty** replica and a `plant` hook that stores raw
+//! bytes under an arbitrary object name inside a level (the directory or prefix where the backend
+//! keeps that level), so that the suite can check that foreign names are ignored. Each check
+//! leaves the replica empty again.
+
+use std::io::Read;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::{LtxFileInfo, ReplicaClient, ReplicaError, SNAPSHOT_LEVEL};
+
+/// Stores `data` under the raw object name `name` in level `level`, bypassing the client.
+pub type Plant<'a> = &'a dyn Fn(u8, &str, &[u8]);
+
+/// Runs every check in order.
+pub fn run_all(client: &dyn ReplicaClient, plant: Plant<'_>) {
+    missing_level_lists_empty(client);
+    open_missing_is_not_found(client);
+    put_list_open_round_trip(client);
+    list_is_sorted(client);
+    levels_are_isolated(client);
+    foreign_names_are_ignored(client, plant);
+    created_at_is_timestamp(client);
+    delete_removes_and_ignores_missing(client);
+    overwrite_with_identical_content(client);
+    list_all_and_max_txid(client);
+}
+
+fn put_bytes(client: &dyn ReplicaClient, level: u8, min: u64, max: u64, data: &[u8], ts: i64) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src.ltx");
+    std::fs::write(&src, data).expect("write src");
+    put_path(client, level, min, max, &src, ts);
+}
+
+fn put_path(client: &dyn ReplicaClient, level: u8, min: u64, max: u64, src: &Path, ts: i64) {
+    client
+        .put(level, min, max, src, ts)
+        .unwrap_or_else(|e| panic!("put {}: {e}", client.key(level, min, max)));
+}
+
+fn read_all(client: &dyn ReplicaClient, level: u8, min: u64, max: u64) -> Vec<u8> {
+    let mut r = client
+        .open(level, min, max)
+        .unwrap_or_else(|e| panic!("open {}: {e}", client.key(level, min, max)));
+    let mut buf = Vec::new();
+    r.read_to_end(&mut buf).expect("read");
+    buf
+}
+
+fn ranges(files: &[LtxFileInfo]) -> Vec<(u8, u64, u64)> {
+    files
+        .iter()
+        .map(|f| (f.level, f.min_txid, f.max_txid))
+        .collect()
+}
+
+fn clear(client: &dyn ReplicaClient) {
+    let all = client.list_all().expect("list_all");
+    client.delete(&all).expect("delete");
+    assert!(
+        client.list_all().expect("list_all").is_empty(),
+        "replica not empty after delete"
+    );
+}
+
+fn ms(t: SystemTime) -> i128 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i128,
+        Err(e) => -(e.duration().as_millis() as i128),
+    }
+}
+
+pub fn missing_level_lists_empty(client: &dyn ReplicaClient) {
+    for level in 0..=SNAPSHOT_LEVEL {
+        assert_eq!(client.list(level).expect("list"), vec![], "level {level}");
+    }
+    assert_eq!(client.max_txid().expect("max_txid"), 0);
+}
+
+pub fn open_missing_is_not_found(client: &dyn ReplicaClient) {
+    match client.open(0, 1, 1) {
+        Err(ReplicaError::NotFound { .. }) => {}
+        Err(e) => panic!("open of a missing file: want NotFound, got {e:?}"),
+        Ok(_) => panic!("open of a missing file succeeded"),
+    }
+    put_bytes(client, 0, 1, 1, b"x", 0);
+    match client.open(0, 1, 2) {
+        Err(ReplicaError::NotFound { .. }) => {}
+        Err(e) => panic!("open of a missing file: want NotFound, got {e:?}"),
+        Ok(_) => panic!("open of a missing file succeeded"),
+    }
+    clear(client);
+}
+
+pub fn put_list_open_round_trip(client: &dyn ReplicaClient) {
+    // Larger than a typical copy buffer, and not a multiple of it.
+    let data: Vec<u8> = (0..200_003u32).map(|i| (i * 7 % 251) as u8).collect();
+    put_bytes(client, 0, 1, 1, &data, 1_700_000_000_000);
+    let files = client.list(0).expect("list");
+    assert_eq!(ranges(&files), vec![(0, 1, 1)]);
+    assert_eq!(files[0].size, data.len() as u64);
+    assert_eq!(read_all(client, 0, 1, 1), data);
+    // An empty file is stored too.
+    put_bytes(client, 0, 2, 2, b"", 1_700_000_000_000);
+    assert_eq!(read_all(client, 0, 2, 2), b"");
+    assert_eq!(client.list(0).expect("list")[1].size, 0);
+    clear(client);
+}
+
+pub fn list_is_sorted(client: &dyn ReplicaClient) {
+    let ranges_in = [
+        (0x10u64, 0x10u64),
+        (2, 9),
+        (1, 1),
+        (0xa, 0xf),
+        (2, 2),
+        (0x100, 0x1ff),
+    ];
+    for (i, (min, max)) in ranges_in.iter().enumerate() {
+        put_bytes(client, 1, *min, *max, &[i as u8], 1_000);
+    }
+    let got: Vec<(u64, u64)> = client
+        .list(1)
+        .expect("list")
+        .iter()
+        .map(|f| (f.min_txid, f.max_txid))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (1, 1),
+            (2, 2),
+            (2, 9),
+            (0xa, 0xf),
+            (0x10, 0x10),
+            (0x100, 0x1ff)
+        ]
+    );
+    clear(client);
+}
+
+pub fn levels_are_isolated(client: &dyn ReplicaClient) {
+    put_bytes(client, 0, 1, 1, b"zero", 0);
+    put_bytes(client, 1, 1, 1, b"one", 0);
+    put_bytes(client, SNAPSHOT_LEVEL, 1, 5, b"nine", 0);
+    assert_eq!(ranges(&client.list(0).expect("list")), vec![(0, 1, 1)]);
+    assert_eq!(ranges(&client.list(1).expect("list")), vec![(1, 1, 1)]);
+    assert_eq!(ranges(&client.list(9).expect("list")), vec![(9, 1, 5)]);
+    assert!(client.list(2).expect("list").is_empty());
+    assert_eq!(read_all(client, 0, 1, 1), b"zero");
+    assert_eq!(read_all(client, 1, 1, 1), b"one");
+    assert_eq!(read_all(client, 9, 1, 5), b"nine");
+    clear(client);
+}
+
+pub fn foreign_names_are_ignored(client: &dyn ReplicaClient, plant: Plant<'_>) {
+    let junk = [
+        "000000000000000A-000000000000000a.ltx", // uppercase hex
+        "0000000000000001-0000000000000002.ltx.tmp",
+        ".0000000000000001-0000000000000002.ltx.tmp-1234",
+        "000000000000001-0000000000000002.ltx", // 15 digits
+        "0000000000000001-0000000000000002.LTX",
+        "0000000000000001_0000000000000002.ltx",
+        "notes.txt",
+        "g000000000000001-0000000000000002.ltx",
+    ];
+    for name in junk {
+        plant(0, name, b"junk");
+    }
+    assert!(
+        client.list(0).expect("list").is_empty(),
+        "foreign names listed"
+    );
+    put_bytes(client, 0, 3, 4, b"real", 0);
+    assert_eq!(ranges(&client.list(0).expect("list")), vec![(0, 3, 4)]);
+    client
+        .delete(&client.list(0).expect("list"))
+        .expect("delete");
+    assert!(client.list(0).expect("list").is_empty());
+}
+
+pub fn created_at_is_timestamp(client: &dyn ReplicaClient) {
+    let stamps = [1_700_000_000_123i64, 1_600_000_000_999, 86_400_001];
+    for (i, ts) in stamps.iter().enumerate() {
+        put_bytes(client, 0, i as u64 + 1, i as u64 + 1, b"t", *ts);
+    }
+    let files = client.list(0).expect("list");
+    let got: Vec<i128> = files.iter().map(|f| ms(f.created_at)).collect();
+    let want: Vec<i128> = stamps.iter().map(|t| *t as i128).collect();
+    assert_eq!(got, want, "created_at must be the put timestamp (ms)");
+    // A recent timestamp is honoured too (not replaced by "now").
+    let now = SystemTime::now() - Duration::from_secs(3600);
+    put_bytes(client, 0, 9, 9, b"t", ms(now) as i64);
+    let f = client.list(0).expect("list").pop().expect("file");
+    assert_eq!(ms(f.created_at), ms(now));
+    clear(client);
+}
+
+pub fn delete_removes_and_ignores_missing(client: &dyn ReplicaClient) {
+    put_bytes(client, 0, 1, 1, b"a", 0);
+    put_bytes(client, 0, 2, 2, b"b", 0);
+    put_bytes(client, 1, 1, 2, b"c", 0);
+    let l0 = client.list(0).expect("list");
+    client.delete(&l0[..1]).expect("delete");
+    assert_eq!(ranges(&client.list(0).expect("list")), vec![(0, 2, 2)]);
+    assert_eq!(ranges(&client.list(1).expect("list")), vec![(1, 1, 2)]);
+    // Deleting again (already missing) is fine, as is an empty batch.
+    client.delete(&l0).expect("delete missing");
+    client.delete(&[]).expect("delete nothing");
+    assert!(client.list(0).expect("list").is_empty());
+    assert!(matches!(
+        client.open(0, 1, 1),
+        Err(ReplicaError::NotFound { .. })
+    ));
+    clear(client);
+}
+
+pub fn overwrite_with_identical_content(client: &dyn ReplicaClient) {
+    put_bytes(client, 2, 5, 8, b"same", 5_000);
+    put_bytes(client, 2, 5, 8, b"same", 5_000);
+    let files = client.list(2).expect("list");
+    assert_eq!(ranges(&files), vec![(2, 5, 8)]);
+    assert_eq!(read_all(client, 2, 5, 8), b"same");
+    assert_eq!(ms(files[0].created_at), 5_000);
+    clear(client);
+}
+
+pub fn list_all_and_max_txid(client: &dyn ReplicaClient) {
+    put_bytes(client, 9, 1, 0x20, b"s", 0);
+    put_bytes(client, 0, 0x21, 0x21, b"a", 0);
+    put_bytes(client, 3, 1, 0x10, b"b", 0);
+    assert_eq!(
+        ranges(&client.list_all().expect("list_all")),
+        vec![(0, 0x21, 0x21), (3, 1, 0x10), (9, 1, 0x20)]
+    );
+    assert_eq!(client.max_txid().expect("max_txid"), 0x21);
+    clear(client);
+}
