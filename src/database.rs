@@ -289,6 +289,16 @@ impl Database {
         Ok(self.meta.list_segments()?.into_iter().filter(|&s| s > sealed_through && s < next_active).collect())
     }
 
+    /// SQLite opened a rollback journal: the database is (still) in rollback mode, as while a
+    /// new database is switched to WAL. Its history can no longer be proven from the WAL.
+    pub fn on_rollback_journal(&self) {
+        let mut inner = self.inner.lock();
+        if inner.capture.pos.is_some() && inner.capture.need_full.is_none() {
+            tracing::warn!(db = %self.path.display(), "database is not in WAL mode; litestream needs journal_mode=WAL");
+        }
+        inner.capture.require_full("database was written outside WAL mode");
+    }
+
     /// Asks the next capture to stage a full image (the uploader decided the chain restarts).
     pub(crate) fn require_full(&self, reason: &str) {
         self.inner.lock().capture.require_full(reason);

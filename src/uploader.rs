@@ -429,7 +429,7 @@ fn upload_pending(db: &Database, st: &mut SyncState) -> Result<(), SyncError> {
         st.state.replicated_txid = max;
         db.meta.save_state(&st.state)?;
         let _ = fs::remove_file(&path);
-        tracing::info!(db = %db.path.display(), replica = %db.client.describe(), txid = %crate::format_txid(max), "sync complete");
+        tracing::debug!(db = %db.path.display(), replica = %db.client.describe(), txid = %crate::format_txid(max), "sync complete");
     }
     if st.state.replicated_txid == st.state.txid {
         db.oldest_unreplicated_ms.store(0, Ordering::Release);

@@ -39,8 +39,7 @@ pub fn classify(path: Option<&str>, flags: i32, uri_replica: Option<&str>) -> Re
     if flags & OPEN_MAIN_JOURNAL != 0 {
         if let Some(db) = path.strip_suffix("-journal").and_then(|p| crate::registry::get(Path::new(p))) {
             // Writes in rollback-journal mode bypass the WAL, so history cannot be proven.
-            tracing::warn!(db = %db.path.display(), "database is not in WAL mode; litestream needs journal_mode=WAL");
-            db.require_full("database was written outside WAL mode");
+            db.on_rollback_journal();
         }
     }
     Ok(Role::Other)
