@@ -10,6 +10,7 @@
 //! let background work finish), never skip silently when a tool is missing (panic saying how to
 //! get it), print the workload seed so that a failure can be replayed (`LITESTREAM_TEST_SEED`).
 
+pub mod checks;
 pub mod db;
 pub mod paths;
 pub mod procs;
@@ -18,13 +19,21 @@ pub mod scratch;
 pub mod wait;
 pub mod workload;
 
-pub use db::{dump, integrity, integrity_ok, open_replicated, page_size, query};
+pub use checks::{
+    assert_integrity, assert_replica_well_formed, assert_restores_to, assert_same_dump, query_ids,
+};
+pub use db::{
+    create_with_page_size, dump, file_uri, integrity, integrity_ok, load_extension_in_process,
+    open_replicated, page_size, query, vfs_uri,
+};
 pub use paths::{official_bin, our_bin, so_load_arg, so_path, workspace_root};
 pub use procs::{
-    python, restore_official, restore_ours, run_official, run_ours, sqlite3, sqlite3_ext, Output,
-    Replicator,
+    ext_prefix, python, python_command, restore_official, restore_ours, run_official, run_ours,
+    signal, sqlite3, sqlite3_ext, sqlite3_plain, Output, Replicator,
 };
-pub use replica::{file_url, list_ltx, max_txid, Config, LtxName};
+pub use replica::{
+    coverage_gaps, describe, file_url, list_ltx, max_txid, read_header, Config, LtxHeader, LtxName,
+};
 pub use scratch::Scratch;
 pub use wait::{wait_until, wait_until_eq};
-pub use workload::{Workload, WorkloadOptions};
+pub use workload::{seed_from_env_or_random, Workload, WorkloadOptions, PAGE_SIZES};

@@ -108,6 +108,15 @@ pub fn sqlite3(script: &str, env: &[(&str, &Path)]) -> Output {
     run_with_input(cmd, "sqlite3 shell", script.as_bytes())
 }
 
+/// Runs `sql` with the plain `sqlite3` shell (no extension) directly on `db`, with a busy
+/// timeout (another process such as the official `replicate` may hold a lock) and `.bail on`.
+pub fn sqlite3_plain(db: &Path, sql: &str) -> Output {
+    let mut cmd = Command::new(sqlite3_shell());
+    cmd.arg("-batch").arg(db);
+    let script = format!(".timeout 20000\n.bail on\n{sql}\n");
+    run_with_input(cmd, &format!("sqlite3 {}", db.display()), script.as_bytes())
+}
+
 /// A shell script prefix that loads the extension and opens `uri` through it
 /// (`uri` is e.g. `file:/abs/app.db?vfs=litestream`); `.bail on` makes any SQL error fatal.
 pub fn ext_prefix(uri: &str) -> String {

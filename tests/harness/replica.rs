@@ -238,3 +238,102 @@ mod tests {
         assert!(y.contains("      url: file:///d/r2\n"), "{y}");
     }
 }
+
+/// The fields of an LTX v3 header (first 100 bytes, big-endian) that the tests check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LtxHeader {
+    pub flags: u32,
+    pub page_size: u32,
+    pub commit: u32,
+    pub min: u64,
+    pub max: u64,
+    pub timestamp_ms: i64,
+    pub pre_apply_checksum: u64,
+    pub wal_offset: i64,
+    pub wal_size: i64,
+}
+
+/// Reads and minimally decodes the header of an LTX file; panics when it is not one.
+#[track_caller]
+pub fn read_header(path: &Path) -> LtxHeader {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    assert!(
+        bytes.len() >= 100 && &bytes[..4] == b"LTX1",
+        "{} is not an LTX file (len {}, magic {:?})",
+        path.display(),
+        bytes.len(),
+        &bytes[..bytes.len().min(4)]
+    );
+    let u32_at = |o: usize| u32::from_be_bytes(bytes[o..o + 4].try_into().unwrap());
+    let u64_at = |o: usize| u64::from_be_bytes(bytes[o..o + 8].try_into().unwrap());
+    LtxHeader {
+        flags: u32_at(4),
+        page_size: u32_at(8),
+        commit: u32_at(12),
+        min: u64_at(16),
+        max: u64_at(24),
+        timestamp_ms: u64_at(32) as i64,
+        pre_apply_checksum: u64_at(40),
+        wal_offset: u64_at(48) as i64,
+        wal_size: u64_at(56) as i64,
+    }
+}
+
+fn uvarint(b: &[u8], i: &mut usize) -> Option<u64> {
+    let mut x = 0u64;
+    let mut shift = 0;
+    loop {
+        let c = *b.get(*i)?;
+        *i += 1;
+        x |= u64::from(c & 0x7f) << shift;
+        if c < 0x80 {
+            return Some(x);
+        }
+        shift += 7;
+        if shift > 63 {
+            return None;
+        }
+    }
+}
+
+/// The page numbers an LTX file holds, read from its page index (which sits before the
+/// 16-byte trailer and ends with its own u64 length). Panics when the index is malformed.
+#[track_caller]
+pub fn ltx_page_numbers(path: &Path) -> Vec<u32> {
+    let b = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let n = b.len();
+    assert!(
+        n >= 100 + 6 + 1 + 8 + 16,
+        "{} is too short for an LTX file",
+        path.display()
+    );
+    let idx_len = u64::from_be_bytes(b[n - 24..n - 16].try_into().unwrap()) as usize;
+    assert!(
+        idx_len < n - 24,
+        "{}: bad page index length {idx_len}",
+        path.display()
+    );
+    let start = n - 24 - idx_len;
+    let mut i = start;
+    let mut pages = Vec::new();
+    loop {
+        let pgno = uvarint(&b, &mut i)
+            .unwrap_or_else(|| panic!("{}: truncated page index", path.display()));
+        if pgno == 0 {
+            break;
+        }
+        let _offset = uvarint(&b, &mut i);
+        let _size = uvarint(&b, &mut i);
+        pages.push(pgno as u32);
+    }
+    assert_eq!(i, n - 24, "{}: page index length mismatch", path.display());
+    pages
+}
+
+/// True when the file holds every page 1..=commit (except the lock page): a full database.
+pub fn is_full_database(path: &Path) -> bool {
+    let h = read_header(path);
+    let lock = (0x4000_0000 / h.page_size) + 1;
+    let want: Vec<u32> = (1..=h.commit).filter(|&p| p != lock).collect();
+    ltx_page_numbers(path) == want
+}
