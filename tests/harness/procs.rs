@@ -178,13 +178,25 @@ pub fn run_official(args: &[&str]) -> Output {
 /// `litestream restore -o out url` with our CLI; panics with its output unless it succeeds.
 #[track_caller]
 pub fn restore_ours(url: &str, out: &Path) -> Output {
-    run_ours(&["restore", "-o", &out.to_string_lossy(), url]).ok()
+    let o = run_ours(&["restore", "-o", &out.to_string_lossy(), url]).ok();
+    assert!(
+        out.is_file(),
+        "our restore exited 0 but wrote no {}: {o}",
+        out.display()
+    );
+    o
 }
 
 /// `litestream restore -o out url` with the official binary; panics unless it succeeds.
 #[track_caller]
 pub fn restore_official(url: &str, out: &Path) -> Output {
-    run_official(&["restore", "-o", &out.to_string_lossy(), url]).ok()
+    let o = run_official(&["restore", "-o", &out.to_string_lossy(), url]).ok();
+    assert!(
+        out.is_file(),
+        "official restore exited 0 but wrote no {}: {o}",
+        out.display()
+    );
+    o
 }
 
 /// The official `litestream replicate` running as a child process. Stopped with SIGINT by
