@@ -124,7 +124,9 @@ fn wait_restore_equals(s: &Scratch, replica: &Path, source: &Path) -> bool {
     let out = s.join("poll.db");
     wait_until(Duration::from_secs(120), || {
         let _ = std::fs::remove_file(&out);
-        run_ours(&["restore", "-o", &out.to_string_lossy(), &url]).success() && dump(&out) == want
+        run_ours(&["restore", "-o", &out.to_string_lossy(), &url]).success()
+            && out.is_file()
+            && dump(&out) == want
     })
 }
 
