@@ -2,6 +2,7 @@
 //! - `ext/exports.map`: export only the entry point and the interposed `sqlite3_open*`;
 //! - `-z nodelete`: SQLite may `dlclose` an extension, but our VFS, auto-extension and
 //!   background threads must outlive that, so the library is never unmapped.
+//!
 //! `--undefined-version`: the map names the `sqlite3_open*` interposers, which a build may not
 //! define yet; rustc passes `--no-undefined-version`, which would turn that into an error.
 
