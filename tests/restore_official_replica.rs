@@ -1,0 +1,179 @@
+//! Replicas written by the official `litestream replicate` 0.5.17 restore with our CLI to the
+//! same database as with the official restore, at the latest TXID and at every intermediate one.
+//!
+//! Needs: our CLI (`LITESTREAM_BIN`), the official binary (`LITESTREAM_OFFICIAL`), `sqlite3`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use litestream_tests::replica::describe;
+use litestream_tests::*;
+
+const CATCH_UP: Duration = Duration::from_secs(60);
+
+/// Waits until the replica's highest TXID passes `above`; panics with the replicate log if not.
+#[track_caller]
+fn wait_txid_above(rep: &mut Replicator, replica: &Path, above: u64) -> u64 {
+    let ok = wait_until(CATCH_UP, || max_txid(replica) > above);
+    rep.assert_running();
+    assert!(
+        ok,
+        "official replicate wrote no TXID above {above:#x} within {CATCH_UP:?}; files: {}\nlog:\n{}",
+        describe(&list_ltx(replica)),
+        rep.log()
+    );
+    max_txid(replica)
+}
+
+/// `restore -txid` with both CLIs for each TXID in `txids`: same success, same database.
+#[track_caller]
+fn compare_txid_restores(s: &Scratch, replica: &Path, txids: &[u64]) {
+    let url = file_url(replica);
+    for &txid in txids {
+        let hex = format!("{txid:016x}");
+        let ours = s.join(format!("txid-{hex}-ours.db"));
+        let official = s.join(format!("txid-{hex}-official.db"));
+        let o = run_ours(&[
+            "restore",
+            "-txid",
+            &hex,
+            "-o",
+            &ours.to_string_lossy(),
+            &url,
+        ]);
+        let f = run_official(&[
+            "restore",
+            "-txid",
+            &hex,
+            "-o",
+            &official.to_string_lossy(),
+            &url,
+        ]);
+        assert_eq!(
+            o.success(),
+            f.success(),
+            "-txid {hex}: exit status differs\nours: {o}\nofficial: {f}"
+        );
+        if f.success() {
+            assert_integrity(&ours, &format!("our restore -txid {hex}"));
+            assert_same_dump(
+                &ours,
+                &official,
+                &format!("restore -txid {hex}, ours vs official"),
+            );
+        }
+    }
+}
+
+#[test]
+fn restore_replica_of_running_official_replicate_with_wal_reset() {
+    let s = Scratch::new("official-replica");
+    let db = s.join("db.sqlite");
+    let replica = s.join("replica");
+    sqlite3_plain(
+        &db,
+        "PRAGMA journal_mode=wal;
+         CREATE TABLE t(id INTEGER PRIMARY KEY, s TEXT, v BLOB);
+         CREATE INDEX t_s ON t(s);
+         WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 200)
+         INSERT INTO t(s, v) SELECT 'init-' || x, randomblob(300) FROM c;",
+    )
+    .clean();
+    // A short L1 interval so that a compacted level shows up within a short run.
+    let cfg = Config::new()
+        .db(&db, &replica)
+        .extra("levels: [{interval: 5s}]")
+        .write(&s.join("litestream.yml"));
+    let log = s.join("replicate.log");
+
+    let mut rep = Replicator::with_config(&cfg, &log);
+    let mut txid = wait_txid_above(&mut rep, &replica, 0);
+    let writes = [
+        "INSERT INTO t(s, v) VALUES ('one', randomblob(5000));",
+        "UPDATE t SET v = randomblob(100) WHERE id % 3 = 0;",
+        "BEGIN; DELETE FROM t WHERE id % 5 = 1; INSERT INTO t(s, v) VALUES ('two', randomblob(9000)); COMMIT;",
+        "CREATE TABLE u(a, b); INSERT INTO u VALUES (1, randomblob(70000));",
+    ];
+    for sql in writes {
+        sqlite3_plain(&db, sql).clean();
+        txid = wait_txid_above(&mut rep, &replica, txid);
+    }
+    rep.stop();
+
+    // While stopped: write and truncate the WAL, so the restarted replicate sees a salt reset
+    // and writes a full-database L0 file in the middle of the chain.
+    sqlite3_plain(
+        &db,
+        "INSERT INTO t(s, v) VALUES ('offline', randomblob(1234));
+         PRAGMA wal_checkpoint(TRUNCATE);",
+    )
+    .ok();
+    let before_restart = max_txid(&replica);
+    let mut rep = Replicator::with_config(&cfg, &log);
+    txid = wait_txid_above(&mut rep, &replica, before_restart);
+    for sql in [
+        "DELETE FROM t WHERE id % 2 = 0;",
+        "DROP TABLE u; INSERT INTO t(s, v) VALUES ('after', randomblob(20000));",
+    ] {
+        sqlite3_plain(&db, sql).clean();
+        txid = wait_txid_above(&mut rep, &replica, txid);
+    }
+    rep.stop();
+
+    let files = list_ltx(&replica);
+    eprintln!("official replica: {}", describe(&files));
+    let reset = files
+        .iter()
+        .find(|f| f.level == 0 && f.min == before_restart + 1)
+        .unwrap_or_else(|| {
+            panic!(
+                "no L0 file at TXID {:#x}: {}",
+                before_restart + 1,
+                describe(&files)
+            )
+        });
+    assert!(
+        litestream_tests::replica::is_full_database(&reset.path),
+        "precondition: after a WAL reset the official replicate should write a full-database L0 \
+         file ({}), pages: {:?}",
+        reset.path.display(),
+        litestream_tests::replica::ltx_page_numbers(&reset.path)
+    );
+
+    assert_restores_to(&s, &replica, &db, "latest");
+    let max = max_txid(&replica);
+    let txids: Vec<u64> = (1..=max).collect();
+    compare_txid_restores(&s, &replica, &txids);
+}
+
+#[test]
+fn restore_replica_of_official_replicate_randomized_workload() {
+    let s = Scratch::new("official-random");
+    let db = s.join("db.sqlite");
+    let replica = s.join("replica");
+    let w = Workload::random(WorkloadOptions {
+        steps: 30,
+        byte_budget: 12 << 20,
+        // The official replicate holds a read transaction; FULL/RESTART/TRUNCATE checkpoints
+        // would wait for it on the busy handler.
+        checkpoints: false,
+        ..WorkloadOptions::default()
+    });
+    eprintln!("{}", w.describe());
+    create_with_page_size(&db, w.page_size);
+    let log = s.join("replicate.log");
+    let mut rep = Replicator::with_url(&db, &file_url(&replica), &log);
+    let mut txid = wait_txid_above(&mut rep, &replica, 0);
+    // Three chunks, each a separate shell session; wait for the replica between chunks.
+    let chunk = w.steps.len().div_ceil(3);
+    let cache = format!("PRAGMA cache_size={};\n", w.cache_size);
+    for part in w.steps.chunks(chunk) {
+        let out = sqlite3_plain(&db, &format!("{cache}{}", part.join("\n")));
+        assert!(out.success(), "{}: {out}", w.describe());
+        txid = wait_txid_above(&mut rep, &replica, txid);
+    }
+    rep.stop();
+    assert_restores_to(&s, &replica, &db, "latest");
+    let max = max_txid(&replica);
+    compare_txid_restores(&s, &replica, &[1, max / 2 + 1, max]);
+}
