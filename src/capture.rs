@@ -240,7 +240,11 @@ impl CaptureState {
             return Ok(Captured::default());
         };
         let reason = self.need_full.clone().unwrap_or_default();
-        tracing::info!(reason = %reason, pages = db_size, "staging a full database image");
+        if self.pos.is_none() {
+            tracing::info!(reason = %reason, pages = db_size, "staging a full database image");
+        } else {
+            tracing::warn!(reason = %reason, pages = db_size, "next replica file holds every page");
+        }
         let lock = lock_pgno(page_size);
         let mut page = vec![0u8; page_size as usize];
         let mut pages = 0;

@@ -231,13 +231,7 @@ impl Database {
         let (Some((wal, _, _)), Some(db), Some(seg)) = (&inner.wal_file, &inner.db_file, &mut inner.segment) else {
             unreachable!("opened above");
         };
-        let reason = inner.capture.need_full.clone();
         let captured = inner.capture.capture(wal, db, seg, now_ms(), allow_full)?;
-        if captured.full {
-            if let Some(reason) = reason {
-                tracing::warn!(db = %self.path.display(), reason = %reason, "next replica file holds every page");
-            }
-        }
         if close_generation {
             self.close_generation(inner)?;
         }
