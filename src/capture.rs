@@ -53,6 +53,33 @@ fn read_full_or_zero(src: &dyn ReadAt, buf: &mut [u8], offset: u64) -> io::Resul
     Ok(())
 }
 
+/// The committed end of the WAL as SQLite's wal-index header records it (read under the WAL
+/// write lock): `max_frame` frames of the generation with these salts are committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalIndexMark {
+    pub max_frame: u32,
+    pub salt1: u32,
+    pub salt2: u32,
+}
+
+impl WalIndexMark {
+    /// Parses the first copy of the 48-byte `WalIndexHdr` (native byte order; the salts are
+    /// stored as the WAL header's big-endian bytes).
+    pub fn parse(hdr: &[u8; 48]) -> Option<WalIndexMark> {
+        let is_init = hdr[12] != 0;
+        if !is_init {
+            return None;
+        }
+        let ne = |i: usize| u32::from_ne_bytes(hdr[i..i + 4].try_into().expect("4 bytes"));
+        let be = |i: usize| u32::from_be_bytes(hdr[i..i + 4].try_into().expect("4 bytes"));
+        Some(WalIndexMark {
+            max_frame: ne(16),
+            salt1: be(32),
+            salt2: be(36),
+        })
+    }
+}
+
 #[derive(Debug, Error)]
 pub enum CaptureError {
     #[error("reading the WAL at byte {offset}: {source}")]
@@ -96,6 +123,8 @@ impl CaptureState {
     /// Captures every committed transaction in `wal` after the current position.
     /// `allow_full`: whether a full image may be staged now (only at a commit point of a
     /// connection, where the database file is stable); otherwise it is deferred.
+    /// `committed`: SQLite's own word on which frames are committed, from the wal-index
+    /// header (`None` where it cannot be read: then the checksum chain decides).
     pub fn capture(
         &mut self,
         wal: &dyn ReadAt,
@@ -103,8 +132,11 @@ impl CaptureState {
         out: &mut SegmentWriter,
         now_ms: i64,
         allow_full: bool,
+        committed: Option<WalIndexMark>,
     ) -> Result<Captured, CaptureError> {
-        let wal_size = wal.size().map_err(|source| CaptureError::WalRead { offset: 0, source })?;
+        let wal_size = wal
+            .size()
+            .map_err(|source| CaptureError::WalRead { offset: 0, source })?;
         if wal_size < WAL_HEADER_SIZE {
             return Ok(Captured::default());
         }
@@ -114,6 +146,11 @@ impl CaptureState {
         let Ok(header) = WalHeader::parse(&hbuf) else {
             return Ok(Captured::default());
         };
+        // The mark applies only to this WAL generation.
+        let limit = committed
+            .filter(|m| m.salt1 == header.salt1 && m.salt2 == header.salt2)
+            .map(|m| WAL_HEADER_SIZE + u64::from(m.max_frame) * header.frame_size())
+            .map(|end| end.min(wal_size));
         if self.need_full.is_none() && self.page_size != 0 && header.page_size != self.page_size {
             self.require_full(format!(
                 "page size changed from {} to {}",
@@ -138,13 +175,15 @@ impl CaptureState {
             if !allow_full {
                 return Ok(Captured::default());
             }
-            return self.capture_full(&header, wal, wal_size, db, out, now_ms);
+            return self.capture_full(&header, wal, wal_size, limit, db, out, now_ms);
         }
         let (start, checksum) = match self.pos {
             Some(p) if same_generation => (p.offset, p.checksum),
             _ => (WAL_HEADER_SIZE, header.checksum),
         };
-        let result = self.capture_incremental(&header, wal, wal_size, start, checksum, db, out, now_ms);
+        let result = self.capture_incremental(
+            &header, wal, wal_size, limit, start, checksum, db, out, now_ms,
+        );
         if result.is_err() {
             out.discard_partial()?;
         }
@@ -157,6 +196,7 @@ impl CaptureState {
         header: &WalHeader,
         wal: &dyn ReadAt,
         wal_size: u64,
+        limit: Option<u64>,
         start: u64,
         checksum: Checksum,
         db: &dyn ReadAt,
@@ -170,36 +210,48 @@ impl CaptureState {
         let mut growth = vec![0u8; page_size as usize];
         let mut last_commit: Option<(u64, Checksum)> = None;
         let mut db_size = self.db_size;
-        scan_frames(header, wal, wal_size, start, checksum, |fh, page, end, ck| {
-            out.write_page(fh.pgno, page)?;
-            in_txn.insert(fh.pgno);
-            if fh.commit_size == 0 {
-                return Ok(());
-            }
-            // Pages the database grew by without a frame in this transaction.
-            for pgno in (db_size + 1)..=fh.commit_size {
-                if pgno != lock && !in_txn.contains(&pgno) {
-                    read_full_or_zero(db, &mut growth, u64::from(pgno - 1) * u64::from(page_size))
-                        .map_err(|source| CaptureError::DbRead { pgno, source })?;
-                    out.write_page(pgno, &growth)?;
-                    result.pages += 1;
+        scan_frames(
+            header,
+            wal,
+            wal_size,
+            limit,
+            start,
+            checksum,
+            |fh, page, end, ck| {
+                out.write_page(fh.pgno, page)?;
+                in_txn.insert(fh.pgno);
+                if fh.commit_size == 0 {
+                    return Ok(());
                 }
-            }
-            result.pages += in_txn.len();
-            result.txns += 1;
-            db_size = fh.commit_size;
-            let wal_pos = pos_at(header, end, ck);
-            out.write_commit(&CommitRecord {
-                db_size,
-                page_size,
-                timestamp_ms: now_ms,
-                full: false,
-                wal: wal_pos,
-            })?;
-            in_txn.clear();
-            last_commit = Some((end, ck));
-            Ok(())
-        })?;
+                // Pages the database grew by without a frame in this transaction.
+                for pgno in (db_size + 1)..=fh.commit_size {
+                    if pgno != lock && !in_txn.contains(&pgno) {
+                        read_full_or_zero(
+                            db,
+                            &mut growth,
+                            u64::from(pgno - 1) * u64::from(page_size),
+                        )
+                        .map_err(|source| CaptureError::DbRead { pgno, source })?;
+                        out.write_page(pgno, &growth)?;
+                        result.pages += 1;
+                    }
+                }
+                result.pages += in_txn.len();
+                result.txns += 1;
+                db_size = fh.commit_size;
+                let wal_pos = pos_at(header, end, ck);
+                out.write_commit(&CommitRecord {
+                    db_size,
+                    page_size,
+                    timestamp_ms: now_ms,
+                    full: false,
+                    wal: wal_pos,
+                })?;
+                in_txn.clear();
+                last_commit = Some((end, ck));
+                Ok(())
+            },
+        )?;
         // Pages of a transaction without its commit frame are not committed: drop them.
         out.discard_partial()?;
         if let Some((end, ck)) = last_commit {
@@ -217,6 +269,7 @@ impl CaptureState {
         header: &WalHeader,
         wal: &dyn ReadAt,
         wal_size: u64,
+        limit: Option<u64>,
         db: &dyn ReadAt,
         out: &mut SegmentWriter,
         now_ms: i64,
@@ -227,14 +280,22 @@ impl CaptureState {
         let mut pending: Vec<(u32, u64)> = Vec::new();
         let mut last: Option<(u64, Checksum, u32)> = None;
         let frame_size = header.frame_size();
-        scan_frames(header, wal, wal_size, WAL_HEADER_SIZE, header.checksum, |fh, _page, end, ck| {
-            pending.push((fh.pgno, end - frame_size));
-            if fh.commit_size != 0 {
-                latest.extend(pending.drain(..));
-                last = Some((end, ck, fh.commit_size));
-            }
-            Ok(())
-        })?;
+        scan_frames(
+            header,
+            wal,
+            wal_size,
+            limit,
+            WAL_HEADER_SIZE,
+            header.checksum,
+            |fh, _page, end, ck| {
+                pending.push((fh.pgno, end - frame_size));
+                if fh.commit_size != 0 {
+                    latest.extend(pending.drain(..));
+                    last = Some((end, ck, fh.commit_size));
+                }
+                Ok(())
+            },
+        )?;
         let Some((end, ck, db_size)) = last else {
             // No committed frame in this WAL: nothing to anchor a full image to yet.
             return Ok(Captured::default());
@@ -256,11 +317,17 @@ impl CaptureState {
                 match latest.get(&pgno) {
                     Some(&frame_off) => {
                         let off = frame_off + FRAME_HEADER_SIZE;
-                        read_full_or_zero(wal, &mut page, off)
-                            .map_err(|source| CaptureError::WalRead { offset: off, source })?;
+                        read_full_or_zero(wal, &mut page, off).map_err(|source| {
+                            CaptureError::WalRead {
+                                offset: off,
+                                source,
+                            }
+                        })?;
                     }
-                    None => read_full_or_zero(db, &mut page, u64::from(pgno - 1) * u64::from(page_size))
-                        .map_err(|source| CaptureError::DbRead { pgno, source })?,
+                    None => {
+                        read_full_or_zero(db, &mut page, u64::from(pgno - 1) * u64::from(page_size))
+                            .map_err(|source| CaptureError::DbRead { pgno, source })?
+                    }
                 }
                 out.write_page(pgno, &page)?;
                 pages += 1;
@@ -283,7 +350,11 @@ impl CaptureState {
         self.need_full = None;
         self.db_size = db_size;
         self.page_size = page_size;
-        Ok(Captured { txns: 1, pages, full: true })
+        Ok(Captured {
+            txns: 1,
+            pages,
+            full: true,
+        })
     }
 }
 
@@ -299,14 +370,22 @@ fn pos_at(header: &WalHeader, offset: u64, checksum: Checksum) -> WalPos {
 
 /// Calls `f(frame header, page, end offset of the frame, running checksum)` for each valid
 /// frame from `start`, stopping at the first frame that fails the salt or checksum test.
+///
+/// With `limit` (the end of the frames the wal-index says are committed), frames before it are
+/// taken as SQLite itself takes them: a committed frame may still carry zero salts and
+/// checksums (SQLite defers rewriting them, e.g. after `ROLLBACK TO` a spilled savepoint), so
+/// only the checksum chain *past* the limit decides, and the scan ends at the limit.
 fn scan_frames(
     header: &WalHeader,
     wal: &dyn ReadAt,
     wal_size: u64,
+    limit: Option<u64>,
     start: u64,
     checksum: Checksum,
     mut f: impl FnMut(&FrameHeader, &[u8], u64, Checksum) -> Result<(), CaptureError>,
 ) -> Result<(), CaptureError> {
+    let wal_size = limit.unwrap_or(wal_size);
+    let trusted = limit.is_some();
     let frame_size = header.frame_size() as usize;
     let frames_per_chunk = (SCAN_CHUNK_BYTES / frame_size).max(1);
     let mut buf = Vec::new();
@@ -315,12 +394,30 @@ fn scan_frames(
     while off + frame_size as u64 <= wal_size {
         let n_frames = (((wal_size - off) / frame_size as u64) as usize).min(frames_per_chunk);
         buf.resize(n_frames * frame_size, 0);
-        read_full_or_zero(wal, &mut buf, off)
-            .map_err(|source| CaptureError::WalRead { offset: off, source })?;
+        read_full_or_zero(wal, &mut buf, off).map_err(|source| CaptureError::WalRead {
+            offset: off,
+            source,
+        })?;
         for frame in buf.chunks_exact(frame_size) {
             let fh_bytes: &[u8; 24] = frame[..24].try_into().expect("24-byte frame header");
             let page = &frame[24..];
-            let Some(next) = header.verify_frame(ck, fh_bytes, page) else {
+            let verified = header.verify_frame(ck, fh_bytes, page);
+            let next = match (verified, trusted) {
+                (Some(c), _) => Some(c),
+                (None, true) => Some(ck), // committed per the wal-index; chain rewritten later
+                (None, false) => None,
+            };
+            let Some(next) = next else {
+                let fh = FrameHeader::parse(fh_bytes);
+                tracing::debug!(
+                    offset = off,
+                    wal_size,
+                    pgno = fh.pgno,
+                    commit = fh.commit_size,
+                    salt1 = fh.salt1,
+                    hdr_salt1 = header.salt1,
+                    "scan stopped at an invalid frame"
+                );
                 return Ok(());
             };
             ck = next;
@@ -374,7 +471,9 @@ mod tests {
 
     fn setup() -> (tempfile::TempDir, MetaDir, SegmentWriter) {
         let dir = tempfile::tempdir().unwrap();
-        let meta = MetaDir { root: dir.path().to_path_buf() };
+        let meta = MetaDir {
+            root: dir.path().to_path_buf(),
+        };
         meta.create_dirs().unwrap();
         let seg = SegmentWriter::open(&meta, 1).unwrap();
         (dir, meta, seg)
@@ -387,12 +486,30 @@ mod tests {
         let mut w = WalBuilder::new(512, 10, 20);
         w.frame(2, 3, 0xaa); // commit: size 3
         let mut st = CaptureState::default();
-        let c = st.capture(&Mem(w.bytes.clone()), &db, &mut seg, 1, true).unwrap();
-        assert_eq!(c, Captured { txns: 1, pages: 3, full: true });
+        let c = st
+            .capture(&Mem(w.bytes.clone()), &db, &mut seg, 1, true, None)
+            .unwrap();
+        assert_eq!(
+            c,
+            Captured {
+                txns: 1,
+                pages: 3,
+                full: true
+            }
+        );
         // Next: a committed txn, then frames of a txn that never committed (spill + rollback).
         w.frame(3, 0, 0xbb).frame(1, 4, 0xcc).frame(2, 0, 0xdd);
-        let c = st.capture(&Mem(w.bytes.clone()), &db, &mut seg, 2, true).unwrap();
-        assert_eq!(c, Captured { txns: 1, pages: 3, full: false });
+        let c = st
+            .capture(&Mem(w.bytes.clone()), &db, &mut seg, 2, true, None)
+            .unwrap();
+        assert_eq!(
+            c,
+            Captured {
+                txns: 1,
+                pages: 3,
+                full: false
+            }
+        );
         drop(seg);
         let got = pages_and_commits(&records(&meta, 1));
         // full: 1 (db), 2 (wal), 3 (db); then 3, 1, and growth page 4 read from the db (zeros).
@@ -408,23 +525,114 @@ mod tests {
         let mut w = WalBuilder::new(512, 1, 1);
         w.frame(1, 2, 1);
         let mut st = CaptureState::default();
-        st.capture(&Mem(w.bytes.clone()), &db, &mut seg, 1, true).unwrap();
+        st.capture(&Mem(w.bytes.clone()), &db, &mut seg, 1, true, None)
+            .unwrap();
         // A clean restart observed by us: the generation was closed before the new header.
-        st.closed = Some(DbFingerprint { len: 1024, mtime_ns: 1 });
+        st.closed = Some(DbFingerprint {
+            len: 1024,
+            mtime_ns: 1,
+        });
         let mut w2 = WalBuilder::new(512, 2, 7);
         w2.frame(2, 2, 2);
-        let c = st.capture(&Mem(w2.bytes.clone()), &db, &mut seg, 2, true).unwrap();
-        assert_eq!(c, Captured { txns: 1, pages: 1, full: false });
+        let c = st
+            .capture(&Mem(w2.bytes.clone()), &db, &mut seg, 2, true, None)
+            .unwrap();
+        assert_eq!(
+            c,
+            Captured {
+                txns: 1,
+                pages: 1,
+                full: false
+            }
+        );
         // A reset nobody told us about.
         let mut w3 = WalBuilder::new(512, 9, 9);
         w3.frame(1, 2, 3);
-        let c = st.capture(&Mem(w3.bytes.clone()), &db, &mut seg, 3, false).unwrap();
-        assert_eq!(c, Captured::default(), "full image deferred without allow_full");
+        let c = st
+            .capture(&Mem(w3.bytes.clone()), &db, &mut seg, 3, false, None)
+            .unwrap();
+        assert_eq!(
+            c,
+            Captured::default(),
+            "full image deferred without allow_full"
+        );
         assert!(st.need_full.is_some());
-        let c = st.capture(&Mem(w3.bytes.clone()), &db, &mut seg, 3, true).unwrap();
+        let c = st
+            .capture(&Mem(w3.bytes.clone()), &db, &mut seg, 3, true, None)
+            .unwrap();
         assert!(c.full);
         drop(seg);
-        assert_eq!(pages_and_commits(&records(&meta, 1)), ["P1", "P2", "C2F", "P2", "C2", "P1", "P2", "C2F"]);
+        assert_eq!(
+            pages_and_commits(&records(&meta, 1)),
+            ["P1", "P2", "C2F", "P2", "C2", "P1", "P2", "C2F"]
+        );
+    }
+
+    #[test]
+    fn wal_index_mark_covers_frames_with_deferred_checksums() {
+        let (_d, meta, mut seg) = setup();
+        let db = Mem(vec![0; 512]);
+        let mut w = WalBuilder::new(512, 5, 6);
+        w.frame(1, 1, 1);
+        let mut st = CaptureState::default();
+        st.capture(&Mem(w.bytes.clone()), &db, &mut seg, 1, true, None)
+            .unwrap();
+        // A committed frame whose salts and checksums SQLite has not rewritten yet.
+        w.frame(1, 1, 2);
+        let mut bytes = w.bytes.clone();
+        let frame = 32 + (24 + 512);
+        bytes[frame + 8..frame + 24].fill(0);
+        let c = st
+            .capture(&Mem(bytes.clone()), &db, &mut seg, 2, true, None)
+            .unwrap();
+        assert_eq!(
+            c.txns, 0,
+            "without the wal-index the chain cannot prove the commit"
+        );
+        let mark = WalIndexMark {
+            max_frame: 2,
+            salt1: 5,
+            salt2: 6,
+        };
+        let c = st
+            .capture(&Mem(bytes.clone()), &db, &mut seg, 2, true, Some(mark))
+            .unwrap();
+        assert_eq!(c.txns, 1);
+        // A mark of another generation is ignored.
+        let stale = WalIndexMark {
+            max_frame: 9,
+            salt1: 1,
+            salt2: 1,
+        };
+        assert_eq!(
+            st.capture(&Mem(bytes), &db, &mut seg, 3, true, Some(stale))
+                .unwrap()
+                .txns,
+            0
+        );
+        drop(seg);
+        assert_eq!(
+            pages_and_commits(&records(&meta, 1)),
+            ["P1", "C1F", "P1", "C1"]
+        );
+    }
+
+    #[test]
+    fn wal_index_header_parse() {
+        let mut h = [0u8; 48];
+        assert_eq!(WalIndexMark::parse(&h), None, "not initialised");
+        h[12] = 1;
+        h[16..20].copy_from_slice(&7u32.to_ne_bytes());
+        h[32..36].copy_from_slice(&0x0102_0304u32.to_be_bytes());
+        h[36..40].copy_from_slice(&9u32.to_be_bytes());
+        assert_eq!(
+            WalIndexMark::parse(&h),
+            Some(WalIndexMark {
+                max_frame: 7,
+                salt1: 0x0102_0304,
+                salt2: 9
+            })
+        );
     }
 
     #[test]
@@ -434,12 +642,15 @@ mod tests {
         let mut w = WalBuilder::new(512, 5, 6);
         w.frame(1, 1, 1);
         let mut st = CaptureState::default();
-        st.capture(&Mem(w.bytes.clone()), &db, &mut seg, 1, true).unwrap();
+        st.capture(&Mem(w.bytes.clone()), &db, &mut seg, 1, true, None)
+            .unwrap();
         w.frame(1, 1, 2);
         let mut bytes = w.bytes.clone();
         let last = bytes.len() - 10;
         bytes[last] ^= 0xff;
-        let c = st.capture(&Mem(bytes), &db, &mut seg, 2, true).unwrap();
+        let c = st
+            .capture(&Mem(bytes), &db, &mut seg, 2, true, None)
+            .unwrap();
         assert_eq!(c.txns, 0);
     }
 }

@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
-use crate::capture::{CaptureError, CaptureState};
+use crate::capture::{CaptureError, CaptureState, WalIndexMark};
 use crate::config::DbConfig;
 use crate::replica::ReplicaClient;
 use crate::staging::{DbFingerprint, MetaDir, Record, SegmentReader, SegmentWriter, StagingError};
@@ -52,12 +52,18 @@ pub struct Database {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn fingerprint(path: &Path) -> Option<DbFingerprint> {
     let m = std::fs::metadata(path).ok()?;
-    Some(DbFingerprint { len: m.len(), mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec() })
+    Some(DbFingerprint {
+        len: m.len(),
+        mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+    })
 }
 
 fn wal_path(db: &Path) -> PathBuf {
@@ -84,7 +90,11 @@ impl Database {
             page_size: state.page_size,
         };
         // Replay commit and closed records of segments not sealed yet.
-        let segments: Vec<u64> = meta.list_segments()?.into_iter().filter(|s| *s > state.sealed_segment).collect();
+        let segments: Vec<u64> = meta
+            .list_segments()?
+            .into_iter()
+            .filter(|s| *s > state.sealed_segment)
+            .collect();
         for &seq in &segments {
             let mut r = SegmentReader::open(&meta.segment_path(seq))?;
             while let Some(rec) = r.next_record()? {
@@ -104,12 +114,18 @@ impl Database {
             capture.require_full("no replicated position yet");
         } else if let Some(f) = capture.closed {
             // The WAL generation had ended cleanly: the database file must be as we left it.
-            let wal_has_frames = std::fs::metadata(wal_path(&path)).map(|m| m.len() > 32).unwrap_or(false);
+            let wal_has_frames = std::fs::metadata(wal_path(&path))
+                .map(|m| m.len() > 32)
+                .unwrap_or(false);
             if fingerprint(&path) != Some(f) && !wal_has_frames {
                 capture.require_full("database changed without litestream since the last run");
             }
         }
-        let segment_seq = segments.last().copied().unwrap_or(state.sealed_segment + 1).max(state.sealed_segment + 1);
+        let segment_seq = segments
+            .last()
+            .copied()
+            .unwrap_or(state.sealed_segment + 1)
+            .max(state.sealed_segment + 1);
         let db = Database {
             path,
             meta,
@@ -158,31 +174,37 @@ impl Database {
 
     /// The commit point of a connection: the WAL write lock is about to be released (or the
     /// transaction committed in exclusive locking mode).
-    pub fn on_commit(self: &Arc<Self>) {
-        self.capture_now(true, false);
+    /// `mark`: the wal-index header's committed frame count, when the shm is mapped.
+    pub fn on_commit(self: &Arc<Self>, mark: Option<WalIndexMark>) {
+        self.capture_now(true, false, mark);
     }
 
     /// SQLite is about to write a new WAL header (restart) or truncate the WAL: everything in
     /// the old generation is checkpointed. Capture what is left, then mark the generation
     /// closed so the next one continues the chain.
     pub fn before_wal_reset(self: &Arc<Self>) {
-        self.capture_now(false, true);
+        self.capture_now(false, true, None);
     }
 
     /// SQLite deleted the WAL (last connection closed after a full checkpoint).
     pub fn on_wal_deleted(self: &Arc<Self>) {
-        self.capture_now(false, true);
+        self.capture_now(false, true, None);
         self.inner.lock().wal_file = None;
     }
 
-    fn capture_now(self: &Arc<Self>, allow_full: bool, close_generation: bool) {
+    fn capture_now(
+        self: &Arc<Self>,
+        allow_full: bool,
+        close_generation: bool,
+        mark: Option<WalIndexMark>,
+    ) {
         let captured = {
             let mut guard = self.inner.lock();
             let inner = &mut *guard;
             if inner.disabled.is_some() {
                 return;
             }
-            match self.capture_locked(inner, allow_full, close_generation) {
+            match self.capture_locked(inner, allow_full, close_generation, mark) {
                 Ok(n) => n,
                 Err(e) => {
                     // Never fail the application's commit: the data is still in the WAL, and
@@ -193,14 +215,25 @@ impl Database {
             }
         };
         if captured > 0 {
-            let _ = self.oldest_unreplicated_ms.compare_exchange(0, now_ms() as u64, Ordering::AcqRel, Ordering::Relaxed);
+            let _ = self.oldest_unreplicated_ms.compare_exchange(
+                0,
+                now_ms() as u64,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
             if !self.dirty.swap(true, Ordering::AcqRel) {
                 crate::uploader::notify(self, false);
             }
         }
     }
 
-    fn capture_locked(&self, inner: &mut Inner, allow_full: bool, close_generation: bool) -> Result<usize, CaptureError> {
+    fn capture_locked(
+        &self,
+        inner: &mut Inner,
+        allow_full: bool,
+        close_generation: bool,
+        mark: Option<WalIndexMark>,
+    ) -> Result<usize, CaptureError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| CaptureError::Staging(StagingError::Io { path, source })
@@ -228,10 +261,15 @@ impl Database {
         if inner.segment.is_none() {
             inner.segment = Some(SegmentWriter::open(&self.meta, inner.segment_seq)?);
         }
-        let (Some((wal, _, _)), Some(db), Some(seg)) = (&inner.wal_file, &inner.db_file, &mut inner.segment) else {
+        let (Some((wal, _, _)), Some(db), Some(seg)) =
+            (&inner.wal_file, &inner.db_file, &mut inner.segment)
+        else {
             unreachable!("opened above");
         };
-        let captured = inner.capture.capture(wal, db, seg, now_ms(), allow_full)?;
+        let captured = inner
+            .capture
+            .capture(wal, db, seg, now_ms(), allow_full, mark)?;
+        tracing::debug!(db = %self.path.display(), allow_full, close_generation, txns = captured.txns, pages = captured.pages, full = captured.full, pos = ?inner.capture.pos.map(|p| (p.salt1, p.offset)), "capture");
         if close_generation {
             self.close_generation(inner)?;
         }
@@ -243,14 +281,20 @@ impl Database {
         if inner.capture.need_full.is_some() || inner.capture.pos.is_none() {
             return Ok(());
         }
-        let Some(f) = fingerprint(&self.path) else { return Ok(()) };
+        let Some(f) = fingerprint(&self.path) else {
+            return Ok(());
+        };
         if inner.capture.closed == Some(f) {
             return Ok(());
         }
         if inner.segment.is_none() {
             inner.segment = Some(SegmentWriter::open(&self.meta, inner.segment_seq)?);
         }
-        inner.segment.as_mut().expect("opened above").write_closed(&f)?;
+        inner
+            .segment
+            .as_mut()
+            .expect("opened above")
+            .write_closed(&f)?;
         inner.capture.closed = Some(f);
         self.dirty.store(true, Ordering::Release);
         Ok(())
@@ -280,7 +324,12 @@ impl Database {
         }
         let next_active = inner.segment_seq;
         drop(inner);
-        Ok(self.meta.list_segments()?.into_iter().filter(|&s| s > sealed_through && s < next_active).collect())
+        Ok(self
+            .meta
+            .list_segments()?
+            .into_iter()
+            .filter(|&s| s > sealed_through && s < next_active)
+            .collect())
     }
 
     /// SQLite opened a rollback journal: the database is (still) in rollback mode, as while a
@@ -290,7 +339,9 @@ impl Database {
         if inner.capture.pos.is_some() && inner.capture.need_full.is_none() {
             tracing::warn!(db = %self.path.display(), "database is not in WAL mode; litestream needs journal_mode=WAL");
         }
-        inner.capture.require_full("database was written outside WAL mode");
+        inner
+            .capture
+            .require_full("database was written outside WAL mode");
     }
 
     /// Asks the next capture to stage a full image (the uploader decided the chain restarts).

@@ -42,7 +42,9 @@ pub fn open(path: &Path, uri_replica: Option<&str>) -> Result<Option<Arc<Databas
         },
     };
     let client: std::sync::Arc<dyn crate::replica::ReplicaClient> =
-        crate::replica::client_for(&db_config.replica).map_err(|e| e.to_string())?.into();
+        crate::replica::client_for(&db_config.replica)
+            .map_err(|e| e.to_string())?
+            .into();
     let db = Database::open(path.to_path_buf(), db_config, client)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     tracing::info!(db = %path.display(), replica = %db.client.describe(), "replicating");

@@ -39,13 +39,22 @@ pub enum StagingError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error("{path}: corrupt staging data at byte {offset}: {reason}")]
-    Corrupt { path: PathBuf, offset: u64, reason: String },
-    #[error("{path}: unreadable state file: {reason} (move it away to start a new replica position)")]
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+    #[error(
+        "{path}: unreadable state file: {reason} (move it away to start a new replica position)"
+    )]
     BadState { path: PathBuf, reason: String },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StagingError + '_ {
-    move |source| StagingError::Io { path: path.to_path_buf(), source }
+    move |source| StagingError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Where the captured stream ends in the `-wal` file: the continuity proof for the next capture.
@@ -111,7 +120,10 @@ impl MetaDir {
         let root = match meta_path {
             Some(p) => p.to_path_buf(),
             None => {
-                let name = db_path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+                let name = db_path
+                    .file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default();
                 db_path.with_file_name(format!(".{name}-litestream"))
             }
         };
@@ -148,9 +160,14 @@ impl MetaDir {
     pub fn load_state(&self) -> Result<Option<State>, StagingError> {
         let path = self.state_path();
         match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| StagingError::BadState { path, reason: e.to_string() }),
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| StagingError::BadState {
+                        path,
+                        reason: e.to_string(),
+                    })
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(StagingError::Io { path, source: e }),
         }
@@ -170,7 +187,9 @@ impl MetaDir {
     pub fn list_segments(&self) -> Result<Vec<u64>, StagingError> {
         list_names(&self.staging_dir(), |name| {
             let hex = name.strip_suffix(".seg")?;
-            (hex.len() == 16).then(|| u64::from_str_radix(hex, 16).ok()).flatten()
+            (hex.len() == 16)
+                .then(|| u64::from_str_radix(hex, 16).ok())
+                .flatten()
         })
     }
 
@@ -180,12 +199,20 @@ impl MetaDir {
     }
 }
 
-fn list_names<T: Ord>(dir: &Path, parse: impl Fn(&str) -> Option<T>) -> Result<Vec<T>, StagingError> {
+fn list_names<T: Ord>(
+    dir: &Path,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Vec<T>, StagingError> {
     let mut out = Vec::new();
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(StagingError::Io { path: dir.to_path_buf(), source: e }),
+        Err(e) => {
+            return Err(StagingError::Io {
+                path: dir.to_path_buf(),
+                source: e,
+            })
+        }
     };
     for entry in entries {
         let entry = entry.map_err(io_err(dir))?;
@@ -205,7 +232,9 @@ pub(crate) fn write_file_synced(path: &Path, bytes: &[u8]) -> Result<(), Staging
 }
 
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), StagingError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
 }
 
 /// The active segment, appended to by the capture path.
@@ -245,7 +274,14 @@ impl SegmentWriter {
             complete
         };
         file.seek(SeekFrom::Start(len)).map_err(io_err(&path))?;
-        Ok(SegmentWriter { seq, path, file, buf: Vec::new(), buf_start: len, committed_len: len })
+        Ok(SegmentWriter {
+            seq,
+            path,
+            file,
+            buf: Vec::new(),
+            buf_start: len,
+            committed_len: len,
+        })
     }
 
     fn append(&mut self, bytes: &[u8]) -> Result<(), StagingError> {
@@ -313,8 +349,12 @@ impl SegmentWriter {
     pub fn discard_partial(&mut self) -> Result<(), StagingError> {
         self.buf.clear();
         if self.buf_start != self.committed_len {
-            self.file.set_len(self.committed_len).map_err(io_err(&self.path))?;
-            self.file.seek(SeekFrom::Start(self.committed_len)).map_err(io_err(&self.path))?;
+            self.file
+                .set_len(self.committed_len)
+                .map_err(io_err(&self.path))?;
+            self.file
+                .seek(SeekFrom::Start(self.committed_len))
+                .map_err(io_err(&self.path))?;
             self.buf_start = self.committed_len;
         }
         Ok(())
@@ -358,7 +398,11 @@ fn decode_wal_pos(b: &[u8]) -> WalPos {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
     /// A page: its number and where its bytes are (`offset`, `len`) in the segment file.
-    Page { pgno: u32, offset: u64, len: u32 },
+    Page {
+        pgno: u32,
+        offset: u64,
+        len: u32,
+    },
     Commit(CommitRecord),
     Closed(DbFingerprint),
 }
@@ -377,11 +421,13 @@ impl SegmentReader {
         let file_len = file.metadata().map_err(io_err(path))?.len();
         let mut input = BufReader::with_capacity(SEGMENT_BUFFER_BYTES, file);
         let mut magic = [0u8; 8];
-        input.read_exact(&mut magic).map_err(|_| StagingError::Corrupt {
-            path: path.to_path_buf(),
-            offset: 0,
-            reason: "missing segment header".into(),
-        })?;
+        input
+            .read_exact(&mut magic)
+            .map_err(|_| StagingError::Corrupt {
+                path: path.to_path_buf(),
+                offset: 0,
+                reason: "missing segment header".into(),
+            })?;
         if &magic != SEGMENT_MAGIC {
             return Err(StagingError::Corrupt {
                 path: path.to_path_buf(),
@@ -389,7 +435,12 @@ impl SegmentReader {
                 reason: "bad segment magic".into(),
             });
         }
-        Ok(SegmentReader { path: path.to_path_buf(), input, pos: 8, file_len })
+        Ok(SegmentReader {
+            path: path.to_path_buf(),
+            input,
+            pos: 8,
+            file_len,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -403,7 +454,9 @@ impl SegmentReader {
         if self.pos + 1 > self.file_len {
             return Ok(None);
         }
-        self.input.read_exact(&mut kind).map_err(io_err(&self.path))?;
+        self.input
+            .read_exact(&mut kind)
+            .map_err(io_err(&self.path))?;
         let start = self.pos;
         self.pos += 1;
         match kind[0] {
@@ -418,7 +471,9 @@ impl SegmentReader {
                 if offset + u64::from(len) > self.file_len {
                     return Ok(None);
                 }
-                self.input.seek_relative(i64::from(len)).map_err(io_err(&self.path))?;
+                self.input
+                    .seek_relative(i64::from(len))
+                    .map_err(io_err(&self.path))?;
                 self.pos += u64::from(len);
                 Ok(Some(Record::Page { pgno, offset, len }))
             }
@@ -496,14 +551,22 @@ mod tests {
             page_size: 512,
             timestamp_ms: 1_700_000_000_000,
             full: false,
-            wal: WalPos { salt1: 1, salt2: 2, offset, checksum: Checksum(3, 4), big_endian: false },
+            wal: WalPos {
+                salt1: 1,
+                salt2: 2,
+                offset,
+                checksum: Checksum(3, 4),
+                big_endian: false,
+            },
         }
     }
 
     #[test]
     fn segment_round_trip_and_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
-        let meta = MetaDir { root: dir.path().to_path_buf() };
+        let meta = MetaDir {
+            root: dir.path().to_path_buf(),
+        };
         meta.create_dirs().unwrap();
         let mut w = SegmentWriter::open(&meta, 1).unwrap();
         w.write_page(3, &[7u8; 512]).unwrap();
@@ -518,12 +581,23 @@ mod tests {
             recs.push(rec);
         }
         assert_eq!(recs.len(), 3, "page, commit, and the uncommitted page");
-        assert!(matches!(recs[0], Record::Page { pgno: 3, len: 512, .. }));
+        assert!(matches!(
+            recs[0],
+            Record::Page {
+                pgno: 3,
+                len: 512,
+                ..
+            }
+        ));
         assert_eq!(recs[1], Record::Commit(commit(3, 1000)));
 
         // Reopening for append drops the uncommitted tail.
         let mut w = SegmentWriter::open(&meta, 1).unwrap();
-        w.write_closed(&DbFingerprint { len: 1536, mtime_ns: 42 }).unwrap();
+        w.write_closed(&DbFingerprint {
+            len: 1536,
+            mtime_ns: 42,
+        })
+        .unwrap();
         drop(w);
         let mut r = SegmentReader::open(&meta.segment_path(1)).unwrap();
         let mut kinds = vec![];
@@ -531,10 +605,18 @@ mod tests {
             kinds.push(rec);
         }
         assert_eq!(kinds.len(), 3);
-        assert_eq!(kinds[2], Record::Closed(DbFingerprint { len: 1536, mtime_ns: 42 }));
+        assert_eq!(
+            kinds[2],
+            Record::Closed(DbFingerprint {
+                len: 1536,
+                mtime_ns: 42
+            })
+        );
         let f = File::open(meta.segment_path(1)).unwrap();
         let mut page = [0u8; 512];
-        let Record::Page { offset, .. } = kinds[0] else { panic!() };
+        let Record::Page { offset, .. } = kinds[0] else {
+            panic!()
+        };
         read_page_at(&f, offset, &mut page).unwrap();
         assert_eq!(page, [7u8; 512]);
     }
@@ -542,7 +624,9 @@ mod tests {
     #[test]
     fn corrupt_commit_record_ends_the_segment() {
         let dir = tempfile::tempdir().unwrap();
-        let meta = MetaDir { root: dir.path().to_path_buf() };
+        let meta = MetaDir {
+            root: dir.path().to_path_buf(),
+        };
         meta.create_dirs().unwrap();
         let mut w = SegmentWriter::open(&meta, 2).unwrap();
         w.write_page(1, &[1u8; 512]).unwrap();
@@ -564,7 +648,12 @@ mod tests {
         assert!(meta.root.ends_with(".app.db-litestream"));
         meta.create_dirs().unwrap();
         assert_eq!(meta.load_state().unwrap(), None);
-        let s = State { txid: 5, replicated_txid: 4, page_size: 4096, ..Default::default() };
+        let s = State {
+            txid: 5,
+            replicated_txid: 4,
+            page_size: 4096,
+            ..Default::default()
+        };
         meta.save_state(&s).unwrap();
         assert_eq!(meta.load_state().unwrap(), Some(s));
         SegmentWriter::open(&meta, 0x1f).unwrap();

@@ -15,7 +15,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::database::Database;
 use crate::ltx::{Encoder, Header, FLAG_NO_CHECKSUM};
-use crate::staging::{self, CommitRecord, Record, SegmentReader, State, StagingError};
+use crate::staging::{self, CommitRecord, Record, SegmentReader, StagingError, State};
 use crate::wal::WAL_HEADER_SIZE;
 use crate::TxId;
 
@@ -60,7 +60,10 @@ pub enum SyncError {
     #[error(transparent)]
     Staging(#[from] StagingError),
     #[error("{path}: {source}")]
-    Ltx { path: String, source: crate::ltx::LtxError },
+    Ltx {
+        path: String,
+        source: crate::ltx::LtxError,
+    },
     #[error("replica {0}")]
     Replica(#[from] crate::replica::ReplicaError),
 }
@@ -69,7 +72,10 @@ enum Msg {
     /// New captured work (or the last handle closed: `urgent`).
     Work { db: Arc<Database>, urgent: bool },
     /// Sync everything now and reply when done or when `deadline` passes.
-    Flush { reply: Sender<bool>, deadline: Instant },
+    Flush {
+        reply: Sender<bool>,
+        deadline: Instant,
+    },
 }
 
 struct Handle {
@@ -102,7 +108,10 @@ fn handle() -> Option<&'static Handle> {
 /// Tells the uploader that `db` has work. `urgent`: ignore `sync-interval` (last close).
 pub fn notify(db: &Arc<Database>, urgent: bool) {
     if let Some(h) = handle() {
-        let _ = h.tx.send(Msg::Work { db: Arc::clone(db), urgent });
+        let _ = h.tx.send(Msg::Work {
+            db: Arc::clone(db),
+            urgent,
+        });
     }
 }
 
@@ -117,14 +126,17 @@ pub fn flush(timeout: Duration) -> bool {
     if h.tx.send(Msg::Flush { reply, deadline }).is_err() {
         return false;
     }
-    rx.recv_timeout(timeout + Duration::from_millis(100)).unwrap_or(false)
+    rx.recv_timeout(timeout + Duration::from_millis(100))
+        .unwrap_or(false)
 }
 
 extern "C" fn flush_at_exit() {
     // SAFETY-free: plain Rust; a panic must not unwind into libc's exit path.
     let _ = std::panic::catch_unwind(|| {
         if !flush(EXIT_FLUSH_TIMEOUT) {
-            tracing::warn!("exit: not everything reached the replica; it stays staged for the next run");
+            tracing::warn!(
+                "exit: not everything reached the replica; it stays staged for the next run"
+            );
         }
     });
 }
@@ -150,7 +162,9 @@ fn run(rx: Receiver<Msg>) {
         let next_due = work.values().map(|s| s.due).min();
         let msg = match next_due {
             Some(due) => rx.recv_deadline(due),
-            None => rx.recv().map_err(|_| crossbeam_channel::RecvTimeoutError::Disconnected),
+            None => rx
+                .recv()
+                .map_err(|_| crossbeam_channel::RecvTimeoutError::Disconnected),
         };
         match msg {
             Ok(Msg::Work { db, urgent }) => {
@@ -178,7 +192,10 @@ fn run(rx: Receiver<Msg>) {
             match m {
                 Msg::Work { db, .. } => {
                     let key = Arc::as_ptr(&db) as usize;
-                    work.entry(key).or_insert(Scheduled { db, due: Instant::now() });
+                    work.entry(key).or_insert(Scheduled {
+                        db,
+                        due: Instant::now(),
+                    });
                 }
                 Msg::Flush { reply, deadline } => {
                     for s in work.values_mut() {
@@ -189,7 +206,11 @@ fn run(rx: Receiver<Msg>) {
             }
         }
         let now = Instant::now();
-        let due: Vec<usize> = work.iter().filter(|(_, s)| s.due <= now).map(|(k, _)| *k).collect();
+        let due: Vec<usize> = work
+            .iter()
+            .filter(|(_, s)| s.due <= now)
+            .map(|(k, _)| *k)
+            .collect();
         for key in due {
             let db = Arc::clone(&work[&key].db);
             db.dirty.store(false, Ordering::Release);
@@ -273,7 +294,10 @@ fn reconcile(db: &Database, st: &mut SyncState) -> Result<(), SyncError> {
             crate::format_txid(s.replicated_txid)
         ))
     } else if s.txid == 0 && replica_max > 0 {
-        Some(format!("continuing the existing replica after TXID {}", crate::format_txid(replica_max)))
+        Some(format!(
+            "continuing the existing replica after TXID {}",
+            crate::format_txid(replica_max)
+        ))
     } else {
         None
     };
@@ -314,7 +338,14 @@ fn seal(db: &Database, st: &mut SyncState, segments: &[u64]) -> Result<(), SyncE
         let mut r = SegmentReader::open(&path)?;
         while let Some(rec) = r.next_record()? {
             match rec {
-                Record::Page { pgno, offset, len } => txn.push((pgno, PageLoc { segment: i, offset, len })),
+                Record::Page { pgno, offset, len } => txn.push((
+                    pgno,
+                    PageLoc {
+                        segment: i,
+                        offset,
+                        len,
+                    },
+                )),
                 Record::Commit(c) => {
                     if c.full {
                         pages.clear();
@@ -328,7 +359,9 @@ fn seal(db: &Database, st: &mut SyncState, segments: &[u64]) -> Result<(), SyncE
                             _ => WAL_HEADER_SIZE,
                         });
                     }
-                    if last.is_some_and(|l| l.wal.salt1 != c.wal.salt1 || l.wal.salt2 != c.wal.salt2) {
+                    if last
+                        .is_some_and(|l| l.wal.salt1 != c.wal.salt1 || l.wal.salt2 != c.wal.salt2)
+                    {
                         first_wal_start = Some(WAL_HEADER_SIZE);
                     }
                     last = Some(c);
@@ -338,7 +371,10 @@ fn seal(db: &Database, st: &mut SyncState, segments: &[u64]) -> Result<(), SyncE
             }
         }
         txn.clear(); // an uncommitted tail
-        files.push(File::open(&path).map_err(|e| StagingError::Io { path: path.clone(), source: e })?);
+        files.push(File::open(&path).map_err(|e| StagingError::Io {
+            path: path.clone(),
+            source: e,
+        })?);
     }
     let sealed_through = *segments.last().expect("non-empty");
     let discard = st.discard_until_full && !any_full;
@@ -351,7 +387,14 @@ fn seal(db: &Database, st: &mut SyncState, segments: &[u64]) -> Result<(), SyncE
             tracing::error!(db = %db.path.display(), "staged data lacks a full image; waiting for the next commit");
         } else {
             let txid = st.state.txid + 1;
-            write_l0(db, txid, &c, first_wal_start.unwrap_or(WAL_HEADER_SIZE), &pages, &files)?;
+            write_l0(
+                db,
+                txid,
+                &c,
+                first_wal_start.unwrap_or(WAL_HEADER_SIZE),
+                &pages,
+                &files,
+            )?;
             st.discard_until_full = false;
             st.state.txid = txid;
             st.state.wal = Some(c.wal);
@@ -383,7 +426,10 @@ fn write_l0(
 ) -> Result<(), SyncError> {
     let final_path = db.meta.l0_path(txid, txid);
     let tmp = final_path.with_extension("ltx.tmp");
-    let ltx_err = |source| SyncError::Ltx { path: tmp.display().to_string(), source };
+    let ltx_err = |source| SyncError::Ltx {
+        path: tmp.display().to_string(),
+        source,
+    };
     let header = Header {
         flags: FLAG_NO_CHECKSUM,
         page_size: c.page_size,
@@ -397,21 +443,38 @@ fn write_l0(
         wal_salt2: c.wal.salt2,
         ..Header::default()
     };
-    let out = File::create(&tmp).map_err(|e| StagingError::Io { path: tmp.clone(), source: e })?;
-    let mut enc = Encoder::new(BufWriter::with_capacity(256 * 1024, out), &header).map_err(ltx_err)?;
+    let out = File::create(&tmp).map_err(|e| StagingError::Io {
+        path: tmp.clone(),
+        source: e,
+    })?;
+    let mut enc =
+        Encoder::new(BufWriter::with_capacity(256 * 1024, out), &header).map_err(ltx_err)?;
     let mut buf = vec![0u8; c.page_size as usize];
     for (&pgno, loc) in pages.range(..=c.db_size) {
         if loc.len != c.page_size {
             continue; // staged before a page size change that a full image superseded
         }
-        staging::read_page_at(&files[loc.segment], loc.offset, &mut buf)
-            .map_err(|e| StagingError::Io { path: db.meta.staging_dir(), source: e })?;
+        staging::read_page_at(&files[loc.segment], loc.offset, &mut buf).map_err(|e| {
+            StagingError::Io {
+                path: db.meta.staging_dir(),
+                source: e,
+            }
+        })?;
         enc.write_page(pgno, &buf).map_err(ltx_err)?;
     }
     let (w, _) = enc.finish().map_err(ltx_err)?;
-    let file = w.into_inner().map_err(|e| StagingError::Io { path: tmp.clone(), source: e.into_error() })?;
-    file.sync_all().map_err(|e| StagingError::Io { path: tmp.clone(), source: e })?;
-    fs::rename(&tmp, &final_path).map_err(|e| StagingError::Io { path: final_path.clone(), source: e })?;
+    let file = w.into_inner().map_err(|e| StagingError::Io {
+        path: tmp.clone(),
+        source: e.into_error(),
+    })?;
+    file.sync_all().map_err(|e| StagingError::Io {
+        path: tmp.clone(),
+        source: e,
+    })?;
+    fs::rename(&tmp, &final_path).map_err(|e| StagingError::Io {
+        path: final_path.clone(),
+        source: e,
+    })?;
     staging::sync_dir(&db.meta.l0_dir())?;
     Ok(())
 }
@@ -439,8 +502,17 @@ fn upload_pending(db: &Database, st: &mut SyncState) -> Result<(), SyncError> {
 
 fn read_timestamp(path: &std::path::Path) -> Result<i64, SyncError> {
     let mut buf = [0u8; crate::ltx::HEADER_SIZE];
-    let f = File::open(path).map_err(|e| StagingError::Io { path: path.to_path_buf(), source: e })?;
-    staging::read_page_at(&f, 0, &mut buf).map_err(|e| StagingError::Io { path: path.to_path_buf(), source: e })?;
-    let h = Header::decode(&buf).map_err(|source| SyncError::Ltx { path: path.display().to_string(), source })?;
+    let f = File::open(path).map_err(|e| StagingError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    staging::read_page_at(&f, 0, &mut buf).map_err(|e| StagingError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let h = Header::decode(&buf).map_err(|source| SyncError::Ltx {
+        path: path.display().to_string(),
+        source,
+    })?;
     Ok(h.timestamp_ms)
 }

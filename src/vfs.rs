@@ -24,7 +24,9 @@ pub enum Role {
 /// Decides the role of a file SQLite opens. `Err`: a managed database whose replication
 /// cannot be set up (bad configuration); the open fails with this message in the log.
 pub fn classify(path: Option<&str>, flags: i32, uri_replica: Option<&str>) -> Result<Role, String> {
-    let Some(path) = path else { return Ok(Role::Other) };
+    let Some(path) = path else {
+        return Ok(Role::Other);
+    };
     if flags & OPEN_MAIN_DB != 0 {
         return Ok(match crate::registry::open(Path::new(path), uri_replica)? {
             Some(db) => Role::Main(db),
@@ -32,12 +34,18 @@ pub fn classify(path: Option<&str>, flags: i32, uri_replica: Option<&str>) -> Re
         });
     }
     if flags & OPEN_WAL != 0 {
-        if let Some(db) = path.strip_suffix("-wal").and_then(|p| crate::registry::get(Path::new(p))) {
+        if let Some(db) = path
+            .strip_suffix("-wal")
+            .and_then(|p| crate::registry::get(Path::new(p)))
+        {
             return Ok(Role::Wal(db));
         }
     }
     if flags & OPEN_MAIN_JOURNAL != 0 {
-        if let Some(db) = path.strip_suffix("-journal").and_then(|p| crate::registry::get(Path::new(p))) {
+        if let Some(db) = path
+            .strip_suffix("-journal")
+            .and_then(|p| crate::registry::get(Path::new(p)))
+        {
             // Writes in rollback-journal mode bypass the WAL, so history cannot be proven.
             db.on_rollback_journal();
         }
@@ -69,7 +77,13 @@ mod tests {
 
     #[test]
     fn unmanaged_files_pass_through() {
-        assert!(matches!(classify(None, OPEN_MAIN_DB, None), Ok(Role::Other)));
-        assert!(matches!(classify(Some("/nonexistent/x.db-wal"), OPEN_WAL, None), Ok(Role::Other)));
+        assert!(matches!(
+            classify(None, OPEN_MAIN_DB, None),
+            Ok(Role::Other)
+        ));
+        assert!(matches!(
+            classify(Some("/nonexistent/x.db-wal"), OPEN_WAL, None),
+            Ok(Role::Other)
+        ));
     }
 }

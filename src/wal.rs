@@ -168,7 +168,11 @@ pub(crate) mod testing {
             h[24..28].copy_from_slice(&c.0.to_be_bytes());
             h[28..32].copy_from_slice(&c.1.to_be_bytes());
             let header = WalHeader::parse(&h).expect("valid header");
-            WalBuilder { header, bytes: h.to_vec(), running: c }
+            WalBuilder {
+                header,
+                bytes: h.to_vec(),
+                running: c,
+            }
         }
 
         /// Appends a frame; `commit_size` > 0 marks a commit.
@@ -207,13 +211,17 @@ mod tests {
         for i in 0..2 {
             let off = 32 + i * fs;
             let fh: [u8; 24] = w.bytes[off..off + 24].try_into().unwrap();
-            c = h.verify_frame(c, &fh, &w.bytes[off + 24..off + fs]).expect("valid frame");
+            c = h
+                .verify_frame(c, &fh, &w.bytes[off + 24..off + fs])
+                .expect("valid frame");
         }
         // A flipped page byte breaks the chain.
         let mut bad = w.bytes.clone();
         bad[32 + 24 + 100] ^= 1;
         let fh: [u8; 24] = bad[32..56].try_into().unwrap();
-        assert!(h.verify_frame(h.checksum, &fh, &bad[56..56 + 4096]).is_none());
+        assert!(h
+            .verify_frame(h.checksum, &fh, &bad[56..56 + 4096])
+            .is_none());
     }
 
     #[test]

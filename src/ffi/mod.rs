@@ -29,24 +29,43 @@ pub(crate) fn guard<T>(on_panic: T, f: impl FnOnce() -> T) -> T {
     }
 }
 
+/// Log level of the extension when neither `logging.level` nor `LOG_LEVEL` sets one.
+const DEFAULT_EXTENSION_LOG_LEVEL: &str = "warn";
+
 /// Result of the one-time process setup: the VFS registration.
 static SETUP: OnceLock<Result<(), String>> = OnceLock::new();
 
 fn setup() -> Result<(), String> {
     SETUP
         .get_or_init(|| {
-            crate::logging::init(&crate::registry::config().ok().flatten().map(|c| c.logging.clone()).unwrap_or_default());
+            // Inside someone else's process: quiet unless configured (`logging.level`,
+            // `LOG_LEVEL`); warnings and errors always show.
+            let mut logging = crate::registry::config()
+                .ok()
+                .flatten()
+                .map(|c| c.logging.clone())
+                .unwrap_or_default();
+            logging
+                .level
+                .get_or_insert_with(|| DEFAULT_EXTENSION_LOG_LEVEL.to_string());
+            crate::logging::init(&logging);
             vfs::register(false)?;
             // SAFETY: `auto_extension_init` has the signature SQLite calls auto-extensions
             // with; `sqlite3_auto_extension` declares it as a no-argument fn, as the C API does.
             let rc = unsafe {
                 ffi::sqlite3_auto_extension(Some(std::mem::transmute::<
-                    unsafe extern "C" fn(*mut ffi::sqlite3, *mut *mut c_char, *const ffi::sqlite3_api_routines) -> c_int,
+                    unsafe extern "C" fn(
+                        *mut ffi::sqlite3,
+                        *mut *mut c_char,
+                        *const ffi::sqlite3_api_routines,
+                    ) -> c_int,
                     unsafe extern "C" fn(),
                 >(auto_extension_init)))
             };
             if rc != ffi::SQLITE_OK {
-                return Err(format!("cannot register the auto-extension (SQLite error {rc})"));
+                return Err(format!(
+                    "cannot register the auto-extension (SQLite error {rc})"
+                ));
             }
             Ok(())
         })
@@ -123,10 +142,20 @@ unsafe extern "C" fn auto_extension_init(
         if managed {
             let sql = c"PRAGMA journal_mode=WAL";
             // SAFETY: `db` is a valid connection and `sql` a NUL-terminated string.
-            let rc = unsafe { ffi::sqlite3_exec(db, sql.as_ptr(), None, std::ptr::null_mut(), std::ptr::null_mut()) };
+            let rc = unsafe {
+                ffi::sqlite3_exec(
+                    db,
+                    sql.as_ptr(),
+                    None,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                )
+            };
             if rc != ffi::SQLITE_OK {
                 // SAFETY: `db` is valid; errmsg returns a NUL-terminated string owned by SQLite.
-                let msg = unsafe { CStr::from_ptr(ffi::sqlite3_errmsg(db)) }.to_string_lossy().into_owned();
+                let msg = unsafe { CStr::from_ptr(ffi::sqlite3_errmsg(db)) }
+                    .to_string_lossy()
+                    .into_owned();
                 tracing::warn!(error = %msg, "cannot switch the database to WAL mode; it is not replicated until it is");
             }
         }

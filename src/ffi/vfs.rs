@@ -30,6 +30,8 @@ struct LsFile {
     uses_shm: bool,
     /// `Arc::into_raw` of the database for MAIN and WAL files; null otherwise.
     db: *const Database,
+    /// Region 0 of this handle's shm mapping (the wal-index header), null until mapped.
+    shm0: *const u8,
 }
 
 /// Offset of the wrapped file inside our allocation (keeps 8-byte alignment).
@@ -119,7 +121,9 @@ pub fn register(make_default: bool) -> Result<(), String> {
     // SAFETY: `raw` is a fully initialised VFS that is never freed.
     let rc = unsafe { ffi::sqlite3_vfs_register(raw, c_int::from(make_default)) };
     if rc != ffi::SQLITE_OK {
-        return Err(format!("cannot register the litestream VFS (SQLite error {rc})"));
+        return Err(format!(
+            "cannot register the litestream VFS (SQLite error {rc})"
+        ));
     }
     let _ = OURS.set(VfsPtr(raw));
     Ok(())
@@ -133,7 +137,12 @@ pub unsafe fn main_is_managed(db: *mut ffi::sqlite3) -> bool {
     let mut file: *mut ffi::sqlite3_file = ptr::null_mut();
     // SAFETY: FILE_POINTER writes one pointer into `file`.
     let rc = unsafe {
-        ffi::sqlite3_file_control(db, c"main".as_ptr(), ffi::SQLITE_FCNTL_FILE_POINTER, &mut file as *mut _ as *mut c_void)
+        ffi::sqlite3_file_control(
+            db,
+            c"main".as_ptr(),
+            ffi::SQLITE_FCNTL_FILE_POINTER,
+            &mut file as *mut _ as *mut c_void,
+        )
     };
     // SAFETY: a non-null file's pMethods identifies who opened it; only ours use METHODS.
     rc == ffi::SQLITE_OK
@@ -160,7 +169,15 @@ unsafe extern "C" fn x_open(
         unsafe {
             ptr::write(
                 file as *mut LsFile,
-                LsFile { base: ffi::sqlite3_file { pMethods: ptr::null() }, kind: KIND_OTHER, uses_shm: false, db: ptr::null() },
+                LsFile {
+                    base: ffi::sqlite3_file {
+                        pMethods: ptr::null(),
+                    },
+                    kind: KIND_OTHER,
+                    uses_shm: false,
+                    db: ptr::null(),
+                    shm0: ptr::null(),
+                },
             );
         }
         let base = base_vfs(vfs);
@@ -196,7 +213,8 @@ unsafe extern "C" fn x_open(
         me.kind = kind;
         me.db = db;
         // SAFETY: the wrapped file area is `szOsFile` of the base VFS, as registered.
-        let rc = unsafe { ((*base).xOpen.expect("xOpen"))(base, name, inner(file), flags, out_flags) };
+        let rc =
+            unsafe { ((*base).xOpen.expect("xOpen"))(base, name, inner(file), flags, out_flags) };
         // SAFETY: after the wrapped xOpen, its pMethods is set or null.
         if unsafe { (*inner(file)).pMethods }.is_null() {
             // Nothing to close later: release what we took.
@@ -222,12 +240,19 @@ fn release(f: &mut LsFile) {
     }
 }
 
-unsafe extern "C" fn x_delete(vfs: *mut ffi::sqlite3_vfs, name: *const c_char, sync_dir: c_int) -> c_int {
+unsafe extern "C" fn x_delete(
+    vfs: *mut ffi::sqlite3_vfs,
+    name: *const c_char,
+    sync_dir: c_int,
+) -> c_int {
     guard(ffi::SQLITE_IOERR_DELETE, || {
         if !name.is_null() {
             // SAFETY: `name` is a NUL-terminated path from SQLite.
             let path = unsafe { CStr::from_ptr(name) }.to_string_lossy();
-            if let Some(db) = path.strip_suffix("-wal").and_then(|p| crate::registry::get(std::path::Path::new(p))) {
+            if let Some(db) = path
+                .strip_suffix("-wal")
+                .and_then(|p| crate::registry::get(std::path::Path::new(p)))
+            {
                 guard((), || db.on_wal_deleted());
             }
         }
@@ -264,7 +289,13 @@ forward_vfs!(x_set_system_call, xSetSystemCall, c_int, ffi::SQLITE_ERROR, (name:
 forward_vfs!(x_get_system_call, xGetSystemCall, ffi::sqlite3_syscall_ptr, None, (name: *const c_char));
 forward_vfs!(x_next_system_call, xNextSystemCall, *const c_char, ptr::null(), (name: *const c_char));
 
-type DlSym = unsafe extern "C" fn(*mut ffi::sqlite3_vfs, *mut c_void, *const c_char) -> Option<unsafe extern "C" fn(*mut ffi::sqlite3_vfs, *mut c_void, *const c_char)>;
+type DlSym = unsafe extern "C" fn(
+    *mut ffi::sqlite3_vfs,
+    *mut c_void,
+    *const c_char,
+) -> Option<
+    unsafe extern "C" fn(*mut ffi::sqlite3_vfs, *mut c_void, *const c_char),
+>;
 
 unsafe extern "C" fn x_dl_sym(
     vfs: *mut ffi::sqlite3_vfs,
@@ -330,11 +361,23 @@ unsafe extern "C" fn f_close(f: *mut ffi::sqlite3_file) -> c_int {
     })
 }
 
-unsafe extern "C" fn f_read(f: *mut ffi::sqlite3_file, buf: *mut c_void, n: c_int, off: ffi::sqlite3_int64) -> c_int {
-    guard(ffi::SQLITE_IOERR_READ, || call_inner!(f, xRead, ffi::SQLITE_IOERR_READ, buf, n, off))
+unsafe extern "C" fn f_read(
+    f: *mut ffi::sqlite3_file,
+    buf: *mut c_void,
+    n: c_int,
+    off: ffi::sqlite3_int64,
+) -> c_int {
+    guard(ffi::SQLITE_IOERR_READ, || {
+        call_inner!(f, xRead, ffi::SQLITE_IOERR_READ, buf, n, off)
+    })
 }
 
-unsafe extern "C" fn f_write(f: *mut ffi::sqlite3_file, buf: *const c_void, n: c_int, off: ffi::sqlite3_int64) -> c_int {
+unsafe extern "C" fn f_write(
+    f: *mut ffi::sqlite3_file,
+    buf: *const c_void,
+    n: c_int,
+    off: ffi::sqlite3_int64,
+) -> c_int {
     guard(ffi::SQLITE_IOERR_WRITE, || {
         // SAFETY: `f` is ours.
         if off == 0 && unsafe { ls(f) }.kind == KIND_WAL {
@@ -358,26 +401,45 @@ unsafe extern "C" fn f_truncate(f: *mut ffi::sqlite3_file, size: ffi::sqlite3_in
 }
 
 unsafe extern "C" fn f_sync(f: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
-    guard(ffi::SQLITE_IOERR_FSYNC, || call_inner!(f, xSync, ffi::SQLITE_IOERR_FSYNC, flags))
+    guard(ffi::SQLITE_IOERR_FSYNC, || {
+        call_inner!(f, xSync, ffi::SQLITE_IOERR_FSYNC, flags)
+    })
 }
 
 unsafe extern "C" fn f_file_size(f: *mut ffi::sqlite3_file, out: *mut ffi::sqlite3_int64) -> c_int {
-    guard(ffi::SQLITE_IOERR_FSTAT, || call_inner!(f, xFileSize, ffi::SQLITE_IOERR_FSTAT, out))
+    guard(ffi::SQLITE_IOERR_FSTAT, || {
+        call_inner!(f, xFileSize, ffi::SQLITE_IOERR_FSTAT, out)
+    })
 }
 
 unsafe extern "C" fn f_lock(f: *mut ffi::sqlite3_file, level: c_int) -> c_int {
-    guard(ffi::SQLITE_IOERR_LOCK, || call_inner!(f, xLock, ffi::SQLITE_IOERR_LOCK, level))
+    guard(ffi::SQLITE_IOERR_LOCK, || {
+        call_inner!(f, xLock, ffi::SQLITE_IOERR_LOCK, level)
+    })
 }
 
 unsafe extern "C" fn f_unlock(f: *mut ffi::sqlite3_file, level: c_int) -> c_int {
-    guard(ffi::SQLITE_IOERR_UNLOCK, || call_inner!(f, xUnlock, ffi::SQLITE_IOERR_UNLOCK, level))
+    guard(ffi::SQLITE_IOERR_UNLOCK, || {
+        call_inner!(f, xUnlock, ffi::SQLITE_IOERR_UNLOCK, level)
+    })
 }
 
 unsafe extern "C" fn f_check_reserved_lock(f: *mut ffi::sqlite3_file, out: *mut c_int) -> c_int {
-    guard(ffi::SQLITE_IOERR_CHECKRESERVEDLOCK, || call_inner!(f, xCheckReservedLock, ffi::SQLITE_IOERR_CHECKRESERVEDLOCK, out))
+    guard(ffi::SQLITE_IOERR_CHECKRESERVEDLOCK, || {
+        call_inner!(
+            f,
+            xCheckReservedLock,
+            ffi::SQLITE_IOERR_CHECKRESERVEDLOCK,
+            out
+        )
+    })
 }
 
-unsafe extern "C" fn f_file_control(f: *mut ffi::sqlite3_file, op: c_int, arg: *mut c_void) -> c_int {
+unsafe extern "C" fn f_file_control(
+    f: *mut ffi::sqlite3_file,
+    op: c_int,
+    arg: *mut c_void,
+) -> c_int {
     guard(ffi::SQLITE_ERROR, || {
         // SAFETY: `f` is ours.
         let me = unsafe { ls(f) };
@@ -385,7 +447,7 @@ unsafe extern "C" fn f_file_control(f: *mut ffi::sqlite3_file, op: c_int, arg: *
             // Exclusive locking mode keeps the wal-index in heap memory, so there is no shm
             // lock release to capture at: the commit is complete here instead.
             // SAFETY: `f` is ours.
-            unsafe { with_db(f, |db| db.on_commit()) };
+            unsafe { with_db(f, |db| db.on_commit(None)) };
         }
         call_inner!(f, xFileControl, ffi::SQLITE_NOTFOUND, op, arg)
     })
@@ -408,18 +470,49 @@ unsafe extern "C" fn f_shm_map(
 ) -> c_int {
     guard(ffi::SQLITE_IOERR_SHMMAP, || {
         // SAFETY: `f` is ours.
-        unsafe { ls(f) }.uses_shm = true;
-        call_inner!(f, xShmMap, ffi::SQLITE_IOERR_SHMMAP, region, size, extend, out)
+        let me = unsafe { ls(f) };
+        me.uses_shm = true;
+        let rc = call_inner!(
+            f,
+            xShmMap,
+            ffi::SQLITE_IOERR_SHMMAP,
+            region,
+            size,
+            extend,
+            out
+        );
+        // SAFETY: on success `*out` is the mapped region (or null if not extended).
+        if region == 0 && rc == ffi::SQLITE_OK && !unsafe { *out }.is_null() && size >= 96 {
+            // SAFETY: as above.
+            me.shm0 = unsafe { *out } as *const u8;
+        }
+        rc
     })
 }
 
-unsafe extern "C" fn f_shm_lock(f: *mut ffi::sqlite3_file, offset: c_int, n: c_int, flags: c_int) -> c_int {
+unsafe extern "C" fn f_shm_lock(
+    f: *mut ffi::sqlite3_file,
+    offset: c_int,
+    n: c_int,
+    flags: c_int,
+) -> c_int {
     guard(ffi::SQLITE_IOERR_SHMLOCK, || {
         // SAFETY: `f` is ours.
         if unsafe { ls(f) }.kind == KIND_MAIN && hooks::is_write_lock_release(offset, n, flags) {
-            // Still holding the write lock: no other writer can touch the WAL while we read it.
+            // Still holding the write lock: no other writer can touch the WAL while we read it,
+            // and the wal-index header already records this commit.
             // SAFETY: `f` is ours.
-            unsafe { with_db(f, |db| db.on_commit()) };
+            let shm0 = unsafe { ls(f) }.shm0;
+            let mark = (!shm0.is_null()).then(|| {
+                let mut hdr = [0u8; 48];
+                // SAFETY: `shm0` maps at least 96 bytes (checked at xShmMap) until xShmUnmap;
+                // the writer finished updating the header before releasing the write lock.
+                unsafe { ptr::copy_nonoverlapping(shm0, hdr.as_mut_ptr(), 48) };
+                hdr
+            });
+            let mark = mark.and_then(|h| crate::capture::WalIndexMark::parse(&h));
+            // SAFETY: `f` is ours.
+            unsafe { with_db(f, |db| db.on_commit(mark)) };
         }
         call_inner!(f, xShmLock, ffi::SQLITE_IOERR_SHMLOCK, offset, n, flags)
     })
@@ -430,10 +523,19 @@ unsafe extern "C" fn f_shm_barrier(f: *mut ffi::sqlite3_file) {
 }
 
 unsafe extern "C" fn f_shm_unmap(f: *mut ffi::sqlite3_file, delete: c_int) -> c_int {
-    guard(ffi::SQLITE_IOERR_SHMMAP, || call_inner!(f, xShmUnmap, ffi::SQLITE_OK, delete))
+    guard(ffi::SQLITE_IOERR_SHMMAP, || {
+        // SAFETY: `f` is ours.
+        unsafe { ls(f) }.shm0 = ptr::null();
+        call_inner!(f, xShmUnmap, ffi::SQLITE_OK, delete)
+    })
 }
 
-unsafe extern "C" fn f_fetch(f: *mut ffi::sqlite3_file, off: ffi::sqlite3_int64, n: c_int, out: *mut *mut c_void) -> c_int {
+unsafe extern "C" fn f_fetch(
+    f: *mut ffi::sqlite3_file,
+    off: ffi::sqlite3_int64,
+    n: c_int,
+    out: *mut *mut c_void,
+) -> c_int {
     guard(ffi::SQLITE_IOERR_MMAP, || {
         // Without xFetch in the wrapped file, SQLite falls back to xRead when *out is null.
         // SAFETY: `out` is valid for one pointer write.
@@ -442,8 +544,14 @@ unsafe extern "C" fn f_fetch(f: *mut ffi::sqlite3_file, off: ffi::sqlite3_int64,
     })
 }
 
-unsafe extern "C" fn f_unfetch(f: *mut ffi::sqlite3_file, off: ffi::sqlite3_int64, p: *mut c_void) -> c_int {
-    guard(ffi::SQLITE_IOERR_MMAP, || call_inner!(f, xUnfetch, ffi::SQLITE_OK, off, p))
+unsafe extern "C" fn f_unfetch(
+    f: *mut ffi::sqlite3_file,
+    off: ffi::sqlite3_int64,
+    p: *mut c_void,
+) -> c_int {
+    guard(ffi::SQLITE_IOERR_MMAP, || {
+        call_inner!(f, xUnfetch, ffi::SQLITE_OK, off, p)
+    })
 }
 
 #[cfg(test)]

@@ -522,4 +522,3 @@ fn byte_at_a_time_reader() {
     assert_eq!(n, 3);
     d.finish().unwrap();
 }
-
