@@ -264,6 +264,7 @@ impl CaptureState {
     }
 
     /// Stages every page of the database as of the last commit in the WAL.
+    #[allow(clippy::too_many_arguments)]
     fn capture_full(
         &mut self,
         header: &WalHeader,

@@ -147,7 +147,7 @@ pub unsafe fn main_is_managed(db: *mut ffi::sqlite3) -> bool {
     // SAFETY: a non-null file's pMethods identifies who opened it; only ours use METHODS.
     rc == ffi::SQLITE_OK
         && !file.is_null()
-        && unsafe { (*file).pMethods } == &METHODS as *const _
+        && std::ptr::eq(unsafe { (*file).pMethods }, &METHODS)
         && unsafe { ls(file).kind } == KIND_MAIN
 }
 
@@ -289,14 +289,6 @@ forward_vfs!(x_set_system_call, xSetSystemCall, c_int, ffi::SQLITE_ERROR, (name:
 forward_vfs!(x_get_system_call, xGetSystemCall, ffi::sqlite3_syscall_ptr, None, (name: *const c_char));
 forward_vfs!(x_next_system_call, xNextSystemCall, *const c_char, ptr::null(), (name: *const c_char));
 
-type DlSym = unsafe extern "C" fn(
-    *mut ffi::sqlite3_vfs,
-    *mut c_void,
-    *const c_char,
-) -> Option<
-    unsafe extern "C" fn(*mut ffi::sqlite3_vfs, *mut c_void, *const c_char),
->;
-
 unsafe extern "C" fn x_dl_sym(
     vfs: *mut ffi::sqlite3_vfs,
     h: *mut c_void,
@@ -304,11 +296,8 @@ unsafe extern "C" fn x_dl_sym(
 ) -> Option<unsafe extern "C" fn(*mut ffi::sqlite3_vfs, *mut c_void, *const c_char)> {
     guard(None, || {
         let base = base_vfs(vfs);
-        // SAFETY: forwarding to the wrapped VFS; the bindings type xDlSym's result the same way.
-        unsafe {
-            let f: DlSym = std::mem::transmute((*base).xDlSym.expect("xDlSym"));
-            f(base, h, sym)
-        }
+        // SAFETY: forwarding to the wrapped VFS with the same arguments.
+        unsafe { ((*base).xDlSym.expect("xDlSym"))(base, h, sym) }
     })
 }
 
