@@ -16,7 +16,7 @@ fn lookup(name: &str) -> Option<String> {
 
 fn parse(yaml: &str) -> Result<Config, ConfigError> {
     let env = resolve::Env {
-        cwd: Path::new("/work/dir"),
+        cwd: Path::new("/srv/app"),
         home: Some(Path::new("/home/u")),
     };
     parse_text(yaml, Some(Path::new(FILE)), &lookup, &env)
@@ -124,11 +124,11 @@ dbs:
     );
     let a = &c.dbs[0];
     assert_eq!(a.path, Path::new("/home/u/a.db"));
-    assert_eq!(a.meta_path.as_deref(), Some(Path::new("/work/dir/meta")));
-    assert_eq!(a.meta_dir(), Path::new("/work/dir/meta"));
+    assert_eq!(a.meta_path.as_deref(), Some(Path::new("/srv/app/meta")));
+    assert_eq!(a.meta_dir(), Path::new("/srv/app/meta"));
     assert!(a.restore_if_db_not_exists);
     assert_eq!(a.lag_alert, Some(Duration::from_secs(3)));
-    assert_eq!(file_dir(&c), Path::new("/work/dir/rel/backup"));
+    assert_eq!(file_dir(&c), Path::new("/srv/app/rel/backup"));
     assert_eq!(a.replica.sync_interval, Duration::ZERO);
     assert_eq!(
         a.read_replicas,
@@ -136,7 +136,7 @@ dbs:
             ReadReplicaConfig {
                 name: Some("ro".into()),
                 kind: "file".into(),
-                path: "/work/dir/ro.db".into(),
+                path: "/srv/app/ro.db".into(),
                 poll_interval: Duration::from_millis(200)
             },
             ReadReplicaConfig {
@@ -148,7 +148,7 @@ dbs:
         ]
     );
     let b = &c.dbs[1];
-    assert_eq!(b.path, Path::new("/work/dir/b.db"));
+    assert_eq!(b.path, Path::new("/srv/app/b.db"));
     assert_eq!(
         b.lag_alert,
         Some(Duration::from_secs(10)),
