@@ -1,0 +1,224 @@
+//! Unit tests of `capture`.
+use super::*;
+use crate::staging::{MetaDir, Record, SegmentReader};
+use crate::wal::testing::WalBuilder;
+
+struct Mem(Vec<u8>);
+impl ReadAt for Mem {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let off = offset as usize;
+        if off >= self.0.len() {
+            return Ok(0);
+        }
+        let n = buf.len().min(self.0.len() - off);
+        buf[..n].copy_from_slice(&self.0[off..off + n]);
+        Ok(n)
+    }
+    fn size(&self) -> io::Result<u64> {
+        Ok(self.0.len() as u64)
+    }
+}
+
+fn records(meta: &MetaDir, seq: u64) -> Vec<Record> {
+    let mut r = SegmentReader::open(&meta.segment_path(seq)).unwrap();
+    let mut v = vec![];
+    while let Some(rec) = r.next_record().unwrap() {
+        v.push(rec);
+    }
+    v
+}
+
+fn pages_and_commits(recs: &[Record]) -> Vec<String> {
+    recs.iter()
+        .map(|r| match r {
+            Record::Page { pgno, .. } => format!("P{pgno}"),
+            Record::Commit(c) => format!("C{}{}", c.db_size, if c.full { "F" } else { "" }),
+            Record::Closed(_) => "X".into(),
+        })
+        .collect()
+}
+
+fn setup() -> (tempfile::TempDir, MetaDir, SegmentWriter) {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = MetaDir {
+        root: dir.path().to_path_buf(),
+    };
+    meta.create_dirs().unwrap();
+    let seg = SegmentWriter::open(&meta, 1).unwrap();
+    (dir, meta, seg)
+}
+
+#[test]
+fn first_capture_is_full_then_incremental_and_uncommitted_tail_dropped() {
+    let (_d, meta, mut seg) = setup();
+    let db = Mem(vec![0x11; 512 * 3]); // the database file: 3 pages
+    let mut w = WalBuilder::new(512, 10, 20);
+    w.frame(2, 3, 0xaa); // commit: size 3
+    let mut st = CaptureState::default();
+    let c = st
+        .capture(&Mem(w.bytes.clone()), &db, &mut seg, 1, true, None)
+        .unwrap();
+    assert_eq!(
+        c,
+        Captured {
+            txns: 1,
+            pages: 3,
+            full: true
+        }
+    );
+    // Next: a committed txn, then frames of a txn that never committed (spill + rollback).
+    w.frame(3, 0, 0xbb).frame(1, 4, 0xcc).frame(2, 0, 0xdd);
+    let c = st
+        .capture(&Mem(w.bytes.clone()), &db, &mut seg, 2, true, None)
+        .unwrap();
+    assert_eq!(
+        c,
+        Captured {
+            txns: 1,
+            pages: 3,
+            full: false
+        }
+    );
+    drop(seg);
+    let got = pages_and_commits(&records(&meta, 1));
+    // full: 1 (db), 2 (wal), 3 (db); then 3, 1, and growth page 4 read from the db (zeros).
+    assert_eq!(got, ["P1", "P2", "P3", "C3F", "P3", "P1", "P4", "C4"]);
+    assert_eq!(st.db_size, 4);
+    assert_eq!(st.pos.unwrap().offset, 32 + 3 * (24 + 512));
+}
+
+#[test]
+fn salt_reset_by_someone_else_forces_full_and_clean_restart_continues() {
+    let (_d, meta, mut seg) = setup();
+    let db = Mem(vec![0; 512 * 2]);
+    let mut w = WalBuilder::new(512, 1, 1);
+    w.frame(1, 2, 1);
+    let mut st = CaptureState::default();
+    st.capture(&Mem(w.bytes.clone()), &db, &mut seg, 1, true, None)
+        .unwrap();
+    // A clean restart observed by us: the generation was closed before the new header.
+    st.closed = Some(DbFingerprint {
+        len: 1024,
+        mtime_ns: 1,
+    });
+    let mut w2 = WalBuilder::new(512, 2, 7);
+    w2.frame(2, 2, 2);
+    let c = st
+        .capture(&Mem(w2.bytes.clone()), &db, &mut seg, 2, true, None)
+        .unwrap();
+    assert_eq!(
+        c,
+        Captured {
+            txns: 1,
+            pages: 1,
+            full: false
+        }
+    );
+    // A reset nobody told us about.
+    let mut w3 = WalBuilder::new(512, 9, 9);
+    w3.frame(1, 2, 3);
+    let c = st
+        .capture(&Mem(w3.bytes.clone()), &db, &mut seg, 3, false, None)
+        .unwrap();
+    assert_eq!(
+        c,
+        Captured::default(),
+        "full image deferred without allow_full"
+    );
+    assert!(st.need_full.is_some());
+    let c = st
+        .capture(&Mem(w3.bytes.clone()), &db, &mut seg, 3, true, None)
+        .unwrap();
+    assert!(c.full);
+    drop(seg);
+    assert_eq!(
+        pages_and_commits(&records(&meta, 1)),
+        ["P1", "P2", "C2F", "P2", "C2", "P1", "P2", "C2F"]
+    );
+}
+
+#[test]
+fn wal_index_mark_covers_frames_with_deferred_checksums() {
+    let (_d, meta, mut seg) = setup();
+    let db = Mem(vec![0; 512]);
+    let mut w = WalBuilder::new(512, 5, 6);
+    w.frame(1, 1, 1);
+    let mut st = CaptureState::default();
+    st.capture(&Mem(w.bytes.clone()), &db, &mut seg, 1, true, None)
+        .unwrap();
+    // A committed frame whose salts and checksums SQLite has not rewritten yet.
+    w.frame(1, 1, 2);
+    let mut bytes = w.bytes.clone();
+    let frame = 32 + (24 + 512);
+    bytes[frame + 8..frame + 24].fill(0);
+    let c = st
+        .capture(&Mem(bytes.clone()), &db, &mut seg, 2, true, None)
+        .unwrap();
+    assert_eq!(
+        c.txns, 0,
+        "without the wal-index the chain cannot prove the commit"
+    );
+    let mark = WalIndexMark {
+        max_frame: 2,
+        salt1: 5,
+        salt2: 6,
+    };
+    let c = st
+        .capture(&Mem(bytes.clone()), &db, &mut seg, 2, true, Some(mark))
+        .unwrap();
+    assert_eq!(c.txns, 1);
+    // A mark of another generation is ignored.
+    let stale = WalIndexMark {
+        max_frame: 9,
+        salt1: 1,
+        salt2: 1,
+    };
+    assert_eq!(
+        st.capture(&Mem(bytes), &db, &mut seg, 3, true, Some(stale))
+            .unwrap()
+            .txns,
+        0
+    );
+    drop(seg);
+    assert_eq!(
+        pages_and_commits(&records(&meta, 1)),
+        ["P1", "C1F", "P1", "C1"]
+    );
+}
+
+#[test]
+fn wal_index_header_parse() {
+    let mut h = [0u8; 48];
+    assert_eq!(WalIndexMark::parse(&h), None, "not initialised");
+    h[12] = 1;
+    h[16..20].copy_from_slice(&7u32.to_ne_bytes());
+    h[32..36].copy_from_slice(&0x0102_0304u32.to_be_bytes());
+    h[36..40].copy_from_slice(&9u32.to_be_bytes());
+    assert_eq!(
+        WalIndexMark::parse(&h),
+        Some(WalIndexMark {
+            max_frame: 7,
+            salt1: 0x0102_0304,
+            salt2: 9
+        })
+    );
+}
+
+#[test]
+fn stops_at_broken_checksum_chain() {
+    let (_d, _meta, mut seg) = setup();
+    let db = Mem(vec![]);
+    let mut w = WalBuilder::new(512, 5, 6);
+    w.frame(1, 1, 1);
+    let mut st = CaptureState::default();
+    st.capture(&Mem(w.bytes.clone()), &db, &mut seg, 1, true, None)
+        .unwrap();
+    w.frame(1, 1, 2);
+    let mut bytes = w.bytes.clone();
+    let last = bytes.len() - 10;
+    bytes[last] ^= 0xff;
+    let c = st
+        .capture(&Mem(bytes), &db, &mut seg, 2, true, None)
+        .unwrap();
+    assert_eq!(c.txns, 0);
+}
