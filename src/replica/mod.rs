@@ -76,6 +76,28 @@ impl ReplicaError {
     }
 }
 
+/// A precondition on [`ReplicaClient::write_object`], for leases and fencing (compare-and-swap on
+/// one small object).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteCondition {
+    /// Overwrite whatever is there.
+    Always,
+    /// Create only if no object of that name exists (S3 `If-None-Match: *`, `O_EXCL` for files);
+    /// otherwise [`ReplicaError::AlreadyExists`].
+    IfAbsent,
+    /// Replace only if the current version tag equals this one (S3 `If-Match: <etag>`);
+    /// otherwise [`ReplicaError::Precondition`] (or `NotFound` if the object is gone).
+    IfMatch(String),
+}
+
+/// A small non-LTX object stored beside the levels (e.g. a writer lease), with the version tag
+/// a later conditional write compares against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionedObject {
+    pub data: Vec<u8>,
+    pub version: String,
+}
+
 /// A replica backend. Calls block; backends with async clients run them on their own runtime.
 /// Implementations must be safe to share between the uploader and restore threads.
 pub trait ReplicaClient: Send + Sync {
@@ -109,6 +131,37 @@ pub trait ReplicaClient: Send + Sync {
 
     /// Deletes files; missing ones are not an error.
     fn delete(&self, files: &[LtxFileInfo]) -> Result<(), ReplicaError>;
+
+    /// Reads the small object `name` (a plain file name such as `lease.json`, stored at the
+    /// replica root, outside the level directories that restore reads).
+    fn read_object(&self, name: &str) -> Result<VersionedObject, ReplicaError> {
+        Err(ReplicaError::Fatal {
+            key: name.to_string(),
+            reason: format!("the {} backend does not support objects", self.kind()),
+        })
+    }
+
+    /// Writes the small object `name` under `cond`, atomically; returns its new version tag.
+    fn write_object(
+        &self,
+        name: &str,
+        data: &[u8],
+        cond: WriteCondition,
+    ) -> Result<String, ReplicaError> {
+        let _ = (data, cond);
+        Err(ReplicaError::Fatal {
+            key: name.to_string(),
+            reason: format!("the {} backend does not support objects", self.kind()),
+        })
+    }
+
+    /// Deletes the small object `name`; a missing one is not an error.
+    fn delete_object(&self, name: &str) -> Result<(), ReplicaError> {
+        Err(ReplicaError::Fatal {
+            key: name.to_string(),
+            reason: format!("the {} backend does not support objects", self.kind()),
+        })
+    }
 
     /// Every file of every level 0..=9, sorted by (level, min, max).
     fn list_all(&self) -> Result<Vec<LtxFileInfo>, ReplicaError> {
