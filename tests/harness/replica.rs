@@ -21,6 +21,8 @@ pub struct DbEntry {
     pub sync_interval: Option<String>,
     /// Write the replica as `url: file:///abs` instead of `type: file` + `path:`.
     pub as_url: bool,
+    /// Raw `key: value` lines at the database level (e.g. `checkpoint-interval: 1h`).
+    pub keys: Vec<String>,
 }
 
 /// A Litestream 0.5 `litestream.yml`, understood by both our extension and the official binary.
@@ -43,6 +45,7 @@ impl Config {
             replica: replica.to_path_buf(),
             sync_interval: None,
             as_url: false,
+            keys: Vec::new(),
         });
         self
     }
@@ -62,6 +65,16 @@ impl Config {
         self
     }
 
+    /// Adds `key: value` at the level of the last added database.
+    pub fn db_key(mut self, key: &str, value: &str) -> Config {
+        self.dbs
+            .last_mut()
+            .expect("db_key after db()")
+            .keys
+            .push(format!("{key}: {value}"));
+        self
+    }
+
     /// Appends a raw top-level YAML line.
     pub fn extra(mut self, line: &str) -> Config {
         self.extra.push(line.to_string());
@@ -77,6 +90,9 @@ impl Config {
         y.push_str("dbs:\n");
         for db in &self.dbs {
             y.push_str(&format!("  - path: {}\n", db.path.display()));
+            for line in &db.keys {
+                y.push_str(&format!("    {line}\n"));
+            }
             y.push_str("    replica:\n");
             if db.as_url {
                 y.push_str(&format!("      url: {}\n", file_url(&db.replica)));
