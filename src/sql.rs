@@ -35,9 +35,11 @@ impl CheckpointMode {
             "FULL" => CheckpointMode::Full,
             "RESTART" => CheckpointMode::Restart,
             "TRUNCATE" => CheckpointMode::Truncate,
-            _ => return Err(format!(
+            _ => {
+                return Err(format!(
                 "litestream: unknown checkpoint mode {a:?}; use PASSIVE, FULL, RESTART or TRUNCATE"
-            )),
+            ))
+            }
         })
     }
 }
@@ -108,7 +110,8 @@ fn run(short: &str, arg: Option<&str>, conn: &dyn Conn) -> Result<String, String
     let db = conn.database().ok_or_else(not_replicated)?;
     match short {
         "status" => Ok(crate::status::of(&db).to_json()),
-        "lag" => Ok(crate::status::of(&db).lag.to_string()),
+        // `{:?}` keeps the decimal point (0.0), as SQLite prints REAL values.
+        "lag" => Ok(format!("{:?}", crate::status::of(&db).lag)),
         _ => checkpoint(&db, arg, conn),
     }
 }

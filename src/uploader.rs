@@ -25,7 +25,8 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest pause between retries while the replica is unreachable: short enough that
 /// replication resumes within seconds of the store coming back.
 const MAX_BACKOFF: Duration = Duration::from_secs(15);
-/// How long the exit-time flush waits for uploads before letting the process exit; what is
+/// How long the exit-time flush waits for uploads before letting the process exit (without a
+/// configuration; `shutdown-sync-timeout` otherwise); what is
 /// left stays staged and is shipped by the next process that opens the database.
 pub const EXIT_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -178,7 +179,12 @@ pub fn flush(timeout: Duration) -> bool {
 extern "C" fn flush_at_exit() {
     // SAFETY-free: plain Rust; a panic must not unwind into libc's exit path.
     let _ = std::panic::catch_unwind(|| {
-        if !flush(EXIT_FLUSH_TIMEOUT) {
+        // `shutdown-sync-timeout` from the configuration, as Litestream uses it at shutdown.
+        let timeout = crate::registry::config()
+            .ok()
+            .flatten()
+            .map_or(EXIT_FLUSH_TIMEOUT, |c| c.shutdown_sync_timeout);
+        if !flush(timeout) {
             tracing::warn!(
                 "exit: not everything reached the replica; it stays staged for the next run"
             );
