@@ -73,7 +73,7 @@ pub fn find_library(flag: Option<&str>, env: &Env) -> Result<PathBuf, CliError> 
         if !p.is_file() {
             return Err(usage(format!("library not found: {}", p.display())));
         }
-        return Ok(std::path::absolute(&p).unwrap_or(p));
+        return Ok(p.canonicalize().unwrap_or(p));
     }
     let dir = env.exe.as_deref().and_then(Path::parent);
     let candidates: Vec<PathBuf> = dir
