@@ -241,12 +241,16 @@ fn run(rx: Receiver<Msg>) {
         // Drain what else is queued before doing I/O, so bursts coalesce.
         while let Ok(m) = rx.try_recv() {
             match m {
-                Msg::Work { db, .. } => {
+                Msg::Work { db, urgent } => {
                     let key = Arc::as_ptr(&db) as usize;
-                    work.entry(key).or_insert(Scheduled {
+                    let entry = work.entry(key).or_insert(Scheduled {
                         db,
                         due: Instant::now(),
                     });
+                    if urgent {
+                        // A checkpoint or a last close: do not wait out a retry backoff.
+                        entry.due = Instant::now();
+                    }
                 }
                 Msg::Flush { reply, deadline } => {
                     for s in work.values_mut() {

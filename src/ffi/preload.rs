@@ -33,7 +33,8 @@ type CloseFn = unsafe extern "C" fn(*mut ffi::sqlite3) -> c_int;
 struct Real {
     open_v2: OpenV2Fn,
     open: OpenFn,
-    open16: Open16Fn,
+    /// Absent from builds with SQLITE_OMIT_UTF16.
+    open16: Option<Open16Fn>,
     auto_extension: AutoExtensionFn,
     close: CloseFn,
 }
@@ -80,7 +81,7 @@ fn resolve() -> Option<Real> {
     let open16 = lookup(c"sqlite3_open16", preload_open16 as *const c_void);
     let auto_extension = lookup(c"sqlite3_auto_extension", ptr::null());
     let close = lookup(c"sqlite3_close", ptr::null());
-    if [open_v2, open, open16, auto_extension, close]
+    if [open_v2, open, auto_extension, close]
         .iter()
         .any(|p| p.is_null())
     {
@@ -92,7 +93,8 @@ fn resolve() -> Option<Real> {
         Some(Real {
             open_v2: std::mem::transmute::<*mut c_void, OpenV2Fn>(open_v2),
             open: std::mem::transmute::<*mut c_void, OpenFn>(open),
-            open16: std::mem::transmute::<*mut c_void, Open16Fn>(open16),
+            open16: (!open16.is_null())
+                .then(|| std::mem::transmute::<*mut c_void, Open16Fn>(open16)),
             auto_extension: std::mem::transmute::<*mut c_void, AutoExtensionFn>(auto_extension),
             close: std::mem::transmute::<*mut c_void, CloseFn>(close),
         })
@@ -268,10 +270,12 @@ pub unsafe extern "C" fn preload_open16(
     filename: *const c_void,
     pp_db: *mut *mut ffi::sqlite3,
 ) -> c_int {
-    guard(ffi::SQLITE_CANTOPEN, || match ensure() {
-        // SAFETY: forwarding the caller's arguments to SQLite's function.
-        Some(real) => unsafe { (real.open16)(filename, pp_db) },
-        None => no_sqlite(pp_db),
+    guard(ffi::SQLITE_CANTOPEN, || {
+        match ensure().and_then(|r| r.open16) {
+            // SAFETY: forwarding the caller's arguments to SQLite's function.
+            Some(open16) => unsafe { open16(filename, pp_db) },
+            None => no_sqlite(pp_db),
+        }
     })
 }
 
