@@ -83,8 +83,9 @@ pub fn ours(name: &str, via: Via) -> Option<&'static str> {
 }
 
 pub fn not_replicated() -> String {
-    "litestream: this database is not replicated (it is not in the configuration and was not \
-     opened with a replica= URI parameter)"
+    "litestream: this connection's database is not replicated (open it through the litestream \
+     VFS, with ?vfs=litestream or LD_PRELOAD, and name it in the configuration or add a \
+     replica= URI parameter)"
         .to_string()
 }
 

@@ -461,9 +461,10 @@ unsafe extern "C" fn fn_checkpoint(
             });
         // SAFETY: as above.
         let conn_ptr = unsafe { ffi::sqlite3_context_db_handle(ctx) };
-        // SAFETY: as above.
-        let db = unsafe { main_path(ctx) }.and_then(|p| crate::registry::get(Path::new(&p)));
-        let Some(db) = db else {
+        // Only through our VFS: a checkpoint from a connection that bypasses it would not be
+        // seen by the capture.
+        // SAFETY: `conn_ptr` is the running connection.
+        let Some(db) = (unsafe { super::vfs::main_database(conn_ptr) }) else {
             // SAFETY: as above.
             unsafe { result_error(ctx, &sql::not_replicated()) };
             return;
