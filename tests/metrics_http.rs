@@ -69,6 +69,8 @@ fn metrics_endpoint_reports_the_replicating_database() {
         body = get(port, "/metrics").unwrap_or_default();
         sample(&body, &format!("litestream_replicated_txid{db_label}")) == Some(1.0)
             && sample(&body, &format!("litestream_pending_transactions{db_label}")) == Some(0.0)
+            // The sync that acknowledged it is counted when it ends.
+            && sample(&body, &format!("litestream_sync_count{db_label}")).is_some_and(|n| n >= 1.0)
     });
     assert!(body.starts_with("HTTP/1.1 200 OK\r\n"), "{body}");
     assert!(

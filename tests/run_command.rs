@@ -80,11 +80,13 @@ fn forwards_sigint_and_sigterm() {
         .db(&s.join("app.db"), &s.join("replica"))
         .write(&s.join("litestream.yml"));
     let py = python3().to_string_lossy().into_owned();
+    // Short sleeps: a signal handled just before a long `time.sleep` starts would only be
+    // acted on when that sleep ends (the handler runs between bytecodes).
     let code = "import signal, sys, time\n\
                 signal.signal(signal.SIGTERM, lambda *a: sys.exit(3))\n\
                 signal.signal(signal.SIGINT, lambda *a: sys.exit(4))\n\
                 print('ready', flush=True)\n\
-                time.sleep(120)\n";
+                for _ in range(2400): time.sleep(0.05)\n";
     for (sig, want) in [(libc::SIGTERM, 3), (libc::SIGINT, 4)] {
         let mut child = run_cmd(&["-config", &cfg.to_string_lossy(), "--", &py, "-c", code])
             .stdout(Stdio::piped())

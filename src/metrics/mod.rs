@@ -181,9 +181,14 @@ fn render_with(gauges: &[DbGauges]) -> String {
         "Bytes staged locally and not acknowledged by the replica.",
         &|g| g.pending_bytes.to_string(),
     );
+    // Every managed database has every counter, at 0 until something happens.
+    let zero = DbCounters::default();
+    let mut names: std::collections::BTreeSet<&str> = c.dbs.keys().map(String::as_str).collect();
+    names.extend(gauges.iter().map(|g| g.db.as_str()));
     let per_db = |out: &mut String, name: &str, help: &str, v: &dyn Fn(&DbCounters) -> String| {
         family(out, name, "counter", help);
-        for (db, d) in &c.dbs {
+        for db in &names {
+            let d = c.dbs.get(*db).unwrap_or(&zero);
             let _ = writeln!(out, "{name}{{db=\"{}\"}} {}", label(db), v(d));
         }
     };
@@ -272,6 +277,7 @@ mod tests {
             "litestream_lag_seconds{db=\"/x/a.db\"} 1.5",
             "litestream_pending_transactions{db=\"/x/a.db\"} 2",
             "litestream_pending_bytes{db=\"/x/a.db\"} 8192",
+            "litestream_sync_error_count{db=\"/x/a.db\"} 0",
             "litestream_sync_count{db=\"/tmp/metrics \\\"test\\\".db\"} 1",
             "litestream_sync_error_count{db=\"/tmp/metrics \\\"test\\\".db\"} 1",
             "litestream_sync_seconds{db=\"/tmp/metrics \\\"test\\\".db\"} 0.25",
