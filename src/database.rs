@@ -7,7 +7,7 @@
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -47,8 +47,8 @@ pub struct Database {
     pub(crate) sync_state: Mutex<crate::uploader::SyncState>,
     /// Set by a capture, cleared by the uploader when it takes the work.
     pub(crate) dirty: AtomicBool,
-    /// Time (ms) of the oldest captured commit not yet acknowledged by the replica; 0 if none.
-    pub(crate) oldest_unreplicated_ms: AtomicU64,
+    /// What the replica has not acknowledged yet, since when; last sync result (`progress`).
+    pub(crate) progress: crate::progress::Progress,
 }
 
 fn now_ms() -> i64 {
@@ -89,6 +89,8 @@ impl Database {
             db_size: state.commit,
             page_size: state.page_size,
         };
+        let progress = crate::progress::Progress::new(state.txid, state.replicated_txid);
+        crate::progress::recover_sealed(&progress, &meta, state.replicated_txid);
         // Replay commit and closed records of segments not sealed yet.
         let segments: Vec<u64> = meta
             .list_segments()?
@@ -97,10 +99,12 @@ impl Database {
             .collect();
         for &seq in &segments {
             let mut r = SegmentReader::open(&meta.segment_path(seq))?;
+            let mut page_bytes = 0u64;
             while let Some(rec) = r.next_record()? {
                 match rec {
-                    Record::Page { .. } => {}
+                    Record::Page { len, .. } => page_bytes += u64::from(len),
                     Record::Commit(c) => {
+                        progress.captured(seq, 1, std::mem::take(&mut page_bytes), c.timestamp_ms);
                         capture.pos = Some(c.wal);
                         capture.closed = None;
                         capture.db_size = c.db_size;
@@ -141,7 +145,7 @@ impl Database {
             }),
             sync_state: Mutex::new(crate::uploader::SyncState::new(state)),
             dirty: AtomicBool::new(!segments.is_empty()),
-            oldest_unreplicated_ms: AtomicU64::new(0),
+            progress,
             config,
         };
         Ok(Arc::new(db))
@@ -204,26 +208,25 @@ impl Database {
             if inner.disabled.is_some() {
                 return;
             }
+            let len = |i: &Inner| i.segment.as_ref().map_or(0, |s| s.len());
+            let (seq, before) = (inner.segment_seq, len(inner));
             match self.capture_locked(inner, allow_full, close_generation, mark) {
-                Ok(n) => n,
+                Ok(n) => {
+                    let bytes = len(inner).saturating_sub(before);
+                    self.progress.captured(seq, n, bytes, now_ms());
+                    n
+                }
                 Err(e) => {
                     // Never fail the application's commit: the data is still in the WAL, and
                     // the next capture retries from the recorded position.
                     tracing::error!(db = %self.path.display(), error = %e, "capture failed; will retry at the next commit");
+                    self.progress.capture_failed(e.to_string());
                     0
                 }
             }
         };
-        if captured > 0 {
-            let _ = self.oldest_unreplicated_ms.compare_exchange(
-                0,
-                now_ms() as u64,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            );
-            if !self.dirty.swap(true, Ordering::AcqRel) {
-                crate::uploader::notify(self, false);
-            }
+        if captured > 0 && !self.dirty.swap(true, Ordering::AcqRel) {
+            crate::uploader::notify(self, false);
         }
     }
 

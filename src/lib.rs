@@ -4,6 +4,8 @@
 //! - [`ffi`]: the only `unsafe` code: extension entry point, VFS trampolines.
 //! - [`vfs`]: safe per-file hooks behind the trampolines (which file is managed, commit points).
 //! - [`database`], [`capture`], [`staging`], [`uploader`]: the write path of one managed database.
+//! - [`progress`], [`status`], [`sql`], [`metrics`], [`monitor`]: what users see of it (pragmas,
+//!   SQL functions, Prometheus metrics, lag alerts).
 //! - [`restore`]: plan + apply, shared by the CLI and restore-on-open.
 //! - [`ltx`], [`wal`]: pure codecs. [`replica`]: storage backends. [`config`]: `litestream.yml`.
 
@@ -14,10 +16,15 @@ pub mod database;
 pub mod ffi;
 pub mod logging;
 pub mod ltx;
+pub mod metrics;
+pub mod monitor;
+pub mod progress;
 pub mod registry;
 pub mod replica;
 pub mod restore;
+pub mod sql;
 pub mod staging;
+pub mod status;
 pub mod uploader;
 pub mod vfs;
 pub mod wal;

@@ -25,7 +25,8 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest pause between retries while the replica is unreachable: short enough that
 /// replication resumes within seconds of the store coming back.
 const MAX_BACKOFF: Duration = Duration::from_secs(15);
-/// How long the exit-time flush waits for uploads before letting the process exit; what is
+/// How long the exit-time flush waits for uploads before letting the process exit (without a
+/// configuration; `shutdown-sync-timeout` otherwise); what is
 /// left stays staged and is shipped by the next process that opens the database.
 pub const EXIT_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -115,6 +116,51 @@ pub fn notify(db: &Arc<Database>, urgent: bool) {
     }
 }
 
+/// Why [`sync_now`] could not confirm that the replica has everything.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncNowError {
+    #[error("the replica {replica} did not acknowledge {pending} pending transaction(s) within {timeout}: {cause}")]
+    Timeout {
+        replica: String,
+        pending: u64,
+        timeout: String,
+        cause: String,
+    },
+    #[error("a committed transaction could not be staged locally ({0}); the replica does not have it yet (staging is retried at the next commit)")]
+    Capture(String),
+    #[error("replication is not running in this process (a forked child); commits stay staged until a process that replicates opens the database")]
+    NotRunning,
+}
+
+/// Ships everything captured so far now (ignoring `sync-interval`) and waits until the replica
+/// acknowledged it, or `timeout`. Returns the replicated TXID.
+pub fn sync_now(db: &Arc<Database>, timeout: Duration) -> Result<TxId, SyncNowError> {
+    if let Some(e) = db.progress.snapshot().capture_error {
+        return Err(SyncNowError::Capture(e));
+    }
+    let target = db.progress.newest();
+    if !db.progress.wait_acked(target, Duration::ZERO) {
+        if handle().is_none() {
+            return Err(SyncNowError::NotRunning);
+        }
+        notify(db, true);
+        if !db.progress.wait_acked(target, timeout) {
+            let snap = db.progress.snapshot();
+            let cause = match snap.last_error {
+                Some(e) => format!("last error: {e}"),
+                None => "no upload failed yet; it is still in progress".to_string(),
+            };
+            return Err(SyncNowError::Timeout {
+                replica: db.client.describe(),
+                pending: snap.pending_txns,
+                timeout: crate::config::format_go_duration(timeout),
+                cause,
+            });
+        }
+    }
+    Ok(db.progress.snapshot().replicated_txid)
+}
+
 /// Syncs every database with work now; true if all of it reached the replicas in time.
 pub fn flush(timeout: Duration) -> bool {
     let Some(h) = UPLOADER.get() else { return true };
@@ -133,7 +179,12 @@ pub fn flush(timeout: Duration) -> bool {
 extern "C" fn flush_at_exit() {
     // SAFETY-free: plain Rust; a panic must not unwind into libc's exit path.
     let _ = std::panic::catch_unwind(|| {
-        if !flush(EXIT_FLUSH_TIMEOUT) {
+        // `shutdown-sync-timeout` from the configuration, as Litestream uses it at shutdown.
+        let timeout = crate::registry::config()
+            .ok()
+            .flatten()
+            .map_or(EXIT_FLUSH_TIMEOUT, |c| c.shutdown_sync_timeout);
+        if !flush(timeout) {
             tracing::warn!(
                 "exit: not everything reached the replica; it stays staged for the next run"
             );
@@ -190,12 +241,16 @@ fn run(rx: Receiver<Msg>) {
         // Drain what else is queued before doing I/O, so bursts coalesce.
         while let Ok(m) = rx.try_recv() {
             match m {
-                Msg::Work { db, .. } => {
+                Msg::Work { db, urgent } => {
                     let key = Arc::as_ptr(&db) as usize;
-                    work.entry(key).or_insert(Scheduled {
+                    let entry = work.entry(key).or_insert(Scheduled {
                         db,
                         due: Instant::now(),
                     });
+                    if urgent {
+                        // A checkpoint or a last close: do not wait out a retry backoff.
+                        entry.due = Instant::now();
+                    }
                 }
                 Msg::Flush { reply, deadline } => {
                     for s in work.values_mut() {
@@ -251,12 +306,15 @@ fn record_failure(db: &Database, e: &SyncError) -> Duration {
     st.backoff = (st.backoff * 2).clamp(MIN_BACKOFF, MAX_BACKOFF);
     let jitter = st.backoff.mul_f64(fastrand::f64() * 0.5);
     st.last_error = Some(e.to_string());
-    tracing::warn!(db = %db.path.display(), replica = %db.client.describe(), error = %e, retry_in_ms = (st.backoff + jitter).as_millis() as u64, "sync failed; will retry");
+    db.progress.sync_failed(e.to_string());
+    crate::metrics::record_sync_error(&db.path);
+    tracing::warn!(db = %db.path.display(), replica = %db.client.describe(), error = %e, hint = crate::status::remedy(e, db), retry_in_ms = (st.backoff + jitter).as_millis() as u64, "sync failed; will retry");
     st.backoff + jitter
 }
 
 /// Seals closed segments into the next L0 file and uploads every sealed file.
 pub fn sync_database(db: &Database) -> Result<(), SyncError> {
+    let started = Instant::now();
     let mut st = db.sync_state.lock();
     if !st.reconciled {
         reconcile(db, &mut st)?;
@@ -269,6 +327,11 @@ pub fn sync_database(db: &Database) -> Result<(), SyncError> {
     st.last_sync = Some(Instant::now());
     st.last_error = None;
     st.backoff = Duration::ZERO;
+    crate::metrics::record_sync(&db.path, started.elapsed());
+    if let Some(was) = db.progress.sync_ok() {
+        // At warn, like the failures it ends, so whoever saw those sees this too.
+        tracing::warn!(db = %db.path.display(), replica = %db.client.describe(), txid = %crate::format_txid(st.state.replicated_txid), recovered_from = %was, "stream resumed");
+    }
     Ok(())
 }
 
@@ -283,6 +346,7 @@ fn reconcile(db: &Database, st: &mut SyncState) -> Result<(), SyncError> {
         // Uploaded before a crash but not recorded: the pending files up to it are done.
         if pending.iter().any(|&(_, max)| max == replica_max) {
             s.replicated_txid = replica_max;
+            db.progress.acked(replica_max);
         }
     }
     let restart = if s.replica != url && s.txid > 0 {
@@ -308,6 +372,7 @@ fn reconcile(db: &Database, st: &mut SyncState) -> Result<(), SyncError> {
         }
         s.txid = replica_max;
         s.replicated_txid = replica_max;
+        db.progress.restarted(replica_max);
         st.discard_until_full = true;
         db.require_full(&reason);
     }
@@ -378,6 +443,7 @@ fn seal(db: &Database, st: &mut SyncState, segments: &[u64]) -> Result<(), SyncE
     }
     let sealed_through = *segments.last().expect("non-empty");
     let discard = st.discard_until_full && !any_full;
+    let mut written = None;
     if let (Some(c), false) = (last, discard) {
         if st.state.txid == 0 && !any_full {
             // Cannot happen by construction (the first capture is full); refuse to write a
@@ -396,6 +462,7 @@ fn seal(db: &Database, st: &mut SyncState, segments: &[u64]) -> Result<(), SyncE
                 &files,
             )?;
             st.discard_until_full = false;
+            written = Some(txid);
             st.state.txid = txid;
             st.state.wal = Some(c.wal);
             st.state.page_size = c.page_size;
@@ -410,6 +477,10 @@ fn seal(db: &Database, st: &mut SyncState, segments: &[u64]) -> Result<(), SyncE
     }
     st.state.sealed_segment = sealed_through;
     db.meta.save_state(&st.state)?;
+    let bytes = written.map_or(0, |t| {
+        fs::metadata(db.meta.l0_path(t, t)).map_or(0, |m| m.len())
+    });
+    db.progress.sealed(sealed_through, written, bytes);
     for &seq in segments {
         let _ = fs::remove_file(db.meta.segment_path(seq));
     }
@@ -488,14 +559,14 @@ fn upload_pending(db: &Database, st: &mut SyncState) -> Result<(), SyncError> {
         }
         let path = db.meta.l0_path(min, max);
         let ts = read_timestamp(&path)?;
+        let size = fs::metadata(&path).map_or(0, |m| m.len());
         db.client.put(0, min, max, &path, ts)?;
         st.state.replicated_txid = max;
         db.meta.save_state(&st.state)?;
+        db.progress.acked(max);
+        crate::metrics::record_upload(&db.path, size);
         let _ = fs::remove_file(&path);
-        tracing::debug!(db = %db.path.display(), replica = %db.client.describe(), txid = %crate::format_txid(max), "sync complete");
-    }
-    if st.state.replicated_txid == st.state.txid {
-        db.oldest_unreplicated_ms.store(0, Ordering::Release);
+        tracing::debug!(db = %db.path.display(), replica = %db.client.describe(), txid = %crate::format_txid(max), bytes = size, "sync complete");
     }
     Ok(())
 }

@@ -5,6 +5,10 @@
 //! `@DIR@` for the scratch directory the script runs in. A line
 //! `-- golden: config DBFILE` makes the runner write `@DIR@/litestream.yml` replicating
 //! `@DIR@/DBFILE` to `@DIR@/replica` (sync-interval 0) and set `LITESTREAM_CONFIG` to it.
+//! More directives adjust that config or the environment:
+//! `-- golden: replica REL` (replica directory relative to `@DIR@`),
+//! `-- golden: sync-interval D`, `-- golden: yaml LINE` (a top-level YAML line),
+//! `-- golden: env NAME=VALUE`.
 //! `LITESTREAM_GOLDEN_BLESS=1` rewrites the expected files from the actual output.
 //!
 //! Needs: the extension (`LITESTREAM_SO`), `sqlite3`.
@@ -47,14 +51,33 @@ fn run_script(script: &Path) -> String {
         .stdin(Stdio::piped())
         .stdout(out.try_clone().unwrap())
         .stderr(out);
+    let (mut db, mut replica, mut interval, mut yaml) = (None, "replica", "0", Vec::new());
     for line in text.lines() {
-        if let Some(db) = line.strip_prefix("-- golden: config ") {
-            let cfg = Config::new()
-                .db(&s.join(db.trim()), &s.join("replica"))
-                .sync_interval("0")
-                .write(&s.join("litestream.yml"));
-            cmd.env("LITESTREAM_CONFIG", cfg);
+        let Some(d) = line.strip_prefix("-- golden: ") else {
+            continue;
+        };
+        let (key, value) = d.split_once(' ').unwrap_or((d, ""));
+        let value = value.trim();
+        match key {
+            "config" => db = Some(value),
+            "replica" => replica = value,
+            "sync-interval" => interval = value,
+            "yaml" => yaml.push(value),
+            "env" => {
+                let (k, v) = value.split_once('=').expect("env NAME=VALUE");
+                cmd.env(k, v);
+            }
+            other => panic!("{}: unknown golden directive {other:?}", script.display()),
         }
+    }
+    if let Some(db) = db {
+        let mut cfg = Config::new()
+            .db(&s.join(db), &s.join(replica))
+            .sync_interval(interval);
+        for line in yaml {
+            cfg = cfg.extra(line);
+        }
+        cmd.env("LITESTREAM_CONFIG", cfg.write(&s.join("litestream.yml")));
     }
     let mut child = cmd.spawn().expect("start sqlite3");
     {

@@ -1,8 +1,10 @@
-//! The `litestream` command line: `restore`, `version`, `help`. It never calls SQLite (the
-//! library links SQLite through the loadable-extension API table, which is unset in the binary).
+//! The `litestream` command line: `restore`, `run`, `version`, `help`. It never calls SQLite
+//! (the library links SQLite through the loadable-extension API table, which is unset in the
+//! binary).
 
 mod flags;
 mod restore;
+pub mod run;
 
 use std::io::Write;
 
@@ -33,7 +35,8 @@ pub fn version_string() -> String {
 }
 
 const USAGE: &str = "\
-litestream restores SQLite databases from Litestream 0.5 replicas.
+litestream restores SQLite databases from Litestream 0.5 replicas, and runs programs with
+their databases replicated.
 
 Usage:
 
@@ -66,6 +69,7 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         }
         Some("version") => writeln!(out, "{}", version_string()).map_err(CliError::from),
         Some("restore") => restore::run(&args[2..], out, err),
+        Some("run") => return run::main(&args[2..], out, err),
         Some(other) => Err(CliError::Usage(format!(
             "unknown command {other:?}; run 'litestream help' for the list of commands"
         ))),

@@ -2,13 +2,20 @@
 //!
 //! - `sqlite3_litestream_init`: the extension entry point (`.load ./liblitestream`).
 //! - [`vfs`]: the `litestream` VFS and its io methods, trampolines into [`crate::vfs`].
+//! - [`sql`]: the control database behind `PRAGMA litestream.*`, and the SQL functions.
+//! - [`preload`]: the `sqlite3_open*` interposers used with `LD_PRELOAD`.
+//! - [`process`]: signal forwarding for `litestream run`.
 //!
 //! Every `extern "C"` function catches panics ([`guard`]): no panic may unwind into SQLite.
 
+pub mod preload;
+pub mod process;
+pub mod sql;
 pub mod vfs;
 
 use std::ffi::{c_char, c_int, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 use libsqlite3_sys as ffi;
@@ -35,6 +42,24 @@ const DEFAULT_EXTENSION_LOG_LEVEL: &str = "warn";
 /// Result of the one-time process setup: the VFS registration.
 static SETUP: OnceLock<Result<(), String>> = OnceLock::new();
 
+/// The libsqlite3-sys API table is filled (by the entry point or the first auto-extension call).
+static API_READY: AtomicBool = AtomicBool::new(false);
+
+/// Fills the API table from `p_api` once; false if this SQLite is too old for the bindings.
+///
+/// # Safety
+/// `p_api` must be the routine table SQLite passes to extensions.
+unsafe fn init_api(p_api: *const ffi::sqlite3_api_routines) -> Result<(), String> {
+    if API_READY.load(Ordering::Acquire) {
+        return Ok(());
+    }
+    // SAFETY: per the contract; the function only reads the table.
+    unsafe { ffi::rusqlite_extension_init2(p_api as *mut ffi::sqlite3_api_routines) }
+        .map_err(|e| e.to_string())?;
+    API_READY.store(true, Ordering::Release);
+    Ok(())
+}
+
 fn setup() -> Result<(), String> {
     SETUP
         .get_or_init(|| {
@@ -49,6 +74,9 @@ fn setup() -> Result<(), String> {
                 .level
                 .get_or_insert_with(|| DEFAULT_EXTENSION_LOG_LEVEL.to_string());
             crate::logging::init(&logging);
+            let config = crate::registry::config().ok().flatten();
+            crate::metrics::http::start_configured(config);
+            crate::monitor::start_if_configured(config);
             vfs::register(false)?;
             // SAFETY: `auto_extension_init` has the signature SQLite calls auto-extensions
             // with; `sqlite3_auto_extension` declares it as a no-argument fn, as the C API does.
@@ -100,13 +128,13 @@ unsafe fn set_error(pz_err: *mut *mut c_char, msg: &str) {
 /// Called by SQLite's extension loader with a valid API routine table.
 #[no_mangle]
 pub unsafe extern "C" fn sqlite3_litestream_init(
-    _db: *mut ffi::sqlite3,
+    db: *mut ffi::sqlite3,
     pz_err: *mut *mut c_char,
     p_api: *mut ffi::sqlite3_api_routines,
 ) -> c_int {
     guard(ffi::SQLITE_ERROR, || {
         // SAFETY: `p_api` is the routine table SQLite passes to every extension.
-        if let Err(e) = unsafe { ffi::rusqlite_extension_init2(p_api) } {
+        if let Err(e) = unsafe { init_api(p_api) } {
             // SAFETY: pz_err comes from SQLite's loader.
             unsafe { set_error(pz_err, &format!("litestream: {e}")) };
             return ffi::SQLITE_ERROR;
@@ -118,7 +146,13 @@ pub unsafe extern "C" fn sqlite3_litestream_init(
         }
         match setup() {
             // The library stays mapped: the VFS and the auto-extension point into it.
-            Ok(()) => ffi::SQLITE_OK_LOAD_PERMANENTLY,
+            Ok(()) => {
+                // The loading connection gets the functions too (the auto-extension only runs
+                // for connections opened later).
+                // SAFETY: `db` is the connection loading us.
+                unsafe { sql::register_functions(db) };
+                ffi::SQLITE_OK_LOAD_PERMANENTLY
+            }
             Err(e) => {
                 // SAFETY: as above.
                 unsafe { set_error(pz_err, &format!("litestream: {e}")) };
@@ -128,14 +162,20 @@ pub unsafe extern "C" fn sqlite3_litestream_init(
     })
 }
 
-/// Runs for every connection opened after the extension loaded: a database replicated by us
-/// is switched to WAL mode (as Litestream does), once per connection.
+/// Runs for every connection opened after the extension loaded (or, preloaded, for every
+/// connection): a database replicated by us is switched to WAL mode (as Litestream does) and
+/// gets the control database; every connection gets the SQL functions.
 unsafe extern "C" fn auto_extension_init(
     db: *mut ffi::sqlite3,
     _pz_err: *mut *mut c_char,
-    _p_api: *const ffi::sqlite3_api_routines,
+    p_api: *const ffi::sqlite3_api_routines,
 ) -> c_int {
     guard(ffi::SQLITE_OK, || {
+        // SAFETY: SQLite passes its routine table to auto-extensions.
+        if let Err(e) = unsafe { init_api(p_api) } {
+            preload::api_failed(&e);
+            return ffi::SQLITE_OK;
+        }
         // SAFETY: `db` is the connection SQLite is opening; the file pointer it returns is
         // valid while the connection is open.
         let managed = unsafe { vfs::main_is_managed(db) };
@@ -158,7 +198,11 @@ unsafe extern "C" fn auto_extension_init(
                     .into_owned();
                 tracing::warn!(error = %msg, "cannot switch the database to WAL mode; it is not replicated until it is");
             }
+            // SAFETY: `db` is the connection being opened.
+            unsafe { sql::bind_connection(db) };
         }
+        // SAFETY: as above.
+        unsafe { sql::register_functions(db) };
         ffi::SQLITE_OK
     })
 }

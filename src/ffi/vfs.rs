@@ -14,6 +14,10 @@ use super::guard;
 use crate::database::Database;
 use crate::vfs::{self as hooks, Role};
 
+mod conn;
+pub(super) use conn::{main_ctl, main_database, set_main_ctl};
+use conn::{x_access, x_full_pathname};
+
 /// The name users put in `?vfs=litestream`.
 pub const VFS_NAME: &CStr = c"litestream";
 
@@ -32,10 +36,14 @@ struct LsFile {
     db: *const Database,
     /// Region 0 of this handle's shm mapping (the wal-index header), null until mapped.
     shm0: *const u8,
+    /// `Arc::into_raw` of the connection state of a main file (SQL surface); null otherwise.
+    ctl: *const super::sql::ConnCtl,
 }
 
 /// Offset of the wrapped file inside our allocation (keeps 8-byte alignment).
 const INNER_OFFSET: usize = (std::mem::size_of::<LsFile>() + 7) & !7;
+// The control database's file lives in the same allocation.
+const _: () = assert!(super::sql::CTL_FILE_SIZE <= INNER_OFFSET);
 
 struct VfsPtr(*mut ffi::sqlite3_vfs);
 // SAFETY: the registered VFS struct is leaked and never mutated after registration.
@@ -134,21 +142,8 @@ pub fn register(make_default: bool) -> Result<(), String> {
 /// # Safety
 /// `db` must be a valid open connection.
 pub unsafe fn main_is_managed(db: *mut ffi::sqlite3) -> bool {
-    let mut file: *mut ffi::sqlite3_file = ptr::null_mut();
-    // SAFETY: FILE_POINTER writes one pointer into `file`.
-    let rc = unsafe {
-        ffi::sqlite3_file_control(
-            db,
-            c"main".as_ptr(),
-            ffi::SQLITE_FCNTL_FILE_POINTER,
-            &mut file as *mut _ as *mut c_void,
-        )
-    };
-    // SAFETY: a non-null file's pMethods identifies who opened it; only ours use METHODS.
-    rc == ffi::SQLITE_OK
-        && !file.is_null()
-        && std::ptr::eq(unsafe { (*file).pMethods }, &METHODS)
-        && unsafe { ls(file).kind } == KIND_MAIN
+    // SAFETY: per the contract.
+    unsafe { main_database(db) }.is_some()
 }
 
 fn base_vfs(vfs: *mut ffi::sqlite3_vfs) -> *mut ffi::sqlite3_vfs {
@@ -177,8 +172,13 @@ unsafe extern "C" fn x_open(
                     uses_shm: false,
                     db: ptr::null(),
                     shm0: ptr::null(),
+                    ctl: ptr::null(),
                 },
             );
+        }
+        if flags & hooks::OPEN_MAIN_DB != 0 && super::sql::is_ctl_name(name) {
+            // SAFETY: the allocation holds `szOsFile` >= INNER_OFFSET >= CTL_FILE_SIZE bytes.
+            return unsafe { super::sql::open_ctl(file, out_flags) };
         }
         let base = base_vfs(vfs);
         let path = (!name.is_null())
@@ -229,6 +229,11 @@ unsafe extern "C" fn x_open(
 }
 
 fn release(f: &mut LsFile) {
+    if !f.ctl.is_null() {
+        // SAFETY: `ctl` came from Arc::into_raw in set_main_ctl; released once here.
+        drop(unsafe { Arc::from_raw(f.ctl) });
+        f.ctl = ptr::null();
+    }
     if f.db.is_null() {
         return;
     }
@@ -275,8 +280,9 @@ macro_rules! forward_vfs {
     };
 }
 
-forward_vfs!(x_access, xAccess, c_int, ffi::SQLITE_IOERR_ACCESS, (name: *const c_char, flags: c_int, out: *mut c_int));
-forward_vfs!(x_full_pathname, xFullPathname, c_int, ffi::SQLITE_CANTOPEN, (name: *const c_char, n: c_int, out: *mut c_char));
+forward_vfs!(base_access, xAccess, c_int, ffi::SQLITE_IOERR_ACCESS, (name: *const c_char, flags: c_int, out: *mut c_int));
+forward_vfs!(base_full_pathname, xFullPathname, c_int, ffi::SQLITE_CANTOPEN, (name: *const c_char, n: c_int, out: *mut c_char));
+
 forward_vfs!(x_dl_open, xDlOpen, *mut c_void, ptr::null_mut(), (name: *const c_char));
 forward_vfs!(x_dl_error, xDlError, (), (), (n: c_int, msg: *mut c_char));
 forward_vfs!(x_dl_close, xDlClose, (), (), (h: *mut c_void));
@@ -432,6 +438,18 @@ unsafe extern "C" fn f_file_control(
     guard(ffi::SQLITE_ERROR, || {
         // SAFETY: `f` is ours.
         let me = unsafe { ls(f) };
+        if op == ffi::SQLITE_FCNTL_PRAGMA {
+            let db = (me.kind == KIND_MAIN && !me.db.is_null()).then(|| {
+                // SAFETY: `db` is owned by this open file; clone a reference for the call.
+                unsafe { Arc::increment_strong_count(me.db) };
+                // SAFETY: the count was incremented just above.
+                unsafe { Arc::from_raw(me.db) }
+            });
+            // SAFETY: SQLite passes the FCNTL_PRAGMA array; `ctl` is null or owned by `me`.
+            if let Some(rc) = unsafe { super::sql::file_pragma(me.ctl, db, arg) } {
+                return rc;
+            }
+        }
         if op == ffi::SQLITE_FCNTL_COMMIT_PHASETWO && me.kind == KIND_MAIN && !me.uses_shm {
             // Exclusive locking mode keeps the wal-index in heap memory, so there is no shm
             // lock release to capture at: the commit is complete here instead.

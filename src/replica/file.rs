@@ -81,6 +81,7 @@ impl ReplicaClient for FileReplica {
     }
 
     fn list(&self, level: u8) -> Result<Vec<LtxFileInfo>, ReplicaError> {
+        crate::metrics::record_request("file", "LIST");
         let dir = self.level_dir(level);
         let dir_key = dir.display().to_string();
         let entries = match fs::read_dir(&dir) {
@@ -122,6 +123,7 @@ impl ReplicaClient for FileReplica {
     }
 
     fn open(&self, level: u8, min: TxId, max: TxId) -> Result<Box<dyn Read + Send>, ReplicaError> {
+        crate::metrics::record_request("file", "GET");
         let path = self.file_path(level, min, max);
         let f =
             File::open(&path).map_err(|e| ReplicaError::from_io(path.display().to_string(), e))?;
@@ -153,7 +155,9 @@ impl ReplicaClient for FileReplica {
             .create_new(true)
             .open(&tmp)
             .map_err(io_err)?;
-        io::copy(&mut input, &mut out).map_err(io_err)?;
+        crate::metrics::record_request("file", "PUT");
+        let n = io::copy(&mut input, &mut out).map_err(io_err)?;
+        crate::metrics::record_request_bytes("file", "PUT", n);
         out.set_modified(system_time_from_ms(timestamp_ms))
             .map_err(io_err)?;
         out.sync_all().map_err(io_err)?;
@@ -166,6 +170,7 @@ impl ReplicaClient for FileReplica {
     }
 
     fn delete(&self, files: &[LtxFileInfo]) -> Result<(), ReplicaError> {
+        crate::metrics::record_request("file", "DELETE");
         for f in files {
             let path = self.file_path(f.level, f.min_txid, f.max_txid);
             match fs::remove_file(&path) {

@@ -1,0 +1,244 @@
+//! What `PRAGMA litestream.status`, `litestream_status()`, `litestream_lag()` and the metrics
+//! report, built from a database's in-memory [`crate::progress::Progress`] (no I/O, no waiting
+//! for an upload in progress: cheap enough for a health check every second).
+//!
+//! Read replicas: the follower reports each time it confirmed it is current with the replica
+//! through [`report_follower_current`]; `litestream_lag()` on a follower database is then the
+//! age of that confirmation.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::SystemTime;
+
+use parking_lot::Mutex;
+use serde::Serialize;
+
+use crate::database::Database;
+use crate::progress::now_ms;
+use crate::replica::ReplicaError;
+use crate::uploader::SyncError;
+use crate::TxId;
+
+/// The replication status of one managed (primary) database.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Status {
+    pub db: String,
+    pub replica: String,
+    pub txid: TxId,
+    pub replicated_txid: TxId,
+    pub pending_transactions: u64,
+    pub pending_bytes: u64,
+    pub last_sync: Option<SystemTime>,
+    pub last_error: Option<String>,
+    /// Seconds (see [`crate::progress::Snapshot::lag_seconds`]).
+    pub lag: f64,
+    /// `lag-alert` in seconds, if configured.
+    pub lag_alert: Option<f64>,
+}
+
+impl Status {
+    pub fn lag_alert_exceeded(&self) -> bool {
+        self.lag_alert.is_some_and(|a| self.lag > a)
+    }
+
+    /// The JSON object of `PRAGMA litestream.status` / `litestream_status()`.
+    pub fn to_json(&self) -> String {
+        #[derive(Serialize)]
+        struct J<'a> {
+            role: &'static str,
+            db: &'a str,
+            replica: &'a str,
+            txid: String,
+            replicated_txid: String,
+            pending_transactions: u64,
+            pending_bytes: u64,
+            last_sync: Option<String>,
+            last_error: Option<&'a str>,
+            lag: f64,
+            lag_alert: Option<f64>,
+            lag_alert_exceeded: bool,
+        }
+        let j = J {
+            role: "primary",
+            db: &self.db,
+            replica: &self.replica,
+            txid: crate::format_txid(self.txid),
+            replicated_txid: crate::format_txid(self.replicated_txid),
+            pending_transactions: self.pending_transactions,
+            pending_bytes: self.pending_bytes,
+            last_sync: self.last_sync.map(rfc3339),
+            last_error: self.last_error.as_deref(),
+            lag: self.lag,
+            lag_alert: self.lag_alert,
+            lag_alert_exceeded: self.lag_alert_exceeded(),
+        };
+        serde_json::to_string(&j).unwrap_or_else(|_| "{}".into())
+    }
+}
+
+/// RFC 3339 UTC with milliseconds, as Litestream prints times.
+pub fn rfc3339(t: SystemTime) -> String {
+    let t = time::OffsetDateTime::from(t);
+    let fmt = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    t.format(&fmt).unwrap_or_default()
+}
+
+/// The status of `db` now.
+pub fn of(db: &Database) -> Status {
+    let snap = db.progress.snapshot();
+    let lag = snap.lag_seconds(now_ms());
+    let last_error = match (snap.capture_error, snap.last_error) {
+        (Some(c), _) => Some(format!("capture failed: {c}")),
+        (None, e) => e,
+    };
+    Status {
+        db: db.path.display().to_string(),
+        replica: db.client.describe(),
+        txid: snap.txid,
+        replicated_txid: snap.replicated_txid,
+        pending_transactions: snap.pending_txns,
+        pending_bytes: snap.pending_bytes,
+        last_sync: snap.last_sync,
+        last_error,
+        lag,
+        lag_alert: db.config.lag_alert.map(|d| d.as_secs_f64()),
+    }
+}
+
+fn followers() -> &'static Mutex<HashMap<PathBuf, SystemTime>> {
+    static F: OnceLock<Mutex<HashMap<PathBuf, SystemTime>>> = OnceLock::new();
+    F.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// Read-replica hook: the follower database at `path` (the absolute path SQLite opens it by)
+/// has just confirmed it is current with its replica (a poll found nothing newer, or applied
+/// everything there was).
+pub fn report_follower_current(path: &Path) {
+    report_follower_current_at(path, SystemTime::now());
+}
+
+/// [`report_follower_current`] with an explicit time (e.g. when the poll started).
+pub fn report_follower_current_at(path: &Path, at: SystemTime) {
+    let mut f = followers().lock();
+    let e = f.entry(path.to_path_buf()).or_insert(at);
+    *e = (*e).max(at);
+}
+
+/// The follower at `path` stopped: `litestream_lag()` is NULL there again.
+pub fn forget_follower(path: &Path) {
+    followers().lock().remove(path);
+}
+
+fn follower_confirmed(path: &Path) -> Option<SystemTime> {
+    followers().lock().get(path).copied()
+}
+
+fn seconds_since(t: SystemTime) -> f64 {
+    SystemTime::now()
+        .duration_since(t)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// `litestream_lag()` for the database file at `path`: the primary's lag, or the seconds since a
+/// follower last confirmed it was current; `None` when the extension does not manage it.
+pub fn lag_for_path(path: &Path) -> Option<f64> {
+    if let Some(db) = crate::registry::get(path) {
+        return Some(of(&db).lag);
+    }
+    follower_confirmed(path).map(seconds_since)
+}
+
+/// `litestream_status()` for the database file at `path`, as JSON; `None` when not managed.
+pub fn json_for_path(path: &Path) -> Option<String> {
+    if let Some(db) = crate::registry::get(path) {
+        return Some(of(&db).to_json());
+    }
+    let at = follower_confirmed(path)?;
+    let j = serde_json::json!({
+        "role": "replica",
+        "db": path.display().to_string(),
+        "last_confirmed_current": rfc3339(at),
+        "lag": seconds_since(at),
+    });
+    Some(j.to_string())
+}
+
+/// What to do about a failed sync, for the log line.
+pub fn remedy(e: &SyncError, db: &Database) -> String {
+    let meta = db.meta.root.display();
+    match e {
+        SyncError::Replica(ReplicaError::Transient { .. }) => format!(
+            "the replica is unreachable or failing; commits stay staged in {meta} and are \
+             uploaded when it is back"
+        ),
+        SyncError::Replica(ReplicaError::Fatal { .. }) => format!(
+            "fix the replica's location, permissions or credentials in the configuration; \
+             commits stay staged in {meta} until then"
+        ),
+        SyncError::Replica(
+            ReplicaError::AlreadyExists { .. } | ReplicaError::Precondition { .. },
+        ) => "another process may be writing this replica: replicate each database from one \
+             process only"
+            .to_string(),
+        SyncError::Replica(ReplicaError::NotFound { .. }) => {
+            "a replica file disappeared while in use: check what else deletes files there"
+                .to_string()
+        }
+        SyncError::Staging(_) | SyncError::Ltx { .. } => {
+            format!("local staging failed: check free disk space and permissions of {meta}")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_fields() {
+        let s = Status {
+            db: "/d/a.db".into(),
+            replica: "file:///r".into(),
+            txid: 3,
+            replicated_txid: 2,
+            pending_transactions: 4,
+            pending_bytes: 100,
+            last_sync: Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_500)),
+            last_error: Some("boom".into()),
+            lag: 2.5,
+            lag_alert: Some(1.0),
+        };
+        assert_eq!(
+            s.to_json(),
+            r#"{"role":"primary","db":"/d/a.db","replica":"file:///r","txid":"0000000000000003","replicated_txid":"0000000000000002","pending_transactions":4,"pending_bytes":100,"last_sync":"1970-01-01T00:00:01.500Z","last_error":"boom","lag":2.5,"lag_alert":1.0,"lag_alert_exceeded":true}"#
+        );
+        let quiet = Status {
+            lag: 0.0,
+            lag_alert: None,
+            last_sync: None,
+            last_error: None,
+            ..s
+        };
+        assert!(!quiet.lag_alert_exceeded());
+        assert!(quiet.to_json().contains(r#""last_sync":null,"last_error":null,"lag":0.0,"lag_alert":null,"lag_alert_exceeded":false"#));
+    }
+
+    #[test]
+    fn follower_hook() {
+        let p = Path::new("/nonexistent/follower-hook-test.db");
+        assert_eq!(lag_for_path(p), None);
+        assert_eq!(json_for_path(p), None);
+        report_follower_current_at(p, SystemTime::now() - std::time::Duration::from_secs(5));
+        let lag = lag_for_path(p).unwrap();
+        assert!(lag >= 5.0, "{lag}");
+        report_follower_current(p);
+        assert!(lag_for_path(p).unwrap() < lag);
+        assert!(json_for_path(p).unwrap().contains(r#""role":"replica""#));
+        forget_follower(p);
+        assert_eq!(lag_for_path(p), None);
+    }
+}
