@@ -20,6 +20,17 @@ pub fn mono_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// CPU time (user + system, seconds) used so far by every thread of this process, including
+/// the extension's uploader thread. On a shared machine this is steadier than throughput.
+pub fn process_cpu_secs() -> f64 {
+    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is a valid out-pointer; RUSAGE_SELF needs nothing else.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
 /// How a child ended and its peak resident set size.
 #[derive(Debug, Clone, Copy)]
 pub struct Exit {

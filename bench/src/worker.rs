@@ -236,6 +236,7 @@ fn tps(args: &Args) -> Result<serde_json::Value> {
             .prepare_cached("INSERT INTO t(v) VALUES (?1)")
             .ctx(|| "prepare insert".to_string())?;
         let per_txn = if kind == "batch" { BATCH_ROWS } else { 1 };
+        let cpu0 = crate::sys::process_cpu_secs();
         let t0 = Instant::now();
         let mut txns = 0u64;
         while t0.elapsed() < dur {
@@ -252,7 +253,10 @@ fn tps(args: &Args) -> Result<serde_json::Value> {
             txns += 1;
         }
         let secs = t0.elapsed().as_secs_f64();
-        results.push(json!({"workload": kind, "sync": sync, "txns": txns, "secs": secs}));
+        let cpu = crate::sys::process_cpu_secs() - cpu0;
+        results.push(
+            json!({"workload": kind, "sync": sync, "txns": txns, "secs": secs, "cpu_secs": cpu}),
+        );
     }
     drop(conn);
     Ok(json!({ "results": results }))

@@ -54,6 +54,7 @@ pub fn run(ctx: &Ctx, rep: &mut Report) -> Result<()> {
         Contender::Sidecar,
     ];
     let mut tps: BTreeMap<(Contender, usize), Vec<f64>> = BTreeMap::new();
+    let mut cpu: BTreeMap<(Contender, usize), Vec<f64>> = BTreeMap::new();
     let workloads: Vec<&str> = WORKLOADS.iter().map(|w| w.0).collect();
     for round in 0..rounds {
         for c in rotated(&all, round) {
@@ -105,11 +106,16 @@ pub fn run(ctx: &Ctx, rep: &mut Report) -> Result<()> {
                 let txns = r["txns"].as_f64().unwrap_or(0.0);
                 let secs = r["secs"].as_f64().unwrap_or(1.0);
                 tps.entry((c, i)).or_default().push(txns / secs);
+                let cpu_secs = r["cpu_secs"].as_f64().unwrap_or(0.0);
+                cpu.entry((c, i))
+                    .or_default()
+                    .push(cpu_secs / txns.max(1.0) * 1e6);
             }
             let _ = std::fs::remove_dir_all(&dir);
         }
     }
     let med = |c: Contender, i: usize| tps.get(&(c, i)).and_then(|v| median(v));
+    let med_cpu = |c: Contender, i: usize| cpu.get(&(c, i)).and_then(|v| median(v));
     let mut table = String::from(
         "Median transactions per second over the rounds (ratio to native in parentheses).\n\n\
          | workload | native WAL | ours, sync 1s | ours, sync 0 | native + sidecar |\n| --- | --- | --- | --- | --- |\n",
@@ -147,6 +153,33 @@ pub fn run(ctx: &Ctx, rep: &mut Report) -> Result<()> {
             med(Contender::Sidecar, i),
         ));
     }
+    table.push_str(
+        "\nCPU time of the writer process per transaction (µs, user + system, all threads \
+         including the extension's uploader; median). Unlike throughput this barely depends on \
+         what else runs on the machine. The sidecar's own CPU is not included.\n\n\
+         | workload | native WAL | ours, sync 1s | ours, sync 0 | native + sidecar |\n| --- | --- | --- | --- | --- |\n",
+    );
+    for (i, (_, name, label)) in WORKLOADS.iter().enumerate() {
+        let n = med_cpu(Contender::Native, i);
+        let cell = |c| {
+            let v = med_cpu(c, i);
+            let r = v.zip(n).map(|(a, b)| a / b);
+            format!("{} (×{})", fmt(v), fmt(r))
+        };
+        table.push_str(&format!(
+            "| {label} | {} | {} | {} | {} |\n",
+            fmt(n),
+            cell(Contender::Ours1s),
+            cell(Contender::Ours0),
+            cell(Contender::Sidecar)
+        ));
+        rep.push(Measure::new(
+            &format!("write_cpu_us_per_txn_{name}"),
+            "µs CPU/tx",
+            med_cpu(Contender::Ours1s, i),
+            n,
+        ));
+    }
     table.push_str(&format!(
         "\n{rounds} rounds of {ms} ms per workload; in each round every contender runs the four \
          workloads in one fresh writer process on a fresh database, and the contender order \
@@ -161,5 +194,10 @@ pub fn run(ctx: &Ctx, rep: &mut Report) -> Result<()> {
         .map(|((c, i), v)| (format!("{}/{}", c.key(), WORKLOADS[*i].1), v.clone()))
         .collect();
     rep.raw.insert("write_tps".into(), json!(raw));
+    let raw: BTreeMap<String, Vec<f64>> = cpu
+        .iter()
+        .map(|((c, i), v)| (format!("{}/{}", c.key(), WORKLOADS[*i].1), v.clone()))
+        .collect();
+    rep.raw.insert("write_cpu_us_per_txn".into(), json!(raw));
     Ok(())
 }
