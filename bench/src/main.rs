@@ -139,6 +139,10 @@ fn run(args: &[String]) -> Result<bool> {
             }
         }
     }
+    rep.note(format!(
+        "Load average when the run ended: {}.",
+        env::load_average()
+    ));
     rep.sections.sort_by(|a, b| a.0.cmp(&b.0));
     report::write_all(&rep, &o.out, &o.work)?;
     eprintln!(

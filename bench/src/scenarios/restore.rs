@@ -15,6 +15,11 @@ use crate::error::{failed, Context, Result};
 use crate::procs::{self, Replica};
 use crate::report::{fmt, median, Measure, Report};
 
+/// The sidecar has caught up when no new L0 file appeared for this long (it syncs every 1 s).
+const SETTLE: Duration = Duration::from_secs(3);
+/// Upper bound for the sidecar to catch up with the fill.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// (database bytes, bytes per transaction, pause between transactions ms, L1 interval).
 fn sizes(quick: bool) -> (u64, u64, u64, &'static str) {
     if quick {
@@ -66,9 +71,24 @@ pub fn run(ctx: &Ctx, rep: &mut Report) -> Result<()> {
     if let Some(e) = super::worker_error(&v, &dir.join("fill.log")) {
         return Err(failed("restore: fill", e));
     }
-    // Let the last L0 files ship and one more L1 compaction run.
+    // Let one more L1 compaction run, and the sidecar catch up: no new L0 file for
+    // SETTLE (it syncs every second), so that its replica holds the whole source.
     let l1_secs: u64 = l1.trim_end_matches('s').parse().unwrap_or(10);
     std::thread::sleep(Duration::from_secs(l1_secs + 2));
+    let mut last = (list_level(&replica, 0).len(), crate::sys::mono_ns());
+    let settled = procs::wait_for(CATCH_UP_TIMEOUT, || {
+        let n = list_level(&replica, 0).len();
+        if n != last.0 {
+            last = (n, crate::sys::mono_ns());
+        }
+        crate::sys::mono_ns() - last.1 > SETTLE.as_nanos() as u64
+    });
+    if !settled {
+        return Err(failed(
+            "restore: sidecar",
+            "still shipping L0 files after the fill",
+        ));
+    }
     sidecar.stop()?;
     let source = fingerprint(&db)?;
     let mut files = BTreeMap::new();

@@ -185,7 +185,10 @@ pub fn run(ctx: &Ctx, rep: &mut Report) -> Result<()> {
          workloads in one fresh writer process on a fresh database, and the contender order \
          rotates from round to round. Rows are {} bytes. The sidecar (official `litestream \
          replicate`, default monitor/sync interval 1 s, file replica) is started before and \
-         stopped after its contender's process.\n",
+         stopped after its contender's process. With the sidecar running, the writer's own \
+         automatic checkpoints cannot complete (the sidecar holds a read transaction and \
+         checkpoints the database itself), so part of native SQLite's work moves into the \
+         sidecar process, whose CPU is not in these numbers.\n",
         crate::worker::TPS_ROW_BYTES
     ));
     rep.section("1. Write overhead", table);
