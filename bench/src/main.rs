@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! litestream-bench run [--quick] [--out DIR] [--work DIR] [--only write,lag,restore,memory,cost]
+//! litestream-bench render [--out DIR] [--work DIR]   (rewrite the outputs from work/report.json)
 //! litestream-bench worker <mode> …      (internal: one writer process)
 //! ```
 //! Writes `DIR/results.json`, `DIR/RESULTS.md` and `DIR/lag.svg` (DIR defaults to `bench/`).
@@ -31,6 +32,13 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let code = match args.first().map(String::as_str) {
         Some("worker") => worker::main(&args[1..]),
+        Some("render") => match options(&args[1..]).and_then(|o| report::render(&o.out, &o.work)) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("litestream-bench: {e}");
+                1
+            }
+        },
         Some("run") => match run(&args[1..]) {
             Ok(true) => 0,
             Ok(false) => 1,

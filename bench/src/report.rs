@@ -3,12 +3,12 @@
 
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Context, Result};
 
 /// One row of `results.json`. `ratio` = ours / peer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Measure {
     pub name: String,
     pub unit: String,
@@ -35,13 +35,16 @@ impl Measure {
 }
 
 /// A lag distribution for the plot.
+#[derive(Serialize, Deserialize)]
 pub struct Series {
     pub label: String,
     /// Lags in ms, sorted ascending.
     pub lags_ms: Vec<f64>,
 }
 
-#[derive(Default)]
+/// Everything a run measured; saved as `work/report.json` so that `render` can rewrite the
+/// outputs (e.g. after editing `bench/analysis.md`) without measuring again.
+#[derive(Default, Serialize, Deserialize)]
 pub struct Report {
     pub machine: String,
     pub quick: bool,
@@ -52,6 +55,7 @@ pub struct Report {
     pub notes: Vec<String>,
     pub series: Vec<Series>,
     /// Per-round numbers, for bench/work/raw.json.
+    #[serde(skip)]
     pub raw: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -157,13 +161,21 @@ fn targets(r: &Report) -> Vec<Target> {
         });
     }
     let idle = ours("requests_per_hour_idle");
+    let files = |n: &str| {
+        format!(
+            "; file replica: ours {} / sidecar {} files written per hour",
+            fmt(ours(n)),
+            fmt(peer(n))
+        )
+    };
     t.push(Target {
         text: "zero requests per hour idle",
         verdict: idle.map(|x| x == 0.0),
         detail: format!(
-            "ours {} / sidecar {} per hour",
+            "S3: ours {} / sidecar {} requests per hour{}",
             fmt(idle),
-            fmt(peer("requests_per_hour_idle"))
+            fmt(peer("requests_per_hour_idle")),
+            files("files_written_per_hour_idle_file")
         ),
     });
     let puts = ours("puts_per_hour_10tps_sync1s");
@@ -171,7 +183,12 @@ fn targets(r: &Report) -> Vec<Target> {
     t.push(Target {
         text: "no more PUTs than the sidecar at 10 tx/s, sync 1s",
         verdict: puts.zip(ppeer).map(|(o, p)| o <= p),
-        detail: format!("ours {} / sidecar {} per hour", fmt(puts), fmt(ppeer)),
+        detail: format!(
+            "S3: ours {} / sidecar {} PUTs per hour{}",
+            fmt(puts),
+            fmt(ppeer),
+            files("files_written_per_hour_10tps_sync1s_file")
+        ),
     });
     let big = ours("extra_rss_mib_1gib_txn");
     let small = ours("extra_rss_mib_small_txn");
@@ -220,16 +237,29 @@ pub fn write_all(r: &Report, out_dir: &Path, work: &Path) -> Result<()> {
     let p = out_dir.join("results.json");
     let text = scrub(&serde_json::to_string_pretty(&doc).ctx(|| "results.json".to_string())?);
     std::fs::write(&p, text + "\n").ctx(|| format!("write {}", p.display()))?;
-    let raw = work.join("raw.json");
-    let text = serde_json::to_string_pretty(&serde_json::Value::Object(r.raw.clone()))
-        .ctx(|| "raw.json".to_string())?;
-    std::fs::write(&raw, text).ctx(|| format!("write {}", raw.display()))?;
+    if !r.raw.is_empty() {
+        let raw = work.join("raw.json");
+        let text = serde_json::to_string_pretty(&serde_json::Value::Object(r.raw.clone()))
+            .ctx(|| "raw.json".to_string())?;
+        std::fs::write(&raw, text).ctx(|| format!("write {}", raw.display()))?;
+    }
     let svg = crate::svg::lag_cdf(&r.series);
     let p = out_dir.join("lag.svg");
     std::fs::write(&p, svg).ctx(|| format!("write {}", p.display()))?;
+    let saved = work.join("report.json");
+    let text = serde_json::to_string(r).ctx(|| "report.json".to_string())?;
+    std::fs::write(&saved, text).ctx(|| format!("write {}", saved.display()))?;
     let md = scrub(&markdown(r, out_dir));
     let p = out_dir.join("RESULTS.md");
     std::fs::write(&p, md).ctx(|| format!("write {}", p.display()))
+}
+
+/// Rewrites the outputs from a saved `work/report.json`.
+pub fn render(out_dir: &Path, work: &Path) -> Result<()> {
+    let saved = work.join("report.json");
+    let text = std::fs::read_to_string(&saved).ctx(|| format!("read {}", saved.display()))?;
+    let r: Report = serde_json::from_str(&text).ctx(|| format!("parse {}", saved.display()))?;
+    write_all(&r, out_dir, work)
 }
 
 fn markdown(r: &Report, out_dir: &Path) -> String {
