@@ -15,6 +15,10 @@ use crate::error::{failed, Context, Result};
 use crate::procs::{self, Replica};
 use crate::report::{fmt, median, Measure, Report};
 
+/// Restore rounds per contender and replica (full, QUICK); a 1 GiB official restore takes
+/// tens of seconds, so three rounds bound the scenario to a few minutes.
+const FULL_ROUNDS: usize = 3;
+const QUICK_ROUNDS: usize = 2;
 /// The sidecar has caught up when no new L0 file appeared for this long (it syncs every 1 s).
 const SETTLE: Duration = Duration::from_secs(3);
 /// Upper bound for the sidecar to catch up with the fill.
@@ -43,7 +47,7 @@ fn fingerprint(db: &Path) -> Result<(i64, i64, i64)> {
 
 pub fn run(ctx: &Ctx, rep: &mut Report) -> Result<()> {
     let (bytes, txn, pause, l1) = sizes(ctx.quick);
-    let rounds = if ctx.quick { 2 } else { 3 };
+    let rounds = if ctx.quick { QUICK_ROUNDS } else { FULL_ROUNDS };
     let dir = ctx.fresh_dir("restore")?;
     let db = dir.join("db.sqlite");
     let replica = dir.join("replica");

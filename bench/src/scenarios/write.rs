@@ -29,6 +29,12 @@ impl Contender {
     }
 }
 
+/// (rounds, ms per workload) of a full run: five rounds so that the median shrugs off one
+/// disturbed round; 2 s per workload spans several WAL checkpoints.
+const FULL_ROUNDS: (usize, u64) = (5, 2000);
+/// QUICK: just enough to exercise every contender twice.
+const QUICK_ROUNDS: (usize, u64) = (2, 300);
+
 /// (worker argument, measure name part, table label).
 const WORKLOADS: [(&str, &str, &str); 4] = [
     (
@@ -46,7 +52,7 @@ const WORKLOADS: [(&str, &str, &str); 4] = [
 ];
 
 pub fn run(ctx: &Ctx, rep: &mut Report) -> Result<()> {
-    let (rounds, ms) = if ctx.quick { (2, 300) } else { (5, 2000) };
+    let (rounds, ms) = if ctx.quick { QUICK_ROUNDS } else { FULL_ROUNDS };
     let all = [
         Contender::Native,
         Contender::Ours1s,
