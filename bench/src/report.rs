@@ -1,0 +1,342 @@
+//! What a run produces: `results.json` (the schema of issue 7), `RESULTS.md` (tables, the
+//! targets, the method) and `lag.svg` (lag distributions).
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Context, Result};
+
+/// One row of `results.json`. `ratio` = ours / peer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Measure {
+    pub name: String,
+    pub unit: String,
+    pub ours: Option<f64>,
+    pub peer: Option<f64>,
+    pub ratio: Option<f64>,
+}
+
+impl Measure {
+    pub fn new(name: &str, unit: &str, ours: Option<f64>, peer: Option<f64>) -> Measure {
+        let ratio = match (ours, peer) {
+            (Some(o), Some(p)) if p != 0.0 => Some(o / p),
+            (Some(o), Some(p)) if p == 0.0 && o == 0.0 => Some(1.0),
+            _ => None,
+        };
+        Measure {
+            name: name.to_string(),
+            unit: unit.to_string(),
+            ours,
+            peer,
+            ratio,
+        }
+    }
+}
+
+/// A lag distribution for the plot.
+#[derive(Serialize, Deserialize)]
+pub struct Series {
+    pub label: String,
+    /// Lags in ms, sorted ascending.
+    pub lags_ms: Vec<f64>,
+}
+
+/// Everything a run measured; saved as `work/report.json` so that `render` can rewrite the
+/// outputs (e.g. after editing `bench/analysis.md`) without measuring again.
+#[derive(Default, Serialize, Deserialize)]
+pub struct Report {
+    pub machine: String,
+    pub quick: bool,
+    pub measures: Vec<Measure>,
+    /// Markdown sections in order: (title, body).
+    pub sections: Vec<(String, String)>,
+    /// Method and caveat lines, shown under "Notes".
+    pub notes: Vec<String>,
+    pub series: Vec<Series>,
+    /// Per-round numbers, for bench/work/raw.json.
+    #[serde(skip)]
+    pub raw: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Report {
+    pub fn push(&mut self, m: Measure) {
+        self.measures.push(m);
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Measure> {
+        self.measures.iter().find(|m| m.name == name)
+    }
+
+    pub fn section(&mut self, title: &str, body: String) {
+        self.sections.push((title.to_string(), body));
+    }
+
+    pub fn note(&mut self, line: impl Into<String>) {
+        self.notes.push(line.into());
+    }
+}
+
+pub fn median(v: &[f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    Some(if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    })
+}
+
+/// Nearest-rank percentile of an ascending slice (`p` in 0..=100).
+pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+/// A number for a table: 3 significant digits, or "n/a".
+pub fn fmt(v: Option<f64>) -> String {
+    match v {
+        None => "n/a".to_string(),
+        Some(0.0) => "0".to_string(),
+        Some(x) if x.abs() >= 1000.0 => format!("{x:.0}"),
+        Some(x) if x.abs() >= 100.0 => format!("{x:.1}"),
+        Some(x) if x.abs() >= 1.0 => format!("{x:.2}"),
+        Some(x) => format!("{x:.3}"),
+    }
+}
+
+/// A target from issue 7, judged on the measures.
+struct Target {
+    text: &'static str,
+    verdict: Option<bool>,
+    detail: String,
+}
+
+fn targets(r: &Report) -> Vec<Target> {
+    let ratio = |n: &str| r.get(n).and_then(|m| m.ratio);
+    let ours = |n: &str| r.get(n).and_then(|m| m.ours);
+    let peer = |n: &str| r.get(n).and_then(|m| m.peer);
+    let mut t = Vec::new();
+    let w = ratio("write_tps_autocommit_normal");
+    t.push(Target {
+        text: "write tx/s ÷ native ≥ 0.95 (1-row transactions, synchronous=NORMAL)",
+        verdict: w.map(|x| x >= 0.95),
+        detail: format!(
+            "{} (sync-interval 1s); sync-interval 0: {}",
+            fmt(w),
+            fmt(ratio("write_tps_autocommit_normal_sync0"))
+        ),
+    });
+    let l = ours("lag_p99_ms_file_sync0");
+    t.push(Target {
+        text: "lag p99 ≤ 5 ms to a file replica at sync-interval 0",
+        verdict: l.map(|x| x <= 5.0),
+        detail: format!("{} ms", fmt(l)),
+    });
+    for (name, label) in [
+        ("restore_seconds_file", "file"),
+        ("restore_seconds_s3", "S3"),
+    ] {
+        let x = ratio(name);
+        t.push(Target {
+            text: if label == "file" {
+                "restore time ÷ official ≤ 0.5 (file)"
+            } else {
+                "restore time ÷ official ≤ 0.5 (S3)"
+            },
+            verdict: x.map(|x| x <= 0.5),
+            detail: format!(
+                "{} ({} s vs {} s)",
+                fmt(x),
+                fmt(ours(name)),
+                fmt(peer(name))
+            ),
+        });
+    }
+    let idle = ours("requests_per_hour_idle");
+    let files = |n: &str| {
+        format!(
+            "; file replica: ours {} / sidecar {} files written per hour",
+            fmt(ours(n)),
+            fmt(peer(n))
+        )
+    };
+    t.push(Target {
+        text: "zero requests per hour idle",
+        verdict: idle.map(|x| x == 0.0),
+        detail: format!(
+            "S3: ours {} / sidecar {} requests per hour{}",
+            fmt(idle),
+            fmt(peer("requests_per_hour_idle")),
+            files("files_written_per_hour_idle_file")
+        ),
+    });
+    let puts = ours("puts_per_hour_10tps_sync1s");
+    let ppeer = peer("puts_per_hour_10tps_sync1s");
+    t.push(Target {
+        text: "no more PUTs than the sidecar at 10 tx/s, sync 1s",
+        verdict: puts.zip(ppeer).map(|(o, p)| o <= p),
+        detail: format!(
+            "S3: ours {} / sidecar {} PUTs per hour{}",
+            fmt(puts),
+            fmt(ppeer),
+            files("files_written_per_hour_10tps_sync1s_file")
+        ),
+    });
+    let big = ours("extra_rss_mib_1gib_txn");
+    let small = ours("extra_rss_mib_small_txn");
+    t.push(Target {
+        text: "extra RSS ≤ 32 MiB and independent of transaction size",
+        verdict: big
+            .zip(small)
+            .map(|(b, s)| b <= 32.0 && (b - s) <= RSS_INDEPENDENCE_MIB),
+        detail: format!(
+            "{} MiB for the big transaction, {} MiB for a 1 MiB one",
+            fmt(big),
+            fmt(small)
+        ),
+    });
+    t
+}
+
+/// "Independent of transaction size": the big transaction may cost at most this much more
+/// extra RSS than a 1 MiB one (allocator noise between runs is a few MiB).
+pub const RSS_INDEPENDENCE_MIB: f64 = 4.0;
+
+/// Committed files name no path of this machine: the workspace root becomes `.`.
+fn scrub(text: &str) -> String {
+    let root = crate::env::workspace_root();
+    let root = root.to_string_lossy();
+    if root.len() > 1 {
+        text.replace(root.as_ref(), ".")
+    } else {
+        text.to_string()
+    }
+}
+
+pub fn write_all(r: &Report, out_dir: &Path, work: &Path) -> Result<()> {
+    std::fs::create_dir_all(out_dir).ctx(|| format!("create {}", out_dir.display()))?;
+    #[derive(Serialize)]
+    struct Doc<'a> {
+        machine: &'a str,
+        quick: bool,
+        measures: &'a [Measure],
+    }
+    let doc = Doc {
+        machine: &r.machine,
+        quick: r.quick,
+        measures: &r.measures,
+    };
+    let p = out_dir.join("results.json");
+    let text = scrub(&serde_json::to_string_pretty(&doc).ctx(|| "results.json".to_string())?);
+    std::fs::write(&p, text + "\n").ctx(|| format!("write {}", p.display()))?;
+    if !r.raw.is_empty() {
+        let raw = work.join("raw.json");
+        let text = serde_json::to_string_pretty(&serde_json::Value::Object(r.raw.clone()))
+            .ctx(|| "raw.json".to_string())?;
+        std::fs::write(&raw, text).ctx(|| format!("write {}", raw.display()))?;
+    }
+    let svg = crate::svg::lag_cdf(&r.series);
+    let p = out_dir.join("lag.svg");
+    std::fs::write(&p, svg).ctx(|| format!("write {}", p.display()))?;
+    let saved = work.join("report.json");
+    let text = serde_json::to_string(r).ctx(|| "report.json".to_string())?;
+    std::fs::write(&saved, text).ctx(|| format!("write {}", saved.display()))?;
+    let md = scrub(&markdown(r, out_dir));
+    let p = out_dir.join("RESULTS.md");
+    std::fs::write(&p, md).ctx(|| format!("write {}", p.display()))
+}
+
+/// Rewrites the outputs from a saved `work/report.json`.
+pub fn render(out_dir: &Path, work: &Path) -> Result<()> {
+    let saved = work.join("report.json");
+    let text = std::fs::read_to_string(&saved).ctx(|| format!("read {}", saved.display()))?;
+    let r: Report = serde_json::from_str(&text).ctx(|| format!("parse {}", saved.display()))?;
+    write_all(&r, out_dir, work)
+}
+
+fn markdown(r: &Report, out_dir: &Path) -> String {
+    let mut s = String::new();
+    s.push_str("# Benchmark results\n\n");
+    s.push_str("Generated by `make bench");
+    if r.quick {
+        s.push_str(" QUICK=1");
+    }
+    s.push_str("` (`bench/`, see `docs/benchmarks.md` for the method). ");
+    if r.quick {
+        s.push_str("**QUICK run: short windows and small sizes; numbers are indicative only.** ");
+    }
+    s.push_str(&format!("\n\nMachine: {}.\n\n", r.machine));
+    s.push_str("## Targets (issue 7)\n\n| target | met | measured |\n| --- | --- | --- |\n");
+    for t in targets(r) {
+        let v = match t.verdict {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "not measurable yet",
+        };
+        s.push_str(&format!("| {} | {v} | {} |\n", t.text, t.detail));
+    }
+    s.push('\n');
+    for (title, body) in &r.sections {
+        s.push_str(&format!("## {title}\n\n{body}\n"));
+    }
+    s.push_str("## All measures (`results.json`)\n\n| name | unit | ours | peer | ratio |\n| --- | --- | --- | --- | --- |\n");
+    for m in &r.measures {
+        s.push_str(&format!(
+            "| `{}` | {} | {} | {} | {} |\n",
+            m.name,
+            m.unit,
+            fmt(m.ours),
+            fmt(m.peer),
+            fmt(m.ratio)
+        ));
+    }
+    s.push_str("\nPeer = native SQLite for `write_tps_*` (except `*_vs_sidecar`: native SQLite with the sidecar running), the official Litestream 0.5.17 otherwise; ratio = ours / peer.\n\n");
+    if !r.notes.is_empty() {
+        s.push_str("## Notes\n\n");
+        for n in &r.notes {
+            s.push_str(&format!("- {n}\n"));
+        }
+        s.push('\n');
+    }
+    let analysis = out_dir.join("analysis.md");
+    if let Ok(text) = std::fs::read_to_string(&analysis) {
+        s.push_str(&text);
+        if !text.ends_with('\n') {
+            s.push('\n');
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratio_is_ours_over_peer() {
+        let m = Measure::new("x", "s", Some(2.0), Some(4.0));
+        assert_eq!(m.ratio, Some(0.5));
+        assert_eq!(Measure::new("x", "s", None, Some(4.0)).ratio, None);
+        assert_eq!(
+            Measure::new("x", "n", Some(0.0), Some(0.0)).ratio,
+            Some(1.0)
+        );
+    }
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), Some(50.0));
+        assert_eq!(percentile(&v, 99.0), Some(99.0));
+        assert_eq!(percentile(&v, 100.0), Some(100.0));
+        assert_eq!(median(&[3.0, 1.0, 2.0, 10.0]), Some(2.5));
+    }
+}
