@@ -5,6 +5,7 @@
 //!
 //! Every `extern "C"` function catches panics ([`guard`]): no panic may unwind into SQLite.
 
+pub mod osfile;
 pub mod vfs;
 
 use std::ffi::{c_char, c_int, CStr};

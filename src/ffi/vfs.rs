@@ -151,6 +151,11 @@ pub unsafe fn main_is_managed(db: *mut ffi::sqlite3) -> bool {
         && unsafe { ls(file).kind } == KIND_MAIN
 }
 
+/// The VFS ours wraps (the one the application's connections use), once registered.
+pub(crate) fn wrapped_vfs() -> Option<*mut ffi::sqlite3_vfs> {
+    OURS.get().map(|v| base_vfs(v.0))
+}
+
 fn base_vfs(vfs: *mut ffi::sqlite3_vfs) -> *mut ffi::sqlite3_vfs {
     // SAFETY: pAppData of our VFS is the wrapped VFS, set at registration.
     unsafe { (*vfs).pAppData as *mut ffi::sqlite3_vfs }
