@@ -135,6 +135,23 @@ pub fn full_pathname(path: &Path) -> io::Result<PathBuf> {
     Ok(PathBuf::from(std::ffi::OsStr::from_bytes(&buf[..len])))
 }
 
+/// Takes an exclusive `flock` on `f`, waiting for it (released when `f` is closed). flock
+/// locks belong to the open file, so they exclude other threads and processes alike.
+pub fn flock_exclusive(f: &std::fs::File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    loop {
+        // SAFETY: flock on a descriptor `f` owns for the duration of the call.
+        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
 /// A database file opened read-write through the default VFS. Used by one thread at a time.
 pub struct OsFile {
     vfs: *mut ffi::sqlite3_vfs,

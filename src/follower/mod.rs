@@ -4,10 +4,12 @@
 //!   format, page-1 fields, lock policy, the local records).
 //! - [`batch`]: downloading LTX files whole into one batch of pages.
 //! - [`apply`]: one batch as a SQLite-compatible write transaction on the local file.
+//! - [`follow`]: a [`Follower`]: restore or resume the local file, poll, apply, status.
 
 pub mod apply;
 pub mod batch;
 pub mod dbheader;
+pub mod follow;
 pub mod journal;
 pub mod lock;
 pub mod state;
@@ -16,6 +18,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
+
+pub use follow::{Follower, FollowerConfig, FollowerStatus, PollOutcome};
 
 use crate::ltx::LtxError;
 use crate::replica::ReplicaError;
