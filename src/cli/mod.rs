@@ -2,6 +2,7 @@
 //! library links SQLite through the loadable-extension API table, which is unset in the binary).
 
 mod flags;
+mod read_replica;
 mod restore;
 
 use std::io::Write;
@@ -42,6 +43,7 @@ Usage:
 The commands are:
 
 \trestore      recovers database backup from a replica
+\tread-replica syncs, shows or promotes the read replicas of the config
 \tversion      prints the binary version
 \thelp         prints this help
 ";
@@ -66,6 +68,13 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         }
         Some("version") => writeln!(out, "{}", version_string()).map_err(CliError::from),
         Some("restore") => restore::run(&args[2..], out, err),
+        Some("read-replica") => match read_replica::run(&args[2..], out, err) {
+            Err(CliError::Flag(FlagError::Help)) => {
+                let _ = write!(out, "{}", read_replica::USAGE);
+                return 0;
+            }
+            r => r,
+        },
         Some(other) => Err(CliError::Usage(format!(
             "unknown command {other:?}; run 'litestream help' for the list of commands"
         ))),

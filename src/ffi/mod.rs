@@ -6,6 +6,7 @@
 //! Every `extern "C"` function catches panics ([`guard`]): no panic may unwind into SQLite.
 
 pub mod osfile;
+mod replica_sql;
 pub mod vfs;
 
 use std::ffi::{c_char, c_int, CStr};
@@ -160,6 +161,8 @@ unsafe extern "C" fn auto_extension_init(
                 tracing::warn!(error = %msg, "cannot switch the database to WAL mode; it is not replicated until it is");
             }
         }
+        // SAFETY: as above.
+        unsafe { replica_sql::on_connection(db) };
         ffi::SQLITE_OK
     })
 }

@@ -259,6 +259,11 @@ fn apply_reserved(
     ctx: &ApplyContext<'_>,
     batch: &Batch,
 ) -> Result<Outcome, FollowError> {
+    if ctx.meta.primary_state_path().exists() {
+        return Err(FollowError::Config(
+            "the replica was promoted to a primary; nothing more is applied".to_string(),
+        ));
+    }
     if let Some(reason) = recover_locked(file, ctx.journal_path, ctx.policy, ctx.deferred_for)? {
         return Ok(Outcome::Deferred(reason));
     }

@@ -5,6 +5,8 @@
 //! - [`batch`]: downloading LTX files whole into one batch of pages.
 //! - [`apply`]: one batch as a SQLite-compatible write transaction on the local file.
 //! - [`follow`]: a [`Follower`]: restore or resume the local file, poll, apply, status.
+//! - [`registry`]: the followers of this process and how the VFS routes opens to them.
+//! - [`promote`]: turning a read replica into the primary that continues the chain.
 
 pub mod apply;
 pub mod batch;
@@ -12,6 +14,8 @@ pub mod dbheader;
 pub mod follow;
 pub mod journal;
 pub mod lock;
+pub mod promote;
+pub mod registry;
 pub mod state;
 
 use std::io;
@@ -54,6 +58,8 @@ pub enum FollowError {
          damaged (the follower re-bases on the newest snapshot)"
     )]
     MissingPage { pgno: u32, commit: u32, txid: TxId },
+    #[error(transparent)]
+    Staging(#[from] crate::staging::StagingError),
     #[error("{0}")]
     Config(String),
     #[error("internal error: {0}")]
