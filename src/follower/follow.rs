@@ -286,6 +286,8 @@ impl Follower {
         let mut st = self.status.lock();
         st.txid = txid;
         st.primary_txid = st.primary_txid.max(txid);
+        // The restore reached the newest TXID the replica had.
+        st.last_current = Some(SystemTime::now());
         tracing::info!(path = %self.path.display(), replica = %self.replica_url, txid = %format_txid(txid), elapsed_ms = started.elapsed().as_millis() as u64, "read replica restored");
         Ok(())
     }

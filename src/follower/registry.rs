@@ -204,6 +204,13 @@ pub fn route_main(path: &Path, flags: i32, uri_replica: Option<&str>) -> Result<
             tracing::warn!(db = %path.display(), replica = %full.display(), reason = %reason, "primary database cannot be opened; serving its read replica read-only");
             Ok(MainRoute::Failover { name })
         }
+        Err(FollowError::Restore(crate::restore::RestoreError::Plan(
+            crate::restore::PlanError::NoFiles,
+        ))) => {
+            // A new deployment: no primary yet and nothing replicated to fail over to.
+            tracing::debug!(db = %path.display(), "no primary and an empty replica: opening normally");
+            Ok(MainRoute::Normal)
+        }
         Err(e) => {
             tracing::error!(db = %path.display(), read_replica = %rr.path.display(), error = %e, "primary database cannot be opened and its read replica is not available either");
             Ok(MainRoute::Normal)
