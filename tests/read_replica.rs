@@ -70,7 +70,7 @@ fn reader(uri: String, stop: Arc<AtomicBool>, t: Arc<Tally>, reopen_every: u64) 
     let mut n = 0u64;
     while !stop.load(Ordering::Acquire) {
         n += 1;
-        if reopen_every > 0 && n % reopen_every == 0 {
+        if reopen_every > 0 && n.is_multiple_of(reopen_every) {
             conn = open_replica(&uri);
         }
         match bank_read(&conn) {
@@ -93,7 +93,7 @@ fn reader(uri: String, stop: Arc<AtomicBool>, t: Arc<Tally>, reopen_every: u64) 
                 t.errors.fetch_add(1, Ordering::Relaxed);
             }
         }
-        if n % 40 == 0 {
+        if n.is_multiple_of(40) {
             match conn.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0)) {
                 Ok(s) if s == "ok" => {}
                 other => {
