@@ -4,10 +4,11 @@
 //! 1. SHARED, then RESERVED (one writer at a time; readers continue).
 //! 2. A hot journal left by a crashed apply is rolled back first.
 //! 3. The database's change counter says which primary state it holds (`follower.json`).
-//! 4. The original content of every page about to change goes to `<db>-journal` (SQLite's
-//!    rollback journal format), which is fsynced with its directory.
-//! 5. PENDING → EXCLUSIVE within the drain window ([`super::lock`]); otherwise the journal is
-//!    removed, the locks released, and the apply retried later.
+//! 4. PENDING → EXCLUSIVE within the drain window ([`super::lock`]); otherwise the locks are
+//!    released and the apply retried later.
+//! 5. The original content of every page about to change goes to `<db>-journal` (SQLite's
+//!    rollback journal format), fsynced with its directory. It exists only while no reader
+//!    holds a lock, so readers never see it unless an apply crashed.
 //! 6. Pages are written (page 1 with rollback mode, a new change counter and the size), the file
 //!    truncated when the database shrank, fsynced; deleting the journal commits.
 //!
@@ -290,15 +291,18 @@ fn apply_reserved(
     }
     check_complete(batch, &view)?;
     let counter = dbheader::next_counter(view.counter);
-    let changed = write_journal(file, ctx.journal_path, batch, &view)?;
+    let changed = changed_pages(file, batch, &view)?;
 
     let drain = ctx.policy.drain_wait_for(ctx.deferred_for);
     if !acquire(drain, || file.lock(LockLevel::Exclusive)).map_err(db_io("lock"))? {
-        remove_journal(ctx.journal_path)?;
         return Ok(Outcome::Deferred(
             "readers did not finish within the drain window",
         ));
     }
+    // The journal exists only while no connection holds SHARED: a read-only connection never
+    // sees it (SQLite's hot-journal check could otherwise take a journal being deleted for a
+    // hot one and fail with SQLITE_READONLY_ROLLBACK).
+    write_journal(file, ctx.journal_path, &changed, &view, batch.page_size)?;
     let mut pending = state.unwrap_or_else(|| FollowerState {
         replica: ctx.replica.to_string(),
         txid: 0,
@@ -355,16 +359,13 @@ fn check_complete(batch: &Batch, view: &View) -> Result<(), FollowError> {
     }
 }
 
-/// Writes the original content of every page that changes into the journal (fsynced, with
-/// its directory) and returns the page numbers to write, ascending. Pages whose content is
-/// unchanged are skipped; page 1 is always written (its change counter changes).
-fn write_journal(
+/// The page numbers to write, ascending: pages whose content changes (unchanged ones are
+/// skipped) and page 1 (its change counter always changes).
+fn changed_pages(
     file: &mut dyn DbFile,
-    path: &Path,
     batch: &Batch,
     view: &View,
 ) -> Result<Vec<u32>, FollowError> {
-    let jerr = |op: &'static str| FollowError::io(path, op);
     let same_size = view.page_size == batch.page_size;
     let ps = batch.page_size as usize;
     let mut changed = Vec::with_capacity(batch.pages.len() + 1);
@@ -378,7 +379,10 @@ fn write_journal(
             batch
                 .pages
                 .get(pgno, &mut new)
-                .map_err(FollowError::io(path, "read spool"))?;
+                .map_err(|e| FollowError::Db {
+                    op: "read spool",
+                    source: e,
+                })?;
             file.read_at(&mut old, u64::from(pgno - 1) * ps as u64)
                 .map_err(db_io("read"))?;
             if new == old {
@@ -388,9 +392,21 @@ fn write_journal(
         changed.push(pgno);
     }
     changed.sort_unstable();
-    // Originals to save: the changed pages that exist now, or every page when the page size
-    // changes (a rollback then restores the old layout whole).
-    let originals: Vec<u32> = if same_size {
+    Ok(changed)
+}
+
+/// Writes the original content of the `changed` pages that exist now (every page when the
+/// page size changes: a rollback then restores the old layout whole) into the journal, and
+/// fsyncs it with its directory.
+fn write_journal(
+    file: &mut dyn DbFile,
+    path: &Path,
+    changed: &[u32],
+    view: &View,
+    new_page_size: u32,
+) -> Result<(), FollowError> {
+    let jerr = |op: &'static str| FollowError::io(path, op);
+    let originals: Vec<u32> = if view.page_size == new_page_size {
         changed
             .iter()
             .copied()
@@ -434,8 +450,7 @@ fn write_journal(
     }
     let f = w.into_inner().map_err(|e| jerr("write")(e.into_error()))?;
     f.sync_all().map_err(jerr("fsync"))?;
-    sync_parent(path)?;
-    Ok(changed)
+    sync_parent(path)
 }
 
 /// Writes the changed pages (page 1 patched for the replica), sets the size, fsyncs.

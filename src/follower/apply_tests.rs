@@ -284,13 +284,22 @@ fn readers_that_stay_defer_the_apply_without_a_trace() {
     let out = apply(&mut f, &env.ctx(), &b).unwrap();
     assert!(matches!(out, Outcome::Deferred(_)), "{out:?}");
     assert_eq!(f.data, before);
-    assert!(!env.journal().exists(), "journal removed when deferring");
+    assert!(!env.journal().exists(), "no journal while deferred");
     assert_eq!(f.level, LockLevel::None);
     assert_eq!(env.meta.load().unwrap().unwrap().txid, 1);
     // Readers that finish within the drain window let the apply through.
+    // (A long window: the readers leave after two refused attempts, however slow the machine.)
     f.readers_leave_after = Some(f.exclusive_refusals + 2);
+    let patient = LockPolicy {
+        drain_wait: Duration::from_secs(30),
+        ..env.policy.clone()
+    };
+    let ctx = ApplyContext {
+        policy: &patient,
+        ..env.ctx()
+    };
     assert_eq!(
-        apply(&mut f, &env.ctx(), &b).unwrap(),
+        apply(&mut f, &ctx, &b).unwrap(),
         Outcome::Applied { txid: 2, pages: 2 }
     );
     // Another writer holding RESERVED defers too.
@@ -330,7 +339,8 @@ fn hot_journal_from_a_crash_is_rolled_back_before_the_next_apply() {
     let b = env.batch((2, 2), 4, &[(2, 7), (4, 7)]);
     f.level = LockLevel::Exclusive;
     let view = read_view(&mut f).unwrap().unwrap();
-    write_journal(&mut f, &env.journal(), &b, &view).unwrap();
+    let changed = changed_pages(&mut f, &b, &view).unwrap();
+    write_journal(&mut f, &env.journal(), &changed, &view, PS).unwrap();
     f.write_at(&[0xee; PS as usize], u64::from(PS)).unwrap();
     f.write_at(&[0xee; PS as usize], 3 * u64::from(PS)).unwrap();
     f.level = LockLevel::None;
