@@ -136,10 +136,12 @@ fn may_follow(path: &Path) -> bool {
     }
 }
 
-/// Why the primary at `path` cannot be used, if it cannot.
+/// Why the primary at `path` cannot be used, if it cannot. Only `stat`: opening and closing a
+/// descriptor of a database would drop every POSIX lock this process's connections hold on it.
 fn primary_unavailable(path: &Path, db: &DbConfig) -> Option<String> {
-    match std::fs::File::open(path) {
-        Ok(_) => None,
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => None,
+        Ok(_) => Some("not a regular file".to_string()),
         // A missing file restored on open is the history feature's business, not a failover.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && db.restore_if_db_not_exists => None,
         Err(e) => Some(e.to_string()),
