@@ -6,7 +6,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
 
@@ -15,6 +15,7 @@ use super::batch::{self, Batch};
 use super::dbheader;
 use super::lock::LockPolicy;
 use super::state::{FollowerState, MetaFiles, StatusRecord};
+pub use super::status::{from_ms, to_ms, FollowerStatus};
 use super::FollowError;
 use crate::ffi::osfile::{self, OsFile};
 use crate::replica::{LtxFileInfo, ReplicaClient};
@@ -54,63 +55,6 @@ pub enum PollOutcome {
     Rebased { txid: TxId, reason: String },
     /// Readers or another writer held the file; retry soon.
     Deferred(&'static str),
-}
-
-/// A snapshot of a follower's progress (the API the SQL surface reports).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FollowerStatus {
-    pub name: Option<String>,
-    pub path: PathBuf,
-    /// URL of the replica followed.
-    pub replica: String,
-    /// Primary TXID the local file holds (0 if unknown yet).
-    pub txid: TxId,
-    /// Newest TXID seen in the replica.
-    pub primary_txid: TxId,
-    pub last_poll: Option<SystemTime>,
-    /// Last time the local file was confirmed to hold the replica's newest TXID.
-    pub last_current: Option<SystemTime>,
-    pub last_error: Option<String>,
-    /// Applies have been held off by readers since then (None: not held off).
-    pub deferred_since: Option<SystemTime>,
-    /// A background poller runs for it in this process.
-    pub following: bool,
-}
-
-impl FollowerStatus {
-    /// Seconds since the replica last confirmed it was current with the store (`litestream_lag()`
-    /// on a read replica); `None` before the first confirmation.
-    pub fn lag_seconds(&self, now: SystemTime) -> Option<f64> {
-        let t = self.last_current?;
-        Some(now.duration_since(t).unwrap_or_default().as_secs_f64())
-    }
-
-    /// The status as JSON (for `litestream_replica_status()` and the CLI).
-    pub fn to_json(&self, now: SystemTime) -> serde_json::Value {
-        serde_json::json!({
-            "name": self.name,
-            "path": self.path.display().to_string(),
-            "replica": self.replica,
-            "txid": format_txid(self.txid),
-            "primary_txid": format_txid(self.primary_txid),
-            "lag": self.lag_seconds(now),
-            "last_poll": self.last_poll.map(restore::format_time),
-            "last_current": self.last_current.map(restore::format_time),
-            "last_error": self.last_error,
-            "deferred_since": self.deferred_since.map(restore::format_time),
-            "following": self.following,
-        })
-    }
-}
-
-pub(crate) fn to_ms(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-pub(crate) fn from_ms(ms: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
 }
 
 /// `<path><suffix>`.

@@ -4,7 +4,8 @@
 //!   format, page-1 fields, lock policy, the local records).
 //! - [`batch`]: downloading LTX files whole into one batch of pages.
 //! - [`apply`]: one batch as a SQLite-compatible write transaction on the local file.
-//! - [`follow`]: a [`Follower`]: restore or resume the local file, poll, apply, status.
+//! - [`follow`]: a [`Follower`]: restore or resume the local file, poll, apply.
+//! - [`status`]: [`FollowerStatus`], what the SQL surface and the CLI report.
 //! - [`registry`]: the followers of this process and how the VFS routes opens to them.
 //! - [`promote`]: turning a read replica into the primary that continues the chain.
 
@@ -17,6 +18,7 @@ pub mod lock;
 pub mod promote;
 pub mod registry;
 pub mod state;
+pub mod status;
 
 use std::io;
 use std::path::{Path, PathBuf};
