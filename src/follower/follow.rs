@@ -334,7 +334,15 @@ impl Follower {
         let mut deferrals = 0;
         loop {
             match self.poll()? {
-                PollOutcome::Current { txid } => return Ok(txid),
+                // Reaching the newest TXID listed is enough: with a busy primary, waiting for
+                // a poll that finds nothing new could take forever.
+                PollOutcome::Current { txid }
+                | PollOutcome::Applied {
+                    to: txid,
+                    current: true,
+                    ..
+                }
+                | PollOutcome::Rebased { txid, .. } => return Ok(txid),
                 PollOutcome::Deferred(reason) => {
                     if Instant::now() >= deadline {
                         return Err(FollowError::Config(format!(
