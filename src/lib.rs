@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod database;
 pub mod ffi;
+pub mod follower;
 pub mod logging;
 pub mod ltx;
 pub mod metrics;

@@ -2,16 +2,13 @@
 //! report, built from a database's in-memory [`crate::progress::Progress`] (no I/O, no waiting
 //! for an upload in progress: cheap enough for a health check every second).
 //!
-//! Read replicas: the follower reports each time it confirmed it is current with the replica
-//! through [`report_follower_current`]; `litestream_lag()` on a follower database is then the
-//! age of that confirmation.
+//! Read replicas: a database served by a follower (`crate::follower::registry::for_db_path`)
+//! reports the follower's status; `litestream_lag()` there is the age of the follower's last
+//! confirmation that it holds the replica's newest TXID.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::path::Path;
 use std::time::SystemTime;
 
-use parking_lot::Mutex;
 use serde::Serialize;
 
 use crate::database::Database;
@@ -108,48 +105,20 @@ pub fn of(db: &Database) -> Status {
     }
 }
 
-fn followers() -> &'static Mutex<HashMap<PathBuf, SystemTime>> {
-    static F: OnceLock<Mutex<HashMap<PathBuf, SystemTime>>> = OnceLock::new();
-    F.get_or_init(|| Mutex::new(HashMap::new()))
-}
-
-/// Read-replica hook: the follower database at `path` (the absolute path SQLite opens it by)
-/// has just confirmed it is current with its replica (a poll found nothing newer, or applied
-/// everything there was).
-pub fn report_follower_current(path: &Path) {
-    report_follower_current_at(path, SystemTime::now());
-}
-
-/// [`report_follower_current`] with an explicit time (e.g. when the poll started).
-pub fn report_follower_current_at(path: &Path, at: SystemTime) {
-    let mut f = followers().lock();
-    let e = f.entry(path.to_path_buf()).or_insert(at);
-    *e = (*e).max(at);
-}
-
-/// The follower at `path` stopped: `litestream_lag()` is NULL there again.
-pub fn forget_follower(path: &Path) {
-    followers().lock().remove(path);
-}
-
-fn follower_confirmed(path: &Path) -> Option<SystemTime> {
-    followers().lock().get(path).copied()
-}
-
-fn seconds_since(t: SystemTime) -> f64 {
-    SystemTime::now()
-        .duration_since(t)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
 /// `litestream_lag()` for the database file at `path`: the primary's lag, or the seconds since a
 /// follower last confirmed it was current; `None` when the extension does not manage it.
 pub fn lag_for_path(path: &Path) -> Option<f64> {
     if let Some(db) = crate::registry::get(path) {
         return Some(of(&db).lag);
     }
-    follower_confirmed(path).map(seconds_since)
+    let f = crate::follower::registry::for_db_path(path)?;
+    // A follower that has not confirmed it is current yet: lag since it was opened is unknown,
+    // so report it as "never confirmed" with the largest value rather than 0.
+    Some(
+        f.status()
+            .lag_seconds(SystemTime::now())
+            .unwrap_or(f64::INFINITY),
+    )
 }
 
 /// `litestream_status()` for the database file at `path`, as JSON; `None` when not managed.
@@ -157,13 +126,12 @@ pub fn json_for_path(path: &Path) -> Option<String> {
     if let Some(db) = crate::registry::get(path) {
         return Some(of(&db).to_json());
     }
-    let at = follower_confirmed(path)?;
-    let j = serde_json::json!({
-        "role": "replica",
-        "db": path.display().to_string(),
-        "last_confirmed_current": rfc3339(at),
-        "lag": seconds_since(at),
-    });
+    let f = crate::follower::registry::for_db_path(path)?;
+    let mut j = f.status().to_json(SystemTime::now());
+    if let Some(obj) = j.as_object_mut() {
+        obj.insert("role".into(), "replica".into());
+        obj.insert("db".into(), path.display().to_string().into());
+    }
     Some(j.to_string())
 }
 
@@ -228,17 +196,9 @@ mod tests {
     }
 
     #[test]
-    fn follower_hook() {
-        let p = Path::new("/nonexistent/follower-hook-test.db");
+    fn unmanaged_path_has_no_lag_or_status() {
+        let p = Path::new("/nonexistent/unmanaged-status-test.db");
         assert_eq!(lag_for_path(p), None);
         assert_eq!(json_for_path(p), None);
-        report_follower_current_at(p, SystemTime::now() - std::time::Duration::from_secs(5));
-        let lag = lag_for_path(p).unwrap();
-        assert!(lag >= 5.0, "{lag}");
-        report_follower_current(p);
-        assert!(lag_for_path(p).unwrap() < lag);
-        assert!(json_for_path(p).unwrap().contains(r#""role":"replica""#));
-        forget_follower(p);
-        assert_eq!(lag_for_path(p), None);
     }
 }

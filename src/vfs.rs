@@ -7,6 +7,10 @@ use std::sync::Arc;
 use crate::database::Database;
 
 /// SQLite open flags used to classify files (sqlite3.h).
+pub const OPEN_READONLY: i32 = 0x0000_0001;
+pub const OPEN_READWRITE: i32 = 0x0000_0002;
+pub const OPEN_CREATE: i32 = 0x0000_0004;
+pub const OPEN_URI: i32 = 0x0000_0040;
 pub const OPEN_MAIN_DB: i32 = 0x0000_0100;
 pub const OPEN_MAIN_JOURNAL: i32 = 0x0000_0800;
 pub const OPEN_WAL: i32 = 0x0008_0000;
@@ -19,6 +23,9 @@ pub enum Role {
     Wal(Arc<Database>),
     /// Anything else: passes through untouched.
     Other,
+    /// A read replica (or a file beside one): opened read-only, under `rename` when given
+    /// (SQLite's database-name layout: pass `&rename[4..]`), see [`crate::follower::registry`].
+    ReadOnly { rename: Option<&'static [u8]> },
 }
 
 /// Decides the role of a file SQLite opens. `Err`: a managed database whose replication
@@ -28,10 +35,21 @@ pub fn classify(path: Option<&str>, flags: i32, uri_replica: Option<&str>) -> Re
         return Ok(Role::Other);
     };
     if flags & OPEN_MAIN_DB != 0 {
+        use crate::follower::registry::{route_main, MainRoute};
+        match route_main(Path::new(path), flags, uri_replica)? {
+            MainRoute::Replica => return Ok(Role::ReadOnly { rename: None }),
+            MainRoute::Failover { name } => return Ok(Role::ReadOnly { rename: Some(name) }),
+            MainRoute::Normal => {}
+        }
         return Ok(match crate::registry::open(Path::new(path), uri_replica)? {
             Some(db) => Role::Main(db),
             None => Role::Other,
         });
+    }
+    if flags & (OPEN_WAL | OPEN_MAIN_JOURNAL) != 0 {
+        if let Some(name) = crate::follower::registry::redirect_sidecar(path) {
+            return Ok(Role::ReadOnly { rename: Some(name) });
+        }
     }
     if flags & OPEN_WAL != 0 {
         if let Some(db) = path

@@ -3,6 +3,7 @@
 //! binary).
 
 mod flags;
+mod read_replica;
 mod restore;
 pub mod run;
 
@@ -45,6 +46,7 @@ Usage:
 The commands are:
 
 \trestore      recovers database backup from a replica
+\tread-replica syncs, shows or promotes the read replicas of the config
 \tversion      prints the binary version
 \thelp         prints this help
 ";
@@ -70,6 +72,13 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         Some("version") => writeln!(out, "{}", version_string()).map_err(CliError::from),
         Some("restore") => restore::run(&args[2..], out, err),
         Some("run") => return run::main(&args[2..], out, err),
+        Some("read-replica") => match read_replica::run(&args[2..], out, err) {
+            Err(CliError::Flag(FlagError::Help)) => {
+                let _ = write!(out, "{}", read_replica::USAGE);
+                return 0;
+            }
+            r => r,
+        },
         Some(other) => Err(CliError::Usage(format!(
             "unknown command {other:?}; run 'litestream help' for the list of commands"
         ))),

@@ -8,8 +8,10 @@
 //!
 //! Every `extern "C"` function catches panics ([`guard`]): no panic may unwind into SQLite.
 
+pub mod osfile;
 pub mod preload;
 pub mod process;
+mod replica_sql;
 pub mod sql;
 pub mod vfs;
 
@@ -203,6 +205,8 @@ unsafe extern "C" fn auto_extension_init(
         }
         // SAFETY: as above.
         unsafe { sql::register_functions(db) };
+        // SAFETY: as above.
+        unsafe { replica_sql::on_connection(db) };
         ffi::SQLITE_OK
     })
 }

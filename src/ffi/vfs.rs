@@ -146,6 +146,11 @@ pub unsafe fn main_is_managed(db: *mut ffi::sqlite3) -> bool {
     unsafe { main_database(db) }.is_some()
 }
 
+/// The VFS ours wraps (the one the application's connections use), once registered.
+pub(crate) fn wrapped_vfs() -> Option<*mut ffi::sqlite3_vfs> {
+    OURS.get().map(|v| base_vfs(v.0))
+}
+
 fn base_vfs(vfs: *mut ffi::sqlite3_vfs) -> *mut ffi::sqlite3_vfs {
     // SAFETY: pAppData of our VFS is the wrapped VFS, set at registration.
     unsafe { (*vfs).pAppData as *mut ffi::sqlite3_vfs }
@@ -200,6 +205,7 @@ unsafe extern "C" fn x_open(
                 return ffi::SQLITE_CANTOPEN;
             }
         };
+        let (mut name, mut flags) = (name, flags);
         let (kind, db) = match role {
             Role::Main(db) => {
                 db.handle_opened();
@@ -207,6 +213,16 @@ unsafe extern "C" fn x_open(
             }
             Role::Wal(db) => (KIND_WAL, Arc::into_raw(db)),
             Role::Other => (KIND_OTHER, ptr::null()),
+            Role::ReadOnly { rename } => {
+                flags =
+                    (flags & !(hooks::OPEN_READWRITE | hooks::OPEN_CREATE)) | hooks::OPEN_READONLY;
+                if let Some(n) = rename {
+                    // A different file: its name carries no URI parameters to parse.
+                    flags &= !hooks::OPEN_URI;
+                    name = n[4..].as_ptr() as *const c_char;
+                }
+                (KIND_OTHER, ptr::null())
+            }
         };
         // SAFETY: the header was initialised above.
         let me = unsafe { ls(file) };
@@ -267,6 +283,31 @@ unsafe extern "C" fn x_delete(
     })
 }
 
+/// Existence checks of a failed-over primary's `-journal`/`-wal` look beside the read replica
+/// actually opened, so SQLite sees its hot journal (see `follower::registry`). Called by
+/// `conn::x_access` for every name that is not the control database's.
+pub(super) unsafe extern "C" fn redirected_access(
+    vfs: *mut ffi::sqlite3_vfs,
+    name: *const c_char,
+    flags: c_int,
+    out: *mut c_int,
+) -> c_int {
+    guard(ffi::SQLITE_IOERR_ACCESS, || {
+        let mut name = name;
+        if !name.is_null() {
+            // SAFETY: `name` is a NUL-terminated path from SQLite.
+            let path = unsafe { CStr::from_ptr(name) }.to_string_lossy();
+            if let Some(n) = crate::follower::registry::redirect_sidecar(&path) {
+                name = n[4..].as_ptr() as *const c_char;
+            }
+        }
+        let base = base_vfs(vfs);
+        // SAFETY: forwarding to the wrapped VFS; `name` is SQLite's or a NUL-terminated
+        // process-lifetime redirect.
+        unsafe { ((*base).xAccess.expect("xAccess"))(base, name, flags, out) }
+    })
+}
+
 macro_rules! forward_vfs {
     ($name:ident, $field:ident, $ret:ty, $err:expr, ($($arg:ident : $ty:ty),*)) => {
         unsafe extern "C" fn $name(vfs: *mut ffi::sqlite3_vfs $(, $arg: $ty)*) -> $ret {
@@ -280,9 +321,7 @@ macro_rules! forward_vfs {
     };
 }
 
-forward_vfs!(base_access, xAccess, c_int, ffi::SQLITE_IOERR_ACCESS, (name: *const c_char, flags: c_int, out: *mut c_int));
 forward_vfs!(base_full_pathname, xFullPathname, c_int, ffi::SQLITE_CANTOPEN, (name: *const c_char, n: c_int, out: *mut c_char));
-
 forward_vfs!(x_dl_open, xDlOpen, *mut c_void, ptr::null_mut(), (name: *const c_char));
 forward_vfs!(x_dl_error, xDlError, (), (), (n: c_int, msg: *mut c_char));
 forward_vfs!(x_dl_close, xDlClose, (), (), (h: *mut c_void));

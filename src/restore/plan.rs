@@ -112,33 +112,11 @@ pub fn plan(files: &[LtxFileInfo], target: &Target) -> Result<Vec<LtxFileInfo>, 
         out.push((*s).clone());
     }
 
-    let mut cands: Vec<&LtxFileInfo> = files
-        .iter()
-        .copied()
-        .filter(|f| f.level < SNAPSHOT_LEVEL && eligible(f, target))
-        .collect();
-    cands.sort_by_key(|f| f.min_txid);
-    let mut next = 0;
-    let mut heap: BinaryHeap<Rank> = BinaryHeap::new();
-    loop {
-        if let Target::TxId(t) = target {
-            if current >= *t {
-                break;
-            }
-        }
-        while next < cands.len() && cands[next].min_txid <= current.saturating_add(1) {
-            heap.push(rank(cands[next], next));
-            next += 1;
-        }
-        // Files ending at or before `current` can never qualify again: `current` only grows.
-        while heap.peek().is_some_and(|r| r.0 <= current) {
-            heap.pop();
-        }
-        let Some(best) = heap.pop() else { break };
-        let f = cands[best.4 .0];
-        current = f.max_txid;
-        out.push(f.clone());
+    let chain = extend_chain(&files, current, target);
+    if let Some(last) = chain.last() {
+        current = last.max_txid;
     }
+    out.extend(chain);
 
     let Some(first) = out.first() else {
         return Err(PlanError::NoFiles);
@@ -173,6 +151,50 @@ pub fn plan(files: &[LtxFileInfo], target: &Target) -> Result<Vec<LtxFileInfo>, 
         });
     }
     Ok(out)
+}
+
+/// Step 3 of the plan: the chain of files from levels 0..=8 that continues a database at TXID
+/// `current` (each next file starts at or before `current + 1` and ends after it; the largest
+/// max wins), up to the target. Empty when nothing continues `current`.
+fn extend_chain(files: &[&LtxFileInfo], mut current: TxId, target: &Target) -> Vec<LtxFileInfo> {
+    let mut out = Vec::new();
+    let mut cands: Vec<&LtxFileInfo> = files
+        .iter()
+        .copied()
+        .filter(|f| f.level < SNAPSHOT_LEVEL && eligible(f, target))
+        .collect();
+    cands.sort_by_key(|f| f.min_txid);
+    let mut next = 0;
+    let mut heap: BinaryHeap<Rank> = BinaryHeap::new();
+    loop {
+        if let Target::TxId(t) = target {
+            if current >= *t {
+                break;
+            }
+        }
+        while next < cands.len() && cands[next].min_txid <= current.saturating_add(1) {
+            heap.push(rank(cands[next], next));
+            next += 1;
+        }
+        // Files ending at or before `current` can never qualify again: `current` only grows.
+        while heap.peek().is_some_and(|r| r.0 <= current) {
+            heap.pop();
+        }
+        let Some(best) = heap.pop() else { break };
+        let f = cands[best.4 .0];
+        current = f.max_txid;
+        out.push(f.clone());
+    }
+    out
+}
+
+/// The files that bring a database already at TXID `current` to the newest state the listing
+/// reaches, without a snapshot (a read replica resuming; spec §4.4 follow mode). Files of any
+/// level 0..=8 bridge gaps; the result may stop short of the newest TXID when the chain has a
+/// gap (the caller compares its end with the listing's max).
+pub fn plan_continuation(files: &[LtxFileInfo], current: TxId) -> Vec<LtxFileInfo> {
+    let files: Vec<&LtxFileInfo> = files.iter().collect();
+    extend_chain(&files, current, &Target::Latest)
 }
 
 #[cfg(test)]

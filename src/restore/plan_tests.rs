@@ -370,3 +370,30 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn continuation_follows_l0_and_bridges_gaps_from_higher_levels() {
+    // L0 5..=9 remain; 3..=4 were compacted into L1 and deleted from L0.
+    let mut files: Vec<_> = (5..=9).map(l0).collect();
+    files.push(f(1, 1, 4, 8));
+    files.push(f(9, 1, 6, 12));
+    // Resuming at 2: the L1 file 1..=4 bridges to 4, then L0 continues to 9. The snapshot is
+    // never used (it does not continue a database, it replaces it).
+    assert_eq!(
+        names(&plan_continuation(&files, 2)),
+        vec![
+            (1, 1, 4),
+            (0, 5, 5),
+            (0, 6, 6),
+            (0, 7, 7),
+            (0, 8, 8),
+            (0, 9, 9)
+        ]
+    );
+    // Already current: nothing to do.
+    assert!(plan_continuation(&files, 9).is_empty());
+    // A gap that no level bridges: the chain stops where it can.
+    let gap: Vec<_> = [1, 2, 5, 6].into_iter().map(l0).collect();
+    assert_eq!(names(&plan_continuation(&gap, 1)), vec![(0, 2, 2)]);
+    assert!(plan_continuation(&gap, 3).is_empty());
+}

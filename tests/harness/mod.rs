@@ -10,6 +10,7 @@
 //! let background work finish), never skip silently when a tool is missing (panic saying how to
 //! get it), print the workload seed so that a failure can be replayed (`LITESTREAM_TEST_SEED`).
 
+pub mod bank;
 pub mod checks;
 pub mod db;
 pub mod paths;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use libsqlite3_sys as ffi;
 
-use super::{base_access, base_full_pathname, ls, LsFile, KIND_MAIN, METHODS};
+use super::{base_full_pathname, ls, LsFile, KIND_MAIN, METHODS};
 use crate::database::Database;
 use crate::ffi::sql::{self as sqlffi, ConnCtl};
 
@@ -93,7 +93,7 @@ pub(super) unsafe extern "C" fn x_access(
         return ffi::SQLITE_OK;
     }
     // SAFETY: forwarding the same arguments.
-    unsafe { base_access(vfs, name, flags, out) }
+    unsafe { super::redirected_access(vfs, name, flags, out) }
 }
 
 pub(super) unsafe extern "C" fn x_full_pathname(
