@@ -168,6 +168,9 @@ struct Writer {
     child: Child,
     stdin: Option<ChildStdin>,
     stdout: BufReader<ChildStdout>,
+    /// Its stderr (the extension's log) goes to a file: a pipe nobody reads would fill up and
+    /// block the writer.
+    log: PathBuf,
 }
 
 const WRITER: &str = r#"
@@ -189,7 +192,7 @@ conn.close()
 "#;
 
 impl Writer {
-    fn start(uri: &str, cfg: &Path, extra_env: &[(&str, &str)]) -> Writer {
+    fn start(uri: &str, cfg: &Path, log: PathBuf, extra_env: &[(&str, &str)]) -> Writer {
         let mut env: Vec<(&str, &Path)> =
             SHELL_ENV.iter().map(|(k, v)| (*k, Path::new(*v))).collect();
         env.push(("LITESTREAM_CONFIG", cfg));
@@ -197,9 +200,10 @@ impl Writer {
             env.push((k, Path::new(*v)));
         }
         let mut cmd = python_command(WRITER, &[uri], &env);
+        let err = std::fs::File::create(&log).expect("create writer log");
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stderr(Stdio::from(err));
         let mut child = cmd.spawn().expect("start python writer");
         let stdin = child.stdin.take();
         let stdout = BufReader::new(child.stdout.take().expect("stdout"));
@@ -207,6 +211,7 @@ impl Writer {
             child,
             stdin,
             stdout,
+            log,
         }
     }
 
@@ -224,9 +229,9 @@ impl Writer {
     /// returns its stderr.
     fn finish(mut self) -> String {
         drop(self.stdin.take());
-        let out = self.child.wait_with_output().expect("wait for writer");
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "writer failed: {}\n{stderr}", out.status);
+        let status = self.child.wait().expect("wait for writer");
+        let stderr = std::fs::read_to_string(&self.log).unwrap_or_default();
+        assert!(status.success(), "writer failed: {status}\n{stderr}");
         stderr
     }
 }
@@ -240,7 +245,7 @@ fn a_third_of_requests_failing_never_fails_writes_and_the_replica_catches_up() {
     let s = Scratch::new("s3-faults");
     let db = s.join("app.db");
     let cfg = s3_config(&s, &db, &bucket, "db", &proxy.endpoint(), "100ms");
-    let mut w = Writer::start(&vfs_uri(&db, None), &cfg, &[]);
+    let mut w = Writer::start(&vfs_uri(&db, None), &cfg, s.join("writer.log"), &[]);
     w.exec("PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)");
     let mut faults = FaultConfig::failing(1.0 / 3.0, &Fault::ALL);
     faults.stall = Duration::from_secs(2);
@@ -278,11 +283,13 @@ fn staged_backlog_is_bounded_while_the_store_is_down() {
     let mut w = Writer::start(
         &vfs_uri(&db, None),
         &cfg,
+        s.join("writer.log"),
         &[("LITESTREAM_MAX_STAGED_BYTES", "64KiB")],
     );
     w.exec(
         "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB);\
-         INSERT INTO t(v) SELECT randomblob(3000) FROM generate_series(1, 10)",
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10) \
+         INSERT INTO t(v) SELECT randomblob(3000) FROM n",
     );
     let url = s3_url(&bucket, "db", &srv.endpoint());
     assert!(wait_restore_equals(&s, &url, &db), "initial replication");
