@@ -34,7 +34,14 @@ fn set_credentials() {
 
 /// A `litestream.yml` replicating `db` to `s3://bucket/path` at `endpoint`, with the
 /// credentials given through `${…}` expansion of the extension's environment.
-fn s3_config(s: &Scratch, db: &Path, bucket: &str, path: &str, endpoint: &str, sync: &str) -> PathBuf {
+fn s3_config(
+    s: &Scratch,
+    db: &Path,
+    bucket: &str,
+    path: &str,
+    endpoint: &str,
+    sync: &str,
+) -> PathBuf {
     s.write(
         "litestream.yml",
         &format!(
@@ -69,7 +76,10 @@ fn assert_both_restore(s: &Scratch, url: &str, source: &Path, context: &str) {
     for (name, bin) in [("ours", our_bin()), ("official", official_bin())] {
         let out = s.join(format!("restored-{name}-{:08x}.db", fastrand::u32(..)));
         let o = restore_with(&bin, url, &out);
-        assert!(o.success() && out.is_file(), "{context}: {name} restore: {o}");
+        assert!(
+            o.success() && out.is_file(),
+            "{context}: {name} restore: {o}"
+        );
         assert_no_credentials(&o.stderr, &format!("{context}: {name} restore"));
         assert_integrity(&out, &format!("{context} ({name})"));
         assert_same_dump(&out, source, &format!("{context} ({name})"));
@@ -119,7 +129,8 @@ fn vfs_writes_restore_with_ours_and_official() {
     }
     let keys = srv.keys(&bucket, "tenant/app.db/");
     assert!(
-        keys.iter().any(|k| k.starts_with("tenant/app.db/0000/0000000000000001-")),
+        keys.iter()
+            .any(|k| k.starts_with("tenant/app.db/0000/0000000000000001-")),
         "layout: want tenant/app.db/0000/<min>-<max>.ltx, got {keys:?}"
     );
     let url = s3_url(&bucket, "tenant/app.db", &srv.endpoint());
@@ -142,7 +153,9 @@ fn official_replicate_then_our_restore() {
     let url = s3_url(&bucket, "from-official", &srv.endpoint());
     let mut rep = Replicator::with_url(&db, &url, &s.join("replicate.log"));
     assert!(
-        wait_until(Duration::from_secs(60), || !srv.keys(&bucket, "from-official/").is_empty()),
+        wait_until(Duration::from_secs(60), || !srv
+            .keys(&bucket, "from-official/")
+            .is_empty()),
         "official replicate wrote nothing to S3; log:\n{}",
         rep.log()
     );
@@ -250,7 +263,7 @@ fn a_third_of_requests_failing_never_fails_writes_and_the_replica_catches_up() {
     let mut faults = FaultConfig::failing(1.0 / 3.0, &Fault::ALL);
     faults.stall = Duration::from_secs(2);
     proxy.set(faults);
-    for i in 0..80 {
+    for i in 0..150 {
         w.exec(&format!(
             "INSERT INTO t(v) VALUES (randomblob({})); UPDATE t SET v = randomblob(200) WHERE id = {}",
             100 + (i * 397) % 6000,
@@ -262,13 +275,24 @@ fn a_third_of_requests_failing_never_fails_writes_and_the_replica_catches_up() {
     proxy.set(FaultConfig::none());
     w.exec("INSERT INTO t(v) VALUES ('after the faults')");
     let log = w.finish();
-    assert!(injected > 0, "the proxy injected no fault ({} requests)", proxy.requests());
+    // The SDK retries most faults itself; the rest show up as "sync failed; will retry".
+    eprintln!(
+        "proxy: {injected} faults in {} requests; uploader retries: {}",
+        proxy.requests(),
+        log.matches("will retry").count()
+    );
     assert!(
-        log.contains("will retry"),
-        "no upload failed while a third of requests failed; log:\n{log}"
+        injected >= 5,
+        "the proxy injected only {injected} faults in {} requests",
+        proxy.requests()
     );
     assert_no_credentials(&log, "writer");
-    assert_both_restore(&s, &s3_url(&bucket, "db", &srv.endpoint()), &db, "after faults");
+    assert_both_restore(
+        &s,
+        &s3_url(&bucket, "db", &srv.endpoint()),
+        &db,
+        "after faults",
+    );
 }
 
 #[test]
@@ -345,5 +369,10 @@ fn database_larger_than_a_multipart_part_round_trips() {
                 UPDATE t SET v = randomblob(10) WHERE id % 100 = 0;";
     let out = shell_with_config(&vfs_uri(&db, None), &cfg, body);
     assert!(out.success(), "{out}");
-    assert_both_restore(&s, &s3_url(&bucket, "big", &srv.endpoint()), &db, "large database");
+    assert_both_restore(
+        &s,
+        &s3_url(&bucket, "big", &srv.endpoint()),
+        &db,
+        "large database",
+    );
 }
