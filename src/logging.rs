@@ -43,15 +43,27 @@ pub fn effective_level(cfg: &LoggingConfig, env: Option<&str>) -> LevelFilter {
     }
 }
 
+/// Levels of events from other crates: at most `warn`. The AWS SDK's debug events dump its
+/// configuration, including the access key id; hyper and rustls are noise at debug.
+fn targets(level: LevelFilter) -> tracing_subscriber::filter::Targets {
+    tracing_subscriber::filter::Targets::new()
+        .with_target("litestream", level)
+        .with_default(level.min(LevelFilter::WARN))
+}
+
 fn install(level: LevelFilter, format: LogFormat) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_max_level(level);
     // An error means a global subscriber exists already: keep it.
     let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Json => builder.json().finish().with(targets(level)).try_init(),
         LogFormat::Text => builder
             .with_ansi(std::io::stderr().is_terminal())
+            .finish()
+            .with(targets(level))
             .try_init(),
     };
 }
@@ -65,6 +77,17 @@ mod tests {
             level: level.map(String::from),
             ..LoggingConfig::default()
         }
+    }
+
+    #[test]
+    fn other_crates_are_capped_at_warn() {
+        let t = targets(LevelFilter::DEBUG);
+        assert!(t.would_enable("litestream::uploader", &tracing::Level::DEBUG));
+        assert!(!t.would_enable("aws_smithy_runtime::client", &tracing::Level::DEBUG));
+        assert!(!t.would_enable("aws_sdk_s3", &tracing::Level::INFO));
+        assert!(t.would_enable("aws_sdk_s3", &tracing::Level::WARN));
+        let t = targets(LevelFilter::ERROR);
+        assert!(!t.would_enable("aws_sdk_s3", &tracing::Level::WARN));
     }
 
     #[test]

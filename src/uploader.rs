@@ -19,6 +19,9 @@ use crate::staging::{self, CommitRecord, Record, SegmentReader, StagingError, St
 use crate::wal::WAL_HEADER_SIZE;
 use crate::TxId;
 
+#[path = "uploader_bound.rs"]
+pub mod bound;
+
 /// First retry delay after a failed upload; doubles up to [`MAX_BACKOFF`], with jitter so many
 /// databases do not retry in step.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -280,6 +283,7 @@ fn run(rx: Receiver<Msg>) {
                 }
                 Err(e) => {
                     let delay = record_failure(&db, &e);
+                    bound::enforce(&db);
                     if let Some(s) = work.get_mut(&key) {
                         s.due = Instant::now() + delay;
                     }

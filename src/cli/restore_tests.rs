@@ -197,7 +197,19 @@ fn missing_replica() {
 }
 
 #[test]
-fn s3_is_not_supported_yet() {
-    let e = err_of(&["-o", "x.db", "s3://bucket/db"]);
-    assert!(e.contains("S3 replicas are not supported yet"), "{e}");
+fn s3_store_unreachable_names_the_bucket_and_leaves_no_output() {
+    // Static credentials, so that no AWS default-chain lookup (IMDS) runs in a unit test.
+    std::env::set_var("LITESTREAM_ACCESS_KEY_ID", "unit-test-key-id");
+    std::env::set_var("LITESTREAM_SECRET_ACCESS_KEY", "unit-test-secret");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.db");
+    // Port 9 (discard) on loopback: nothing listens there in a test environment.
+    let url = "s3://bucket/db?endpoint=http://127.0.0.1:9";
+    let e = err_of(&["-o", out.to_str().unwrap(), url]);
+    assert!(
+        e.contains("s3://bucket/db/0000/") && e.contains("LIST failed"),
+        "{e}"
+    );
+    assert!(!e.contains("unit-test-secret"), "{e}");
+    assert!(!out.exists());
 }

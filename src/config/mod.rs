@@ -17,6 +17,8 @@ mod url;
 pub use duration::{format_go_duration, parse_byte_size};
 pub use error::ConfigError;
 pub use expand::expand_env;
+pub(crate) use url::ensure_scheme as ensure_endpoint_scheme;
+pub(crate) use url::redact as redact_url;
 
 /// Default `sync-interval` (spec §5).
 pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(1);

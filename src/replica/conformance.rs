@@ -182,19 +182,28 @@ pub fn foreign_names_are_ignored(client: &dyn ReplicaClient, plant: Plant<'_>) {
     assert!(client.list(0).expect("list").is_empty());
 }
 
+/// Lists `level` with exact file times (what a `-timestamp` restore sees).
+fn list_timed(client: &dyn ReplicaClient, level: u8) -> Vec<LtxFileInfo> {
+    let mut files = client.list(level).expect("list");
+    client
+        .resolve_timestamps(&mut files)
+        .expect("resolve_timestamps");
+    files
+}
+
 pub fn created_at_is_timestamp(client: &dyn ReplicaClient) {
     let stamps = [1_700_000_000_123i64, 1_600_000_000_999, 86_400_001];
     for (i, ts) in stamps.iter().enumerate() {
         put_bytes(client, 0, i as u64 + 1, i as u64 + 1, b"t", *ts);
     }
-    let files = client.list(0).expect("list");
+    let files = list_timed(client, 0);
     let got: Vec<i128> = files.iter().map(|f| ms(f.created_at)).collect();
     let want: Vec<i128> = stamps.iter().map(|t| *t as i128).collect();
     assert_eq!(got, want, "created_at must be the put timestamp (ms)");
     // A recent timestamp is honoured too (not replaced by "now").
     let now = SystemTime::now() - Duration::from_secs(3600);
     put_bytes(client, 0, 9, 9, b"t", ms(now) as i64);
-    let f = client.list(0).expect("list").pop().expect("file");
+    let f = list_timed(client, 0).pop().expect("file");
     assert_eq!(ms(f.created_at), ms(now));
     clear(client);
 }
@@ -221,7 +230,7 @@ pub fn delete_removes_and_ignores_missing(client: &dyn ReplicaClient) {
 pub fn overwrite_with_identical_content(client: &dyn ReplicaClient) {
     put_bytes(client, 2, 5, 8, b"same", 5_000);
     put_bytes(client, 2, 5, 8, b"same", 5_000);
-    let files = client.list(2).expect("list");
+    let files = list_timed(client, 2);
     assert_eq!(ranges(&files), vec![(2, 5, 8)]);
     assert_eq!(read_all(client, 2, 5, 8), b"same");
     assert_eq!(ms(files[0].created_at), 5_000);
@@ -238,4 +247,56 @@ pub fn list_all_and_max_txid(client: &dyn ReplicaClient) {
     );
     assert_eq!(client.max_txid().expect("max_txid"), 0x21);
     clear(client);
+}
+
+/// The small-object contract ([`ReplicaClient::read_object`] and friends), for backends that
+/// implement it. Leaves no object behind.
+pub fn run_objects(client: &dyn ReplicaClient) {
+    use super::WriteCondition;
+    let name = "lease.json";
+    assert!(matches!(
+        client.read_object(name),
+        Err(ReplicaError::NotFound { .. })
+    ));
+    client
+        .delete_object(name)
+        .expect("delete of a missing object");
+    let v1 = client
+        .write_object(name, b"one", WriteCondition::IfAbsent)
+        .expect("create");
+    match client.write_object(name, b"two", WriteCondition::IfAbsent) {
+        Err(ReplicaError::AlreadyExists { .. }) => {}
+        other => panic!("second IfAbsent write: want AlreadyExists, got {other:?}"),
+    }
+    let got = client.read_object(name).expect("read");
+    assert_eq!(
+        (got.data.as_slice(), got.version.as_str()),
+        (&b"one"[..], v1.as_str())
+    );
+    let v2 = client
+        .write_object(name, b"two", WriteCondition::IfMatch(v1.clone()))
+        .expect("compare-and-swap with the current version");
+    assert_ne!(v1, v2, "a new write must get a new version tag");
+    match client.write_object(name, b"three", WriteCondition::IfMatch(v1.clone())) {
+        Err(ReplicaError::Precondition { .. }) => {}
+        other => panic!("IfMatch with a stale version: want Precondition, got {other:?}"),
+    }
+    assert_eq!(client.read_object(name).expect("read").data, b"two");
+    let v3 = client
+        .write_object(name, b"four", WriteCondition::Always)
+        .expect("unconditional overwrite");
+    assert_eq!(client.read_object(name).expect("read").version, v3);
+    // Objects live outside the levels: restore never sees them.
+    assert!(client.list_all().expect("list_all").is_empty());
+    client.delete_object(name).expect("delete");
+    assert!(matches!(
+        client.read_object(name),
+        Err(ReplicaError::NotFound { .. })
+    ));
+    for bad in ["", "a/b", ".."] {
+        assert!(
+            client.read_object(bad).is_err(),
+            "name {bad:?} must be refused"
+        );
+    }
 }

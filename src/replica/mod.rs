@@ -6,8 +6,10 @@
 #[cfg(test)]
 pub mod conformance;
 pub mod file;
+pub mod s3;
 
 pub use file::FileReplica;
+pub use s3::S3Replica;
 
 use std::io::Read;
 use std::path::Path;
@@ -132,6 +134,14 @@ pub trait ReplicaClient: Send + Sync {
     /// Deletes files; missing ones are not an error.
     fn delete(&self, files: &[LtxFileInfo]) -> Result<(), ReplicaError>;
 
+    /// Replaces each file's `created_at` by its exact LTX timestamp where listing only gave an
+    /// approximation (S3: LastModified from LIST; here the `litestream-timestamp` metadata, one
+    /// HEAD per file). Used by `-timestamp` restores only. The file backend lists exact times.
+    fn resolve_timestamps(&self, files: &mut [LtxFileInfo]) -> Result<(), ReplicaError> {
+        let _ = files;
+        Ok(())
+    }
+
     /// Reads the small object `name` (a plain file name such as `lease.json`, stored at the
     /// replica root, outside the level directories that restore reads).
     fn read_object(&self, name: &str) -> Result<VersionedObject, ReplicaError> {
@@ -189,9 +199,6 @@ pub fn client_for(
 ) -> Result<Box<dyn ReplicaClient>, ReplicaError> {
     match &cfg.backend {
         crate::config::Backend::File { path } => Ok(Box::new(FileReplica::new(path.clone()))),
-        crate::config::Backend::S3(_) => Err(ReplicaError::Fatal {
-            key: cfg.url(),
-            reason: "S3 replicas are not supported yet; use a file replica".to_string(),
-        }),
+        crate::config::Backend::S3(s3) => Ok(Box::new(S3Replica::new(s3))),
     }
 }

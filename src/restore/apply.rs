@@ -108,10 +108,19 @@ pub fn plan_replica(
     client: &dyn ReplicaClient,
     target: &Target,
 ) -> Result<Vec<LtxFileInfo>, RestoreError> {
-    let files = client.list_all().map_err(|source| RestoreError::List {
+    let mut files = client.list_all().map_err(|source| RestoreError::List {
         replica: client.describe(),
         source,
     })?;
+    if matches!(target, Target::Timestamp(_)) {
+        // Listing may only give upload times; a point-in-time restore needs the LTX times.
+        client
+            .resolve_timestamps(&mut files)
+            .map_err(|source| RestoreError::List {
+                replica: client.describe(),
+                source,
+            })?;
+    }
     Ok(plan(&files, target)?)
 }
 

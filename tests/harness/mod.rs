@@ -13,9 +13,11 @@
 pub mod bank;
 pub mod checks;
 pub mod db;
+pub mod faultproxy;
 pub mod paths;
 pub mod procs;
 pub mod replica;
+pub mod s3;
 pub mod scratch;
 pub mod wait;
 pub mod workload;
@@ -27,6 +29,7 @@ pub use db::{
     create_with_page_size, dump, file_uri, integrity, integrity_ok, load_extension_in_process,
     open_replicated, page_size, query, vfs_uri,
 };
+pub use faultproxy::{Fault, FaultConfig, FaultProxy};
 pub use paths::{official_bin, our_bin, so_load_arg, so_path, workspace_root};
 pub use procs::{
     ext_prefix, python, python_command, restore_official, restore_ours, run_official, run_ours,
@@ -35,6 +38,7 @@ pub use procs::{
 pub use replica::{
     coverage_gaps, describe, file_url, list_ltx, max_txid, read_header, Config, LtxHeader, LtxName,
 };
+pub use s3::{credential_env, s3_url, S3Server};
 pub use scratch::Scratch;
 pub use wait::{wait_until, wait_until_eq};
 pub use workload::{seed_from_env_or_random, Workload, WorkloadOptions, PAGE_SIZES};

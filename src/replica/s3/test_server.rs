@@ -1,0 +1,65 @@
+//! A moto S3 server for the unit tests: `ThreadedMotoServer` from the repo's `.venv`
+//! (`scripts/setup-test-env.sh` installs `moto[s3]==5.2.5`) on a free loopback port chosen by
+//! the OS. It exits when this test process does: it waits on its stdin, which is a pipe we hold.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+
+struct Server {
+    endpoint: String,
+    // Held for the life of the test process; dropping the pipe stops the server.
+    _stdin: Mutex<ChildStdin>,
+    _child: Mutex<Child>,
+}
+
+static SERVER: OnceLock<Server> = OnceLock::new();
+
+const SCRIPT: &str = "import sys\n\
+from moto.server import ThreadedMotoServer\n\
+s = ThreadedMotoServer(ip_address='127.0.0.1', port=0, verbose=False)\n\
+s.start()\n\
+print(s.get_host_and_port()[1], flush=True)\n\
+sys.stdin.read()\n";
+
+fn python() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/setup-test-env.sh (or `make test`) to install moto",
+        p.display()
+    );
+    p
+}
+
+fn start() -> Server {
+    let mut child = Command::new(python())
+        .arg("-c")
+        .arg(SCRIPT)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start moto from .venv (run scripts/setup-test-env.sh)");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read moto port");
+    let port: u16 = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("moto did not print its port: {line:?}"));
+    let stdin = child.stdin.take().expect("piped stdin");
+    Server {
+        endpoint: format!("http://127.0.0.1:{port}"),
+        _stdin: Mutex::new(stdin),
+        _child: Mutex::new(child),
+    }
+}
+
+/// The endpoint of the shared moto server, started on first use.
+pub fn endpoint() -> &'static str {
+    &SERVER.get_or_init(start).endpoint
+}
