@@ -2,10 +2,12 @@
 //! transactions being sealed, in memory proportional to the pages touched (8 bytes per page,
 //! allocated in chunks), never to the number of page *records*.
 //!
-//! Two passes over the record headers (page bytes are skipped): the first finds the commit
-//! records (where each segment's committed data ends, and the last full image), the second
-//! records the location of each page written by a committed transaction at or after that
-//! full image. Pages after a segment's last commit record (an uncommitted tail) are ignored.
+//! One pass over the record headers (page bytes are skipped) notes each page record's location
+//! and finds the commit records. That is the answer unless a full image follows earlier
+//! commits, a segment ends with pages of no commit (an uncommitted tail), or page records of
+//! another size than the last commit's page size were seen; then a second pass redoes the map
+//! from the commit positions: the pages of committed transactions at or after the last full
+//! image, a newest version of another page size counting as absent.
 use std::fs::File;
 
 use crate::staging::{self, CommitRecord, DbFingerprint, Record, SegmentReader, StagingError};
@@ -28,6 +30,7 @@ pub(super) struct PageMap {
 
 impl PageMap {
     fn set(&mut self, pgno: u32, loc: u64) {
+        debug_assert!(loc == 0 || loc >> OFFSET_BITS < MAX_SEGMENTS_PER_SEAL as u64);
         let (c, i) = (pgno as usize / CHUNK_PAGES, pgno as usize % CHUNK_PAGES);
         if self.chunks.len() <= c {
             self.chunks.resize_with(c + 1, || None);
@@ -94,29 +97,46 @@ pub(super) fn scan(paths: &[std::path::PathBuf]) -> Result<Scanned, StagingError
     let mut commits: Vec<CommitAt> = Vec::new();
     let mut closed = None;
     let mut files = Vec::with_capacity(paths.len());
+    let mut pages = PageMap::default();
+    // Whether the one-pass map may hold something it must not (see the module comment).
+    let mut redo = false;
+    let mut page_len: Option<u32> = None;
     for (i, path) in paths.iter().enumerate() {
         let mut r = SegmentReader::open(path)?;
+        let mut tail = false;
         while let Some(rec) = r.next_record()? {
             match rec {
-                Record::Page { .. } => {}
+                Record::Page { pgno, offset, len } => {
+                    redo |= page_len.is_some_and(|l| l != len);
+                    page_len = Some(len);
+                    pages.set(pgno, ((i as u64) << OFFSET_BITS) | offset);
+                    tail = true;
+                }
                 Record::Commit(c) => {
+                    redo |= c.full && !commits.is_empty();
                     commits.push(CommitAt {
                         segment: i,
                         end: r.position(),
                         record: c,
                     });
                     closed = None;
+                    tail = false;
                 }
                 Record::Closed(f) => closed = Some(f),
             }
         }
+        redo |= tail;
         files.push(File::open(path).map_err(|e| StagingError::Io {
             path: path.clone(),
             source: e,
         })?);
     }
-    let mut pages = PageMap::default();
-    if let Some(last) = commits.last() {
+    let last_page_size = commits.last().map(|c| c.record.page_size);
+    redo |= page_len.is_some() && page_len != last_page_size;
+    if redo {
+        pages = PageMap::default();
+    }
+    if let (true, Some(last)) = (redo, commits.last()) {
         let page_size = last.record.page_size;
         // Pages before the last full image are superseded by it.
         let from = commits.iter().rposition(|c| c.record.full).map(|k| {
@@ -258,5 +278,26 @@ mod tests {
         let s = scan(&[meta.segment_path(1)]).unwrap();
         assert!(s.commits.is_empty());
         assert_eq!(s.pages.len(), 0);
+    }
+
+    #[test]
+    fn one_pass_when_nothing_needs_redoing() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = MetaDir::for_db(&dir.path().join("db"), Some(&dir.path().join("meta")));
+        meta.create_dirs().unwrap();
+        let mut w = SegmentWriter::open(&meta, 1).unwrap();
+        w.write_page(1, &[1; PS as usize]).unwrap();
+        w.write_page(2, &[1; PS as usize]).unwrap();
+        w.write_commit(&commit(2, true)).unwrap();
+        w.write_page(2, &[2; PS as usize]).unwrap();
+        w.write_commit(&commit(2, false)).unwrap();
+        drop(w);
+        let mut w = SegmentWriter::open(&meta, 2).unwrap();
+        w.write_page(7, &[3; PS as usize]).unwrap();
+        w.write_commit(&commit(7, false)).unwrap();
+        drop(w);
+        let s = scan(&[meta.segment_path(1), meta.segment_path(2)]).unwrap();
+        assert_eq!(contents(&s), vec![(1, 1), (2, 2), (7, 3)]);
+        assert!(s.commits[0].full);
     }
 }
