@@ -345,8 +345,9 @@ fn reconcile(db: &Database, st: &mut SyncState) -> Result<(), SyncError> {
     let pending = db.meta.list_l0()?;
     let s = &mut st.state;
     if s.replica == url && replica_max > s.replicated_txid {
-        // Uploaded before a crash but not recorded: the pending files up to it are done.
-        if pending.iter().any(|&(_, max)| max == replica_max) {
+        // Uploaded before a crash but not recorded (the acknowledgement is persisted with the
+        // next seal, see `upload_pending`): the sealed files up to it are done.
+        if replica_max <= s.txid || pending.iter().any(|&(_, max)| max == replica_max) {
             s.replicated_txid = replica_max;
             db.progress.acked(replica_max);
         }
@@ -527,8 +528,9 @@ fn upload_pending(db: &Database, st: &mut SyncState) -> Result<(), SyncError> {
         let ts = read_timestamp(&path)?;
         let size = fs::metadata(&path).map_or(0, |m| m.len());
         db.client.put(0, min, max, &path, ts)?;
+        // Recorded in memory only: the next seal's (fsynced) state save persists it, and after
+        // a crash `reconcile` finds it on the replica (a TXID we sealed), so no extra fsync.
         st.state.replicated_txid = max;
-        db.meta.save_state(&st.state)?;
         db.progress.acked(max);
         crate::metrics::record_upload(&db.path, size);
         let _ = fs::remove_file(&path);
