@@ -22,6 +22,9 @@ use crate::wal::{Checksum, FrameHeader, WalHeader, FRAME_HEADER_SIZE, WAL_HEADER
 /// WAL bytes read per `pread` while scanning: big enough for large transactions to stream at
 /// disk speed, small enough that memory stays bounded whatever the transaction size.
 const SCAN_CHUNK_BYTES: usize = 1 << 20;
+/// Page-number set capacity kept between captures: enough for ordinary transactions (no
+/// allocation per commit); the set of a huge transaction is freed rather than kept.
+const SCRATCH_SET_KEEP: usize = 4096;
 
 /// Positional reads of the `-wal` or the database file.
 pub trait ReadAt {
@@ -103,7 +106,29 @@ pub struct CaptureState {
     /// Database size in pages after the last captured commit.
     pub db_size: u32,
     pub page_size: u32,
+    /// Reused between captures so a commit allocates nothing; not part of the state.
+    pub scratch: Scratch,
 }
+
+/// Per-capture working memory kept between commits, and the WAL header last read.
+#[derive(Debug, Clone, Default)]
+pub struct Scratch {
+    /// The `-wal` header last read from the capture's descriptor. While the wal-index mark
+    /// carries its salts, it is still the header: salts change at every WAL restart (salt-2
+    /// is random), so the commit path need not read the header or stat the file again.
+    wal_header: Option<WalHeader>,
+    frames: Vec<u8>,
+    growth: Vec<u8>,
+    in_txn: HashSet<u32>,
+}
+
+/// Scratch memory never makes two states differ.
+impl PartialEq for Scratch {
+    fn eq(&self, _: &Scratch) -> bool {
+        true
+    }
+}
+impl Eq for Scratch {}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Captured {
@@ -134,23 +159,33 @@ impl CaptureState {
         allow_full: bool,
         committed: Option<WalIndexMark>,
     ) -> Result<Captured, CaptureError> {
-        let wal_size = wal
-            .size()
-            .map_err(|source| CaptureError::WalRead { offset: 0, source })?;
-        if wal_size < WAL_HEADER_SIZE {
-            return Ok(Captured::default());
-        }
-        let mut hbuf = [0u8; 32];
-        read_full_or_zero(wal, &mut hbuf, 0)
-            .map_err(|source| CaptureError::WalRead { offset: 0, source })?;
-        let Ok(header) = WalHeader::parse(&hbuf) else {
-            return Ok(Captured::default());
+        let (header, wal_size, limit) = match self.known_wal_end(committed) {
+            // The WAL write lock is held and SQLite wrote these frames: the file reaches the
+            // mark, and the header is the one read before (same salts).
+            Some((header, end)) => (header, end, Some(end)),
+            None => {
+                let wal_size = wal
+                    .size()
+                    .map_err(|source| CaptureError::WalRead { offset: 0, source })?;
+                if wal_size < WAL_HEADER_SIZE {
+                    return Ok(Captured::default());
+                }
+                let mut hbuf = [0u8; 32];
+                read_full_or_zero(wal, &mut hbuf, 0)
+                    .map_err(|source| CaptureError::WalRead { offset: 0, source })?;
+                let Ok(header) = WalHeader::parse(&hbuf) else {
+                    self.scratch.wal_header = None;
+                    return Ok(Captured::default());
+                };
+                self.scratch.wal_header = Some(header);
+                // The mark applies only to this WAL generation.
+                let limit = committed
+                    .filter(|m| m.salt1 == header.salt1 && m.salt2 == header.salt2)
+                    .map(|m| WAL_HEADER_SIZE + u64::from(m.max_frame) * header.frame_size())
+                    .map(|end| end.min(wal_size));
+                (header, wal_size, limit)
+            }
         };
-        // The mark applies only to this WAL generation.
-        let limit = committed
-            .filter(|m| m.salt1 == header.salt1 && m.salt2 == header.salt2)
-            .map(|m| WAL_HEADER_SIZE + u64::from(m.max_frame) * header.frame_size())
-            .map(|end| end.min(wal_size));
         if self.need_full.is_none() && self.page_size != 0 && header.page_size != self.page_size {
             self.require_full(format!(
                 "page size changed from {} to {}",
@@ -190,6 +225,27 @@ impl CaptureState {
         result
     }
 
+    /// With a wal-index mark of the WAL generation whose header was read last (and not behind
+    /// the captured position): that header and the committed end of the WAL. The commit path's
+    /// fast case: no `stat`, no header read.
+    pub fn known_wal_end(&self, committed: Option<WalIndexMark>) -> Option<(WalHeader, u64)> {
+        let m = committed?;
+        let h = self.scratch.wal_header?;
+        if h.salt1 != m.salt1 || h.salt2 != m.salt2 {
+            return None;
+        }
+        let end = WAL_HEADER_SIZE + u64::from(m.max_frame) * h.frame_size();
+        match self.pos {
+            Some(p) if p.salt1 == h.salt1 && p.salt2 == h.salt2 && p.offset > end => None,
+            _ => Some((h, end)),
+        }
+    }
+
+    /// Forgets the WAL header read last (the capture's `-wal` descriptor was replaced).
+    pub fn forget_wal_header(&mut self) {
+        self.scratch.wal_header = None;
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn capture_incremental(
         &mut self,
@@ -206,8 +262,13 @@ impl CaptureState {
         let page_size = header.page_size;
         let lock = lock_pgno(page_size);
         let mut result = Captured::default();
-        let mut in_txn: HashSet<u32> = HashSet::new();
-        let mut growth = vec![0u8; page_size as usize];
+        let Scratch {
+            frames,
+            growth,
+            in_txn,
+            ..
+        } = &mut self.scratch;
+        in_txn.clear();
         let mut last_commit: Option<(u64, Checksum)> = None;
         let mut db_size = self.db_size;
         scan_frames(
@@ -217,6 +278,7 @@ impl CaptureState {
             limit,
             start,
             checksum,
+            frames,
             |fh, page, end, ck| {
                 out.write_page(fh.pgno, page)?;
                 in_txn.insert(fh.pgno);
@@ -226,13 +288,10 @@ impl CaptureState {
                 // Pages the database grew by without a frame in this transaction.
                 for pgno in (db_size + 1)..=fh.commit_size {
                     if pgno != lock && !in_txn.contains(&pgno) {
-                        read_full_or_zero(
-                            db,
-                            &mut growth,
-                            u64::from(pgno - 1) * u64::from(page_size),
-                        )
-                        .map_err(|source| CaptureError::DbRead { pgno, source })?;
-                        out.write_page(pgno, &growth)?;
+                        growth.resize(page_size as usize, 0);
+                        read_full_or_zero(db, growth, u64::from(pgno - 1) * u64::from(page_size))
+                            .map_err(|source| CaptureError::DbRead { pgno, source })?;
+                        out.write_page(pgno, growth)?;
                         result.pages += 1;
                     }
                 }
@@ -252,6 +311,9 @@ impl CaptureState {
                 Ok(())
             },
         )?;
+        if in_txn.capacity() > SCRATCH_SET_KEEP {
+            *in_txn = HashSet::new();
+        }
         // Pages of a transaction without its commit frame are not committed: drop them.
         out.discard_partial()?;
         if let Some((end, ck)) = last_commit {
@@ -288,6 +350,7 @@ impl CaptureState {
             limit,
             WAL_HEADER_SIZE,
             header.checksum,
+            &mut Vec::new(),
             |fh, _page, end, ck| {
                 pending.push((fh.pgno, end - frame_size));
                 if fh.commit_size != 0 {
@@ -376,6 +439,8 @@ fn pos_at(header: &WalHeader, offset: u64, checksum: Checksum) -> WalPos {
 /// taken as SQLite itself takes them: a committed frame may still carry zero salts and
 /// checksums (SQLite defers rewriting them, e.g. after `ROLLBACK TO` a spilled savepoint), so
 /// only the checksum chain *past* the limit decides, and the scan ends at the limit.
+/// `buf`: reused read buffer (at most [`SCAN_CHUNK_BYTES`]).
+#[allow(clippy::too_many_arguments)]
 fn scan_frames(
     header: &WalHeader,
     wal: &dyn ReadAt,
@@ -383,19 +448,19 @@ fn scan_frames(
     limit: Option<u64>,
     start: u64,
     checksum: Checksum,
+    buf: &mut Vec<u8>,
     mut f: impl FnMut(&FrameHeader, &[u8], u64, Checksum) -> Result<(), CaptureError>,
 ) -> Result<(), CaptureError> {
     let wal_size = limit.unwrap_or(wal_size);
     let trusted = limit.is_some();
     let frame_size = header.frame_size() as usize;
     let frames_per_chunk = (SCAN_CHUNK_BYTES / frame_size).max(1);
-    let mut buf = Vec::new();
     let mut off = start;
     let mut ck = checksum;
     while off + frame_size as u64 <= wal_size {
         let n_frames = (((wal_size - off) / frame_size as u64) as usize).min(frames_per_chunk);
         buf.resize(n_frames * frame_size, 0);
-        read_full_or_zero(wal, &mut buf, off).map_err(|source| CaptureError::WalRead {
+        read_full_or_zero(wal, buf, off).map_err(|source| CaptureError::WalRead {
             offset: off,
             source,
         })?;

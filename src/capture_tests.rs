@@ -222,3 +222,64 @@ fn stops_at_broken_checksum_chain() {
         .unwrap();
     assert_eq!(c.txns, 0);
 }
+
+/// A WAL whose `size()` fails and whose header cannot be read: only the fast path (header
+/// known, mark of the same generation) can capture from it.
+struct NoStat(Vec<u8>);
+impl ReadAt for NoStat {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        if offset < WAL_HEADER_SIZE {
+            return Err(io::Error::other("header read on the fast path"));
+        }
+        Mem(self.0.clone()).read_at(buf, offset)
+    }
+    fn size(&self) -> io::Result<u64> {
+        Err(io::Error::other("stat on the fast path"))
+    }
+}
+
+#[test]
+fn mark_of_the_known_generation_skips_stat_and_header_read() {
+    let (_d, meta, mut seg) = setup();
+    let db = Mem(vec![0; 512]);
+    let mut w = WalBuilder::new(512, 5, 6);
+    w.frame(1, 1, 1);
+    let mut st = CaptureState::default();
+    let mark = |n| WalIndexMark {
+        max_frame: n,
+        salt1: 5,
+        salt2: 6,
+    };
+    assert_eq!(st.known_wal_end(Some(mark(1))), None, "no header read yet");
+    st.capture(&Mem(w.bytes.clone()), &db, &mut seg, 1, true, Some(mark(1)))
+        .unwrap();
+    w.frame(2, 2, 2).frame(1, 2, 3);
+    let c = st
+        .capture(
+            &NoStat(w.bytes.clone()),
+            &db,
+            &mut seg,
+            2,
+            true,
+            Some(mark(3)),
+        )
+        .unwrap();
+    assert_eq!((c.txns, c.pages), (2, 2));
+    assert_eq!(st.pos.unwrap().offset, 32 + 3 * (24 + 512));
+    // A mark behind the captured position, or of another generation, takes the slow path.
+    assert_eq!(st.known_wal_end(Some(mark(2))), None);
+    assert_eq!(
+        st.known_wal_end(Some(WalIndexMark {
+            salt2: 7,
+            ..mark(3)
+        })),
+        None
+    );
+    st.forget_wal_header();
+    assert_eq!(st.known_wal_end(Some(mark(3))), None);
+    drop(seg);
+    assert_eq!(
+        pages_and_commits(&records(&meta, 1)),
+        ["P1", "C1F", "P2", "C2", "P1", "C2"]
+    );
+}

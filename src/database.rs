@@ -66,6 +66,21 @@ fn fingerprint(path: &Path) -> Option<DbFingerprint> {
     })
 }
 
+/// Opens the `-wal` read-only without access-time updates where allowed (the owner of the
+/// file): every capture reads right after SQLite wrote, so each read would otherwise dirty
+/// the inode. Falls back to a plain open (e.g. another user's database).
+fn open_noatime(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOATIME)
+        .open(path)
+    {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => File::open(path),
+        r => r,
+    }
+}
+
 fn wal_path(db: &Path) -> PathBuf {
     let mut s = db.as_os_str().to_owned();
     s.push("-wal");
@@ -88,6 +103,7 @@ impl Database {
             need_full: None,
             db_size: state.commit,
             page_size: state.page_size,
+            scratch: Default::default(),
         };
         let progress = crate::progress::Progress::new(state.txid, state.replicated_txid);
         crate::progress::recover_sealed(&progress, &meta, state.replicated_txid);
@@ -244,22 +260,29 @@ impl Database {
         if inner.db_file.is_none() {
             inner.db_file = Some(File::open(&self.path).map_err(io(&self.path))?);
         }
-        let wal_path = wal_path(&self.path);
-        let wal_meta = match std::fs::metadata(&wal_path) {
-            Ok(m) => Some(m),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(io(&wal_path)(e)),
-        };
-        let Some(wal_meta) = wal_meta else {
-            if close_generation {
-                self.close_generation(inner)?;
+        // At a commit whose wal-index mark matches the WAL header the capture read last from
+        // our descriptor, that descriptor is the live WAL (salts change at every restart):
+        // skip the identity check.
+        let known = inner.wal_file.is_some() && inner.capture.known_wal_end(mark).is_some();
+        if !known {
+            let wal_path = wal_path(&self.path);
+            let wal_meta = match std::fs::metadata(&wal_path) {
+                Ok(m) => Some(m),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(io(&wal_path)(e)),
+            };
+            let Some(wal_meta) = wal_meta else {
+                if close_generation {
+                    self.close_generation(inner)?;
+                }
+                return Ok(0);
+            };
+            let stale = !matches!(&inner.wal_file, Some((_, dev, ino)) if *dev == wal_meta.dev() && *ino == wal_meta.ino());
+            if stale {
+                let f = open_noatime(&wal_path).map_err(io(&wal_path))?;
+                inner.wal_file = Some((f, wal_meta.dev(), wal_meta.ino()));
+                inner.capture.forget_wal_header();
             }
-            return Ok(0);
-        };
-        let stale = !matches!(&inner.wal_file, Some((_, dev, ino)) if *dev == wal_meta.dev() && *ino == wal_meta.ino());
-        if stale {
-            let f = File::open(&wal_path).map_err(io(&wal_path))?;
-            inner.wal_file = Some((f, wal_meta.dev(), wal_meta.ino()));
         }
         if inner.segment.is_none() {
             inner.segment = Some(SegmentWriter::open(&self.meta, inner.segment_seq)?);

@@ -447,6 +447,11 @@ impl SegmentReader {
         &self.path
     }
 
+    /// Offset just past the last record returned.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
     /// The next record, or `None` at the end or at a torn tail. Page bytes are skipped;
     /// read them later with [`read_page_at`].
     pub fn next_record(&mut self) -> Result<Option<Record>, StagingError> {

@@ -4,7 +4,7 @@
 //! file per `sync-interval` (the next TXID), then uploads sealed files in TXID order. Staged
 //! data is deleted only after the replica acknowledged the file that holds it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::BufWriter;
 use std::sync::atomic::Ordering;
@@ -15,12 +15,12 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::database::Database;
 use crate::ltx::{Encoder, Header, FLAG_NO_CHECKSUM};
-use crate::staging::{self, CommitRecord, Record, SegmentReader, StagingError, State};
+use crate::staging::{self, CommitRecord, StagingError, State};
 use crate::wal::WAL_HEADER_SIZE;
 use crate::TxId;
 
-#[path = "uploader_bound.rs"]
 pub mod bound;
+mod scan;
 
 /// First retry delay after a failed upload; doubles up to [`MAX_BACKOFF`], with jitter so many
 /// databases do not retry in step.
@@ -347,8 +347,9 @@ fn reconcile(db: &Database, st: &mut SyncState) -> Result<(), SyncError> {
     let pending = db.meta.list_l0()?;
     let s = &mut st.state;
     if s.replica == url && replica_max > s.replicated_txid {
-        // Uploaded before a crash but not recorded: the pending files up to it are done.
-        if pending.iter().any(|&(_, max)| max == replica_max) {
+        // Uploaded before a crash but not recorded (the acknowledgement is persisted with the
+        // next seal, see `upload_pending`): the sealed files up to it are done.
+        if replica_max <= s.txid || pending.iter().any(|&(_, max)| max == replica_max) {
             s.replicated_txid = replica_max;
             db.progress.acked(replica_max);
         }
@@ -386,64 +387,33 @@ fn reconcile(db: &Database, st: &mut SyncState) -> Result<(), SyncError> {
     Ok(())
 }
 
-/// Where each page's newest staged version is.
-#[derive(Clone, Copy)]
-struct PageLoc {
-    segment: usize,
-    offset: u64,
-    len: u32,
-}
-
 fn seal(db: &Database, st: &mut SyncState, segments: &[u64]) -> Result<(), SyncError> {
-    let mut pages: BTreeMap<u32, PageLoc> = BTreeMap::new();
-    let mut txn: Vec<(u32, PageLoc)> = Vec::new();
+    let segments = &segments[..segments.len().min(scan::MAX_SEGMENTS_PER_SEAL)];
+    let paths: Vec<_> = segments.iter().map(|&s| db.meta.segment_path(s)).collect();
+    let scan::Scanned {
+        commits,
+        closed,
+        pages,
+        files,
+    } = scan::scan(&paths)?;
     let mut last: Option<CommitRecord> = None;
     let mut first_wal_start: Option<u64> = None;
     let mut any_full = false;
-    let mut closed = None;
-    let mut files = Vec::with_capacity(segments.len());
-    for (i, &seq) in segments.iter().enumerate() {
-        let path = db.meta.segment_path(seq);
-        let mut r = SegmentReader::open(&path)?;
-        while let Some(rec) = r.next_record()? {
-            match rec {
-                Record::Page { pgno, offset, len } => txn.push((
-                    pgno,
-                    PageLoc {
-                        segment: i,
-                        offset,
-                        len,
-                    },
-                )),
-                Record::Commit(c) => {
-                    if c.full {
-                        pages.clear();
-                        any_full = true;
-                        first_wal_start = Some(WAL_HEADER_SIZE);
-                    }
-                    pages.extend(txn.drain(..));
-                    if first_wal_start.is_none() {
-                        first_wal_start = Some(match st.state.wal {
-                            Some(p) if p.salt1 == c.wal.salt1 && p.salt2 == c.wal.salt2 => p.offset,
-                            _ => WAL_HEADER_SIZE,
-                        });
-                    }
-                    if last
-                        .is_some_and(|l| l.wal.salt1 != c.wal.salt1 || l.wal.salt2 != c.wal.salt2)
-                    {
-                        first_wal_start = Some(WAL_HEADER_SIZE);
-                    }
-                    last = Some(c);
-                    closed = None;
-                }
-                Record::Closed(f) => closed = Some(f),
-            }
+    for c in commits {
+        if c.full {
+            any_full = true;
+            first_wal_start = Some(WAL_HEADER_SIZE);
         }
-        txn.clear(); // an uncommitted tail
-        files.push(File::open(&path).map_err(|e| StagingError::Io {
-            path: path.clone(),
-            source: e,
-        })?);
+        if first_wal_start.is_none() {
+            first_wal_start = Some(match st.state.wal {
+                Some(p) if p.salt1 == c.wal.salt1 && p.salt2 == c.wal.salt2 => p.offset,
+                _ => WAL_HEADER_SIZE,
+            });
+        }
+        if last.is_some_and(|l| l.wal.salt1 != c.wal.salt1 || l.wal.salt2 != c.wal.salt2) {
+            first_wal_start = Some(WAL_HEADER_SIZE);
+        }
+        last = Some(c);
     }
     let sealed_through = *segments.last().expect("non-empty");
     let discard = st.discard_until_full && !any_full;
@@ -496,7 +466,7 @@ fn write_l0(
     txid: TxId,
     c: &CommitRecord,
     wal_start: u64,
-    pages: &BTreeMap<u32, PageLoc>,
+    pages: &scan::PageMap,
     files: &[File],
 ) -> Result<(), SyncError> {
     let final_path = db.meta.l0_path(txid, txid);
@@ -525,15 +495,10 @@ fn write_l0(
     let mut enc =
         Encoder::new(BufWriter::with_capacity(256 * 1024, out), &header).map_err(ltx_err)?;
     let mut buf = vec![0u8; c.page_size as usize];
-    for (&pgno, loc) in pages.range(..=c.db_size) {
-        if loc.len != c.page_size {
-            continue; // staged before a page size change that a full image superseded
-        }
-        staging::read_page_at(&files[loc.segment], loc.offset, &mut buf).map_err(|e| {
-            StagingError::Io {
-                path: db.meta.staging_dir(),
-                source: e,
-            }
+    for (pgno, segment, offset) in pages.iter_upto(c.db_size) {
+        scan::read_page(files, segment, offset, &mut buf).map_err(|e| StagingError::Io {
+            path: db.meta.staging_dir(),
+            source: e,
         })?;
         enc.write_page(pgno, &buf).map_err(ltx_err)?;
     }
@@ -565,8 +530,9 @@ fn upload_pending(db: &Database, st: &mut SyncState) -> Result<(), SyncError> {
         let ts = read_timestamp(&path)?;
         let size = fs::metadata(&path).map_or(0, |m| m.len());
         db.client.put(0, min, max, &path, ts)?;
+        // Recorded in memory only: the next seal's (fsynced) state save persists it, and after
+        // a crash `reconcile` finds it on the replica (a TXID we sealed), so no extra fsync.
         st.state.replicated_txid = max;
-        db.meta.save_state(&st.state)?;
         db.progress.acked(max);
         crate::metrics::record_upload(&db.path, size);
         let _ = fs::remove_file(&path);

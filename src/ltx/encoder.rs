@@ -2,7 +2,7 @@
 //! page data goes straight to the writer, so files of any size stream.
 use std::io::Write;
 
-use super::index::{encode_index, PageIndexEntry};
+use super::index::put_uvarint;
 use super::{Crc64, Header, LtxError, Trailer, CHECKSUM_FLAG, FLAG_NO_CHECKSUM, HEADER_SIZE};
 
 /// Page header (pgno u32, flags u16) plus the u32 compressed length.
@@ -21,7 +21,10 @@ pub struct Encoder<W: Write> {
     prev_pgno: u32,
     /// Only tests change it (to exercise lock-page rules on small files).
     pub(super) lock_pgno: u32,
-    index: Vec<PageIndexEntry>,
+    /// The page index entries written so far, already encoded (spec §3.3): about 8 bytes per
+    /// page instead of a 24-byte entry.
+    index: Vec<u8>,
+    pages: usize,
     /// Page header, length field and compressed data of the current frame; reused.
     frame: Vec<u8>,
     /// Set after a failed write: the output is incomplete and must be discarded.
@@ -58,6 +61,7 @@ impl<W: Write> Encoder<W> {
             prev_pgno: 0,
             lock_pgno: header.lock_pgno(),
             index: Vec::new(),
+            pages: 0,
             frame: vec![0u8; FRAME_HEADER_SIZE + max],
             failed: false,
         })
@@ -74,7 +78,7 @@ impl<W: Write> Encoder<W> {
 
     /// Pages written so far.
     pub fn pages_written(&self) -> usize {
-        self.index.len()
+        self.pages
     }
 
     /// Bytes written so far.
@@ -158,11 +162,10 @@ impl<W: Write> Encoder<W> {
         // The checksum covers the page header and length, then the *uncompressed* page.
         self.hash.update(&self.frame[..FRAME_HEADER_SIZE]);
         self.hash.update(data);
-        self.index.push(PageIndexEntry {
-            pgno,
-            offset: self.offset,
-            size: size as u64,
-        });
+        put_uvarint(&mut self.index, u64::from(pgno));
+        put_uvarint(&mut self.index, self.offset);
+        put_uvarint(&mut self.index, size as u64);
+        self.pages += 1;
         self.offset += size as u64;
         self.prev_pgno = pgno;
         Ok(())
@@ -184,23 +187,29 @@ impl<W: Write> Encoder<W> {
                 });
             }
         }
-        let mut tail = END_MARKER.to_vec();
-        tail.extend_from_slice(&encode_index(&self.index));
+        // End marker, index entries, terminator, u64 length of entries + terminator, then the
+        // trailer; the index is written from where it was built (no second copy).
+        let mut index = std::mem::take(&mut self.index);
+        put_uvarint(&mut index, 0);
         let post_apply_checksum = 0u64;
-        tail.extend_from_slice(&post_apply_checksum.to_be_bytes());
-        self.hash.update(&tail);
+        let mut lengths = [0u8; 16];
+        lengths[..8].copy_from_slice(&(index.len() as u64).to_be_bytes());
+        lengths[8..].copy_from_slice(&post_apply_checksum.to_be_bytes());
+        for part in [&END_MARKER[..], &index, &lengths] {
+            self.hash.update(part);
+            self.w.write_all(part)?;
+        }
         let trailer = Trailer {
             post_apply_checksum,
             file_checksum: CHECKSUM_FLAG | self.hash.finish(),
         };
-        tail.extend_from_slice(&trailer.file_checksum.to_be_bytes());
-        self.w.write_all(&tail)?;
+        self.w.write_all(&trailer.file_checksum.to_be_bytes())?;
         self.w.flush()?;
         tracing::trace!(
             min_txid = self.header.min_txid,
             max_txid = self.header.max_txid,
-            pages = self.index.len(),
-            bytes = self.offset + tail.len() as u64,
+            pages = self.pages,
+            bytes = self.offset + (END_MARKER.len() + index.len() + lengths.len() + 8) as u64,
             "ltx file encoded"
         );
         Ok((self.w, trailer))

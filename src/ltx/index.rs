@@ -54,7 +54,9 @@ impl UvarintParser {
     }
 }
 
-/// The complete index block: entries, terminator and u64 length.
+/// The complete index block: entries, terminator and u64 length (the encoder builds the same
+/// bytes incrementally).
+#[cfg(test)]
 pub fn encode_index(entries: &[PageIndexEntry]) -> Vec<u8> {
     let mut out = Vec::with_capacity(entries.len() * 8 + 9);
     for e in entries {
