@@ -6,6 +6,7 @@
 #[cfg(test)]
 pub mod conformance;
 pub mod file;
+mod objects;
 
 pub use file::FileReplica;
 
