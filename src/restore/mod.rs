@@ -9,4 +9,4 @@ mod plan;
 pub use apply::{
     plan_replica, restore, RestoreError, RestoreOptions, RestoreOutcome, DEFAULT_PARALLELISM,
 };
-pub use plan::{format_time, plan, PlanError, Target};
+pub use plan::{format_time, plan, restorable_range, PlanError, RestorableRange, Target};
