@@ -9,8 +9,10 @@
 
 pub mod capture;
 pub mod cli;
+pub mod compactor;
 pub mod config;
 pub mod database;
+pub mod fencing;
 pub mod ffi;
 pub mod logging;
 pub mod ltx;

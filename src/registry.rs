@@ -49,6 +49,7 @@ pub fn open(path: &Path, uri_replica: Option<&str>) -> Result<Option<Arc<Databas
         .map_err(|e| format!("{}: {e}", path.display()))?;
     tracing::info!(db = %path.display(), replica = %db.client.describe(), "replicating");
     dbs.insert(path.to_path_buf(), Arc::clone(&db));
+    crate::compactor::watch(&db);
     Ok(Some(db))
 }
 

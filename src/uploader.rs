@@ -138,6 +138,7 @@ extern "C" fn flush_at_exit() {
                 "exit: not everything reached the replica; it stays staged for the next run"
             );
         }
+        crate::fencing::release_all();
     });
 }
 
@@ -258,6 +259,9 @@ fn record_failure(db: &Database, e: &SyncError) -> Duration {
 /// Seals closed segments into the next L0 file and uploads every sealed file.
 pub fn sync_database(db: &Database) -> Result<(), SyncError> {
     let mut st = db.sync_state.lock();
+    if !crate::fencing::permits(db, &st.state) {
+        return Ok(()); // stays staged; the compactor's fence poll calls us back when cleared
+    }
     if !st.reconciled {
         reconcile(db, &mut st)?;
     }
