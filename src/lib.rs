@@ -7,6 +7,7 @@
 //! - [`restore`]: plan + apply, shared by the CLI and restore-on-open.
 //! - [`ltx`], [`wal`]: pure codecs. [`replica`]: storage backends. [`config`]: `litestream.yml`.
 
+pub mod bootstrap;
 pub mod capture;
 pub mod cli;
 pub mod compactor;
