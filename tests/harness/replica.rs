@@ -21,6 +21,8 @@ pub struct DbEntry {
     pub sync_interval: Option<String>,
     /// Write the replica as `url: file:///abs` instead of `type: file` + `path:`.
     pub as_url: bool,
+    /// `restore-if-db-not-exists: true`.
+    pub restore_if_missing: bool,
 }
 
 /// A Litestream 0.5 `litestream.yml`, understood by both our extension and the official binary.
@@ -43,6 +45,7 @@ impl Config {
             replica: replica.to_path_buf(),
             sync_interval: None,
             as_url: false,
+            restore_if_missing: false,
         });
         self
     }
@@ -62,6 +65,15 @@ impl Config {
         self
     }
 
+    /// Sets `restore-if-db-not-exists: true` on the last added database.
+    pub fn restore_if_missing(mut self) -> Config {
+        self.dbs
+            .last_mut()
+            .expect("restore_if_missing after db()")
+            .restore_if_missing = true;
+        self
+    }
+
     /// Appends a raw top-level YAML line.
     pub fn extra(mut self, line: &str) -> Config {
         self.extra.push(line.to_string());
@@ -77,6 +89,9 @@ impl Config {
         y.push_str("dbs:\n");
         for db in &self.dbs {
             y.push_str(&format!("  - path: {}\n", db.path.display()));
+            if db.restore_if_missing {
+                y.push_str("    restore-if-db-not-exists: true\n");
+            }
             y.push_str("    replica:\n");
             if db.as_url {
                 y.push_str(&format!("      url: {}\n", file_url(&db.replica)));
