@@ -64,6 +64,9 @@ pub fn open(
     tracing::info!(db = %path.display(), replica = %db.client.describe(), "replicating");
     dbs.insert(path.to_path_buf(), Arc::clone(&db));
     crate::compactor::watch(&db);
+    // Ship what a killed previous run left staged now, not at the first commit: `dirty` starts
+    // set when segments are left, so captures would not notify until a sync cleared it.
+    crate::uploader::notify(&db, false);
     Ok(Some(db))
 }
 

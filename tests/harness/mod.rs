@@ -11,6 +11,7 @@
 //! get it), print the workload seed so that a failure can be replayed (`LITESTREAM_TEST_SEED`).
 
 pub mod checks;
+pub mod crash;
 pub mod db;
 pub mod paths;
 pub mod procs;

@@ -35,7 +35,7 @@ for line in sys.stdin:
 "#;
 
 /// JSON string literal of `s`.
-fn json_str(s: &str) -> String {
+pub(crate) fn json_str(s: &str) -> String {
     let mut out = String::from("\"");
     for c in s.chars() {
         match c {
