@@ -100,10 +100,12 @@ pub fn compact_level(
 /// Writes `9/0000000000000001-<T>.ltx`, the whole database at the replica's latest TXID `T`,
 /// by merging the files a latest restore would use (the newest snapshot and the levels after
 /// it). Reads no live database and takes no SQLite lock. `None` when the newest snapshot
-/// already covers `T` or the replica is empty.
+/// already covers `T`, when a snapshot was made at or after `not_before` (the last scheduled
+/// boundary, so that restarting a process does not snapshot again), or the replica is empty.
 pub fn snapshot(
     client: &dyn ReplicaClient,
     work_dir: &Path,
+    not_before: Option<std::time::SystemTime>,
 ) -> Result<Option<LtxFileInfo>, CompactError> {
     let all = client.list_all()?;
     if all.is_empty() {
@@ -111,11 +113,11 @@ pub fn snapshot(
     }
     let planned = plan(&all, &Target::Latest)?;
     let latest = planned.last().map(|f| f.max_txid).unwrap_or(0);
-    let covered = all
+    let mut snaps = all
         .iter()
-        .filter(|f| f.level == SNAPSHOT_LEVEL && f.min_txid == 1)
-        .any(|f| f.max_txid >= latest);
-    if covered {
+        .filter(|f| f.level == SNAPSHOT_LEVEL && f.min_txid == 1);
+    let fresh = |f: &LtxFileInfo| not_before.is_some_and(|t| f.created_at >= t);
+    if snaps.any(|f| f.max_txid >= latest || fresh(f)) {
         return Ok(None);
     }
     let f = merge_and_put(client, SNAPSHOT_LEVEL, &planned, work_dir)?;

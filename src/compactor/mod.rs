@@ -8,6 +8,7 @@
 //! never stalled, whatever the database size. Before each round the thread checks the writer
 //! fence ([`crate::fencing`]) and renews the lease.
 
+mod fenced;
 mod jobs;
 mod merge;
 mod retention;
@@ -25,7 +26,7 @@ pub use jobs::{
     compact_level, enforce_l0_retention, enforce_snapshot_retention, snapshot, MAX_MERGE_INPUTS,
 };
 pub use merge::{merge, Merged};
-pub use schedule::{next_boundary, Schedule, Settings};
+pub use schedule::{next_boundary, previous_boundary, Schedule, Settings};
 
 use crate::database::Database;
 use crate::replica::ReplicaError;
@@ -158,7 +159,11 @@ pub fn run_due(db: &Database, schedule: &mut Schedule, settings: &Settings, now:
     if !crate::fencing::permits_db(db) {
         return; // not the replica's writer (logged by the fence)
     }
-    let client = db.client.as_ref();
+    let fenced = fenced::Fenced {
+        db: &db.path,
+        client: &db.client,
+    };
+    let client: &dyn crate::replica::ReplicaClient = &fenced;
     let dir = work_dir(db);
     let log = |what: &str, e: &CompactError| {
         tracing::warn!(db = %db.path.display(), replica = %client.describe(), job = what, error = %e, "compaction job failed; will retry at its next interval");
@@ -179,7 +184,8 @@ pub fn run_due(db: &Database, schedule: &mut Schedule, settings: &Settings, now:
                 Err(e) => log("compaction", &e),
             },
             schedule::Job::Snapshot => {
-                match snapshot(client, &dir) {
+                let not_before = previous_boundary(now, settings.snapshot_interval);
+                match snapshot(client, &dir, Some(not_before)) {
                     Ok(Some(_)) => schedule.has_snapshot = true,
                     Ok(None) => {
                         schedule.has_snapshot = client

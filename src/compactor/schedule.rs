@@ -49,6 +49,16 @@ pub fn next_boundary(now: SystemTime, interval: Duration) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(u64::try_from(next).unwrap_or(u64::MAX))
 }
 
+/// The last wall-clock multiple of `interval` at or before `now`.
+pub fn previous_boundary(now: SystemTime, interval: Duration) -> SystemTime {
+    let step = interval.as_millis().max(1);
+    let since = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(since / step * step).unwrap_or(u64::MAX))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Job {
     /// Merge level N-1 into level N.
@@ -144,6 +154,11 @@ mod tests {
         assert_eq!(next_boundary(at(59_999), s30), at(60_000));
         let h = Duration::from_secs(3600);
         assert_eq!(next_boundary(at(3_600_000 * 5 + 7), h), at(3_600_000 * 6));
+        assert_eq!(
+            previous_boundary(at(3_600_000 * 5 + 7), h),
+            at(3_600_000 * 5)
+        );
+        assert_eq!(previous_boundary(at(30_000), s30), at(30_000));
     }
 
     fn settings() -> Settings {

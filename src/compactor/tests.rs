@@ -237,12 +237,27 @@ fn snapshot_is_built_from_the_replica_and_restores_alone() {
         for _ in 0..4 {
             s.commit();
         }
-        let snap = snapshot(&s.client, &s.work()).unwrap().expect("a snapshot");
+        let snap = snapshot(&s.client, &s.work(), None)
+            .unwrap()
+            .expect("a snapshot");
         assert_eq!((snap.level, snap.min_txid, snap.max_txid), (9, 1, 10));
         assert!(
-            snapshot(&s.client, &s.work()).unwrap().is_none(),
+            snapshot(&s.client, &s.work(), None).unwrap().is_none(),
             "already covered"
         );
+        // A newer TXID, but a snapshot made since the last boundary: skipped too.
+        s.commit();
+        let boundary = UNIX_EPOCH + Duration::from_millis(ts(10) as u64);
+        assert!(snapshot(&s.client, &s.work(), Some(boundary))
+            .unwrap()
+            .is_none());
+        let later = boundary + Duration::from_millis(1);
+        let snap = snapshot(&s.client, &s.work(), Some(later))
+            .unwrap()
+            .unwrap();
+        assert_eq!(snap.max_txid, 11);
+        let old = s.client.list(9).unwrap();
+        s.client.delete(&old[..1]).unwrap();
         let others: Vec<LtxFileInfo> = s
             .client
             .list_all()
@@ -253,11 +268,11 @@ fn snapshot_is_built_from_the_replica_and_restores_alone() {
         s.client.delete(&others).unwrap();
         assert_eq!(
             s.restored(Target::Latest, "s.db"),
-            s.expect(10),
+            s.expect(11),
             "seed {seed}"
         );
-        // It also restores with the official page order rules: every page 1..=commit.
-        let bytes = std::fs::read(s.client.file_path(9, 1, 10)).unwrap();
+        // It holds every page 1..=commit, in order.
+        let bytes = std::fs::read(s.client.file_path(9, 1, 11)).unwrap();
         let mut dec = crate::ltx::Decoder::new(&bytes[..]).unwrap();
         let mut buf = vec![0u8; PS as usize];
         let mut n = 0;
@@ -265,7 +280,7 @@ fn snapshot_is_built_from_the_replica_and_restores_alone() {
             n += 1;
             assert_eq!(p, n);
         }
-        assert_eq!(n, s.states[10].len() as u32);
+        assert_eq!(n, s.states[11].len() as u32);
     }
 }
 
@@ -279,7 +294,7 @@ fn merge_refuses_a_corrupt_input_and_stores_nothing() {
     std::fs::write(&p, b).unwrap();
     assert!(compact_level(&s.client, 1, &s.work()).is_err());
     assert!(s.client.list(1).unwrap().is_empty());
-    assert!(snapshot(&s.client, &s.work()).is_err());
+    assert!(snapshot(&s.client, &s.work(), None).is_err());
     assert!(s.client.list(9).unwrap().is_empty());
     assert_eq!(
         std::fs::read_dir(s.work()).unwrap().count(),
@@ -317,12 +332,12 @@ fn age(s: &Sim, secs_after_last: u64) -> std::time::SystemTime {
 fn retention_keeps_the_chain_restorable_and_pitr_works_after_it() {
     let mut s = sim_with(11, 6);
     compact_level(&s.client, 1, &s.work()).unwrap();
-    snapshot(&s.client, &s.work()).unwrap().unwrap(); // 9/1-6
+    snapshot(&s.client, &s.work(), None).unwrap().unwrap(); // 9/1-6
     for _ in 0..6 {
         s.commit();
     }
     compact_level(&s.client, 1, &s.work()).unwrap(); // 1/7-12
-    snapshot(&s.client, &s.work()).unwrap().unwrap(); // 9/1-12
+    snapshot(&s.client, &s.work(), None).unwrap().unwrap(); // 9/1-12
     for _ in 0..3 {
         s.commit(); // L0 13..15
     }
@@ -457,4 +472,41 @@ fn merge_refuses_page_size_changes_and_gaps() {
     let err = merge(&s.client, &files, &s.dir.path().join("x"), &s.work()).unwrap_err();
     assert!(err.to_string().contains("do not continue"), "{err}");
     let _ = Path::new("");
+}
+
+#[test]
+fn jobs_write_nothing_while_another_writer_holds_the_lease() {
+    use crate::fencing::{Lease, LEASE_OBJECT};
+    use crate::replica::WriteCondition;
+    let s = sim_with(21, 4);
+    let client: std::sync::Arc<dyn ReplicaClient> =
+        std::sync::Arc::new(FileReplica::new(s.client.root()));
+    let db = s.dir.path().join("app.db");
+    let fenced = fenced::Fenced {
+        db: &db,
+        client: &client,
+    };
+    let theirs = Lease {
+        owner: "elsewhere/1/1/x".into(),
+        host: "elsewhere".into(),
+        pid: 1,
+        pid_start: 1,
+        db: "/elsewhere.db".into(),
+        acquired_ms: 0,
+        expires_ms: i64::MAX,
+    };
+    client
+        .write_object(LEASE_OBJECT, &theirs.encode(), WriteCondition::Always)
+        .unwrap();
+    // Reads work, writes are refused: nothing is stored or deleted.
+    let err = compact_level(&fenced, 1, &s.work()).unwrap_err();
+    assert!(
+        err.to_string().contains("being written by another process"),
+        "{err}"
+    );
+    assert!(snapshot(&fenced, &s.work(), None).is_err());
+    assert_eq!(s.client.list_all().unwrap().len(), 4);
+    // Once it is released, this process takes over and the jobs write.
+    client.delete_object(LEASE_OBJECT).unwrap();
+    assert_eq!(compact_level(&fenced, 1, &s.work()).unwrap().len(), 1);
 }
