@@ -185,7 +185,7 @@ fn an_expired_lease_of_another_machine_is_taken_over() {
 fn a_live_lease_blocks_until_it_expires() {
     let s = Scratch::new("fence-live-lease");
     let replica = s.join("replica");
-    plant_foreign_lease(&replica, now_ms() + 4000);
+    plant_foreign_lease(&replica, now_ms() + 8000);
     let db = s.join("app.db");
     let mut w = writer(&s, &db, &replica, "", "w.log");
     w.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, tag TEXT, v BLOB);");

@@ -3,9 +3,9 @@
 //! One background thread per process (`litestream-compactor`) keeps a schedule per replicated
 //! database: level N (1..=8) merges level N-1 at wall-clock multiples of its interval, L9
 //! snapshots are written every `snapshot.interval`, and retention runs as Litestream's does.
-//! Everything is read from and written to the replica through [`ReplicaClient`]: the jobs never
-//! read the live database and never take a SQLite lock, so the application's connections are
-//! never stalled, whatever the database size. Before each round the thread checks the writer
+//! Everything is read from and written to the replica through
+//! [`crate::replica::ReplicaClient`]: the jobs never read the live database and never take a
+//! SQLite lock, so the application's connections are never stalled, whatever the database size. Before each round the thread checks the writer
 //! fence ([`crate::fencing`]) and renews the lease.
 
 mod fenced;

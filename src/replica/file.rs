@@ -35,7 +35,7 @@ impl FileReplica {
         self.level_dir(level).join(format_file_name(min, max))
     }
 
-    /// `<root>/<name>`: a small object beside `ltx/` (see [`super::objects`]).
+    /// `<root>/<name>`: a small object beside `ltx/` (leases; see `docs/fencing.md`).
     pub fn object_path(&self, name: &str) -> PathBuf {
         self.root.join(name)
     }
