@@ -335,6 +335,15 @@ pub fn run_trial(name: &str, seed: u64, kills: usize) -> TrialReport {
         let _ = std::fs::remove_file(&probe);
     }
 
+    // Keep the files as the last kill left them (for a post-mortem when a check fails).
+    let keep = s.join("before-final");
+    std::fs::create_dir_all(&keep).expect("create before-final");
+    for suffix in ["", "-wal", "-shm"] {
+        let from = PathBuf::from(format!("{}{suffix}", db.display()));
+        if from.exists() {
+            std::fs::copy(&from, keep.join(format!("app.db{suffix}"))).expect("copy db files");
+        }
+    }
     // Reopen in a process that exits normally: it resumes and flushes what was staged.
     let out = sqlite3_ext(&uri, Some(&cfg), "SELECT count(*) FROM ledger;");
     assert!(
