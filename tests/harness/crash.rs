@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::checks::{assert_integrity, assert_restores_to, query_ids};
 use crate::db::vfs_uri;
-use crate::procs::{python_command, run_ours, sqlite3_ext};
+use crate::procs::{ext_prefix, python_command, run_ours, sqlite3};
 use crate::replica::{file_url, Config};
 use crate::scratch::Scratch;
 use crate::session::json_str;
@@ -345,7 +345,15 @@ pub fn run_trial(name: &str, seed: u64, kills: usize) -> TrialReport {
         }
     }
     // Reopen in a process that exits normally: it resumes and flushes what was staged.
-    let out = sqlite3_ext(&uri, Some(&cfg), "SELECT count(*) FROM ledger;");
+    let script = format!("{}SELECT count(*) FROM ledger;\n", ext_prefix(&uri));
+    let out = sqlite3(
+        &script,
+        &[
+            ("LITESTREAM_CONFIG", &cfg),
+            ("LOG_LEVEL", Path::new("debug")),
+        ],
+    );
+    let _ = std::fs::write(s.join("final-reopen.log"), format!("{out}"));
     assert!(
         out.success(),
         "{name}: reopening after the last kill failed: {out}"
