@@ -6,7 +6,7 @@
 //! the local database, and holds every transaction acknowledged before a kill.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
@@ -203,9 +203,12 @@ fn start_writer(uri: &str, steps: &Path, cfg: &Path, log: &Path, seed: u64) -> W
     .expect("start the python writer");
     let stdout = child.stdout.take().expect("piped stdout");
     let (tx, rx) = mpsc::channel();
+    let mut printed =
+        std::fs::File::create(log.with_extension("steps")).expect("create steps file");
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
+            let _ = writeln!(printed, "{line}");
             let msg = line.trim().parse::<i64>().ok();
             if tx.send(msg).is_err() || msg.is_none() {
                 break;
