@@ -4,6 +4,7 @@
 #   make test     test peers (.venv), unit tests, then the integration tests in tests/
 #   make lint     rustfmt check + clippy (-D warnings), one package at a time
 #   make bench    benchmarks vs native SQLite and the official sidecar (QUICK=1: about a minute)
+#   make crash-trials N=200   the long crash trials (N SIGKILLs of a writer), printing counts
 #
 # The two workspace members are always built with `-p` one at a time: the tests crate links
 # rusqlite against the system libsqlite3, which must not unify features with our
@@ -20,7 +21,7 @@ export LITESTREAM_SO       := $(SO)
 export LITESTREAM_BIN      := $(BIN)
 export LITESTREAM_OFFICIAL := $(OFFICIAL)
 
-.PHONY: all build demo test test-env unit-test integration-test lint bench clean distclean
+.PHONY: all build demo test test-env unit-test integration-test lint bench clean distclean crash-trials
 
 all: build demo
 
@@ -48,6 +49,11 @@ test: test-env build
 	$(CARGO) test -p litestream-tests --no-fail-fast || status=1; \
 	if [ $$status -ne 0 ]; then echo "make test: FAILED"; else echo "make test: all suites passed"; fi; \
 	exit $$status
+
+# `make test` runs the short version (20 kills); this one runs N of them.
+N ?= 200
+crash-trials: build test-env
+	LITESTREAM_CRASH_KILLS=$(N) $(CARGO) test -p litestream-tests --test crash_trials -- --nocapture
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -58,7 +58,8 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-fn fingerprint(path: &Path) -> Option<DbFingerprint> {
+/// The database file's identity (length, mtime), see [`DbFingerprint`].
+pub(crate) fn fingerprint(path: &Path) -> Option<DbFingerprint> {
     let m = std::fs::metadata(path).ok()?;
     Some(DbFingerprint {
         len: m.len(),

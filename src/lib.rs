@@ -9,10 +9,13 @@
 //! - [`restore`]: plan + apply, shared by the CLI and restore-on-open.
 //! - [`ltx`], [`wal`]: pure codecs. [`replica`]: storage backends. [`config`]: `litestream.yml`.
 
+pub mod bootstrap;
 pub mod capture;
 pub mod cli;
+pub mod compactor;
 pub mod config;
 pub mod database;
+pub mod fencing;
 pub mod ffi;
 pub mod follower;
 pub mod logging;

@@ -28,11 +28,16 @@ fn databases() -> &'static Mutex<HashMap<PathBuf, Arc<Database>>> {
 
 /// The managed database at `path`, opening its replication state on first use.
 /// `uri_replica`: the `replica=URL` URI parameter, which overrides the configuration file.
+/// `uri_restore`: the `restore=1` URI parameter; with it (or `restore-if-db-not-exists`), a
+/// missing database is first restored from its replica ([`crate::bootstrap`]).
 /// `Ok(None)`: not managed; the file passes through untouched.
-pub fn open(path: &Path, uri_replica: Option<&str>) -> Result<Option<Arc<Database>>, String> {
-    let mut dbs = databases().lock();
-    if let Some(db) = dbs.get(path) {
-        return Ok(Some(Arc::clone(db)));
+pub fn open(
+    path: &Path,
+    uri_replica: Option<&str>,
+    uri_restore: bool,
+) -> Result<Option<Arc<Database>>, String> {
+    if let Some(db) = get(path) {
+        return Ok(Some(db));
     }
     let db_config: DbConfig = match uri_replica {
         Some(url) => config::from_replica_url(path, url).map_err(|e| e.to_string())?,
@@ -45,10 +50,23 @@ pub fn open(path: &Path, uri_replica: Option<&str>) -> Result<Option<Arc<Databas
         crate::replica::client_for(&db_config.replica)
             .map_err(|e| e.to_string())?
             .into();
+    if uri_restore || db_config.restore_if_db_not_exists {
+        // Without the registry lock: a restore can take long; it serializes per path itself.
+        crate::bootstrap::restore_if_missing(path, &db_config, client.as_ref())
+            .map_err(|e| e.to_string())?;
+    }
+    let mut dbs = databases().lock();
+    if let Some(db) = dbs.get(path) {
+        return Ok(Some(Arc::clone(db)));
+    }
     let db = Database::open(path.to_path_buf(), db_config, client)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     tracing::info!(db = %path.display(), replica = %db.client.describe(), "replicating");
     dbs.insert(path.to_path_buf(), Arc::clone(&db));
+    crate::compactor::watch(&db);
+    // Ship what a killed previous run left staged now, not at the first commit: `dirty` starts
+    // set when segments are left, so captures would not notify until a sync cleared it.
+    crate::uploader::notify(&db, false);
     Ok(Some(db))
 }
 

@@ -264,7 +264,9 @@ impl SegmentWriter {
             .open(&path)
             .map_err(io_err(&path))?;
         let existing = file.metadata().map_err(io_err(&path))?.len();
-        let len = if existing == 0 {
+        let len = if existing < SEGMENT_MAGIC.len() as u64 {
+            // New, or torn before its header was complete.
+            file.set_len(0).map_err(io_err(&path))?;
             file.write_all(SEGMENT_MAGIC).map_err(io_err(&path))?;
             SEGMENT_MAGIC.len() as u64
         } else {
@@ -420,6 +422,15 @@ impl SegmentReader {
         let file = File::open(path).map_err(io_err(path))?;
         let file_len = file.metadata().map_err(io_err(path))?.len();
         let mut input = BufReader::with_capacity(SEGMENT_BUFFER_BYTES, file);
+        if file_len < SEGMENT_MAGIC.len() as u64 {
+            // Killed between creating the segment and writing its header: no records.
+            return Ok(SegmentReader {
+                path: path.to_path_buf(),
+                input,
+                pos: SEGMENT_MAGIC.len() as u64,
+                file_len: 0,
+            });
+        }
         let mut magic = [0u8; 8];
         input
             .read_exact(&mut magic)

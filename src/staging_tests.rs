@@ -117,3 +117,32 @@ fn state_round_trip_and_listing() {
     fs::write(meta.staging_dir().join("junk"), b"x").unwrap();
     assert_eq!(meta.list_segments().unwrap(), vec![2, 0x1f]);
 }
+
+#[test]
+fn segment_torn_before_its_header_is_empty_and_reusable() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = MetaDir {
+        root: dir.path().to_path_buf(),
+    };
+    meta.create_dirs().unwrap();
+    for torn in [&b""[..], &b"LSS"[..], &SEGMENT_MAGIC[..7]] {
+        let path = meta.segment_path(5);
+        fs::write(&path, torn).unwrap();
+        let mut r = SegmentReader::open(&path).unwrap();
+        assert_eq!(r.next_record().unwrap(), None, "{torn:?}");
+        let mut w = SegmentWriter::open(&meta, 5).unwrap();
+        w.write_page(2, &[9u8; 512]).unwrap();
+        w.write_commit(&commit(2, 64)).unwrap();
+        drop(w);
+        let mut r = SegmentReader::open(&path).unwrap();
+        assert!(matches!(
+            r.next_record().unwrap(),
+            Some(Record::Page { pgno: 2, .. })
+        ));
+        assert_eq!(
+            r.next_record().unwrap(),
+            Some(Record::Commit(commit(2, 64)))
+        );
+        fs::remove_file(&path).unwrap();
+    }
+}

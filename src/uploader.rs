@@ -192,6 +192,7 @@ extern "C" fn flush_at_exit() {
                 "exit: not everything reached the replica; it stays staged for the next run"
             );
         }
+        crate::fencing::release_all();
     });
 }
 
@@ -320,6 +321,9 @@ fn record_failure(db: &Database, e: &SyncError) -> Duration {
 pub fn sync_database(db: &Database) -> Result<(), SyncError> {
     let started = Instant::now();
     let mut st = db.sync_state.lock();
+    if !crate::fencing::permits(db, &st.state) {
+        return Ok(()); // stays staged; the compactor's fence poll calls us back when cleared
+    }
     if !st.reconciled {
         reconcile(db, &mut st)?;
     }

@@ -29,8 +29,15 @@ pub enum Role {
 }
 
 /// Decides the role of a file SQLite opens. `Err`: a managed database whose replication
-/// cannot be set up (bad configuration); the open fails with this message in the log.
-pub fn classify(path: Option<&str>, flags: i32, uri_replica: Option<&str>) -> Result<Role, String> {
+/// cannot be set up (bad configuration, failed restore-on-open); the open fails with this
+/// message in the log. `uri_restore`: the URI parameter `restore=1` (restore a missing
+/// database from its replica first).
+pub fn classify(
+    path: Option<&str>,
+    flags: i32,
+    uri_replica: Option<&str>,
+    uri_restore: bool,
+) -> Result<Role, String> {
     let Some(path) = path else {
         return Ok(Role::Other);
     };
@@ -41,10 +48,12 @@ pub fn classify(path: Option<&str>, flags: i32, uri_replica: Option<&str>) -> Re
             MainRoute::Failover { name } => return Ok(Role::ReadOnly { rename: Some(name) }),
             MainRoute::Normal => {}
         }
-        return Ok(match crate::registry::open(Path::new(path), uri_replica)? {
-            Some(db) => Role::Main(db),
-            None => Role::Other,
-        });
+        return Ok(
+            match crate::registry::open(Path::new(path), uri_replica, uri_restore)? {
+                Some(db) => Role::Main(db),
+                None => Role::Other,
+            },
+        );
     }
     if flags & (OPEN_WAL | OPEN_MAIN_JOURNAL) != 0 {
         if let Some(name) = crate::follower::registry::redirect_sidecar(path) {
@@ -96,11 +105,11 @@ mod tests {
     #[test]
     fn unmanaged_files_pass_through() {
         assert!(matches!(
-            classify(None, OPEN_MAIN_DB, None),
+            classify(None, OPEN_MAIN_DB, None, false),
             Ok(Role::Other)
         ));
         assert!(matches!(
-            classify(Some("/nonexistent/x.db-wal"), OPEN_WAL, None),
+            classify(Some("/nonexistent/x.db-wal"), OPEN_WAL, None, false),
             Ok(Role::Other)
         ));
     }

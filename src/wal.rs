@@ -121,7 +121,7 @@ impl FrameHeader {
 
 /// SQLite's WAL checksum over `data` (a multiple of 8 bytes), continuing from `prev`.
 pub fn checksum_update(big_endian: bool, prev: Checksum, data: &[u8]) -> Checksum {
-    debug_assert!(data.len() % 8 == 0);
+    debug_assert!(data.len().is_multiple_of(8));
     let (mut s0, mut s1) = (prev.0, prev.1);
     for chunk in data.chunks_exact(8) {
         let (x0, x1) = if big_endian {

@@ -1,8 +1,9 @@
-//! The `litestream` command line: `restore`, `run`, `version`, `help`. It never calls SQLite
-//! (the library links SQLite through the loadable-extension API table, which is unset in the
-//! binary).
+//! The `litestream` command line: `restore`, `ltx`, `databases`, `run`, `read-replica`,
+//! `version`, `help`. It never calls SQLite (the library links SQLite through the
+//! loadable-extension API table, which is unset in the binary).
 
 mod flags;
+mod listing;
 mod read_replica;
 mod restore;
 pub mod run;
@@ -79,6 +80,8 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             }
             r => r,
         },
+        Some("ltx") => listing::run_ltx(&args[2..], out),
+        Some("databases") => listing::run_databases(&args[2..], out),
         Some(other) => Err(CliError::Usage(format!(
             "unknown command {other:?}; run 'litestream help' for the list of commands"
         ))),
@@ -86,7 +89,12 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     match result {
         Ok(()) => 0,
         Err(CliError::Flag(FlagError::Help)) => {
-            let _ = write!(out, "{}", restore::USAGE);
+            let usage = match args.get(1).map(String::as_str) {
+                Some("ltx") => listing::LTX_USAGE,
+                Some("databases") => listing::DATABASES_USAGE,
+                _ => restore::USAGE,
+            };
+            let _ = write!(out, "{usage}");
             0
         }
         Err(e) => {

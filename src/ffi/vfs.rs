@@ -198,7 +198,11 @@ unsafe extern "C" fn x_open(
         } else {
             None
         };
-        let role = match hooks::classify(path, flags, uri_replica.as_deref()) {
+        let uri_restore = !name.is_null()
+            && flags & hooks::OPEN_MAIN_DB != 0
+            // SAFETY: `name` is a main-db filename, which uri_boolean accepts.
+            && unsafe { ffi::sqlite3_uri_boolean(name, c"restore".as_ptr(), 0) } != 0;
+        let role = match hooks::classify(path, flags, uri_replica.as_deref(), uri_restore) {
             Ok(r) => r,
             Err(msg) => {
                 tracing::error!(db = path.unwrap_or(""), error = %msg, "cannot replicate this database; refusing to open it");

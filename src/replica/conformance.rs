@@ -9,7 +9,7 @@ use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{LtxFileInfo, ReplicaClient, ReplicaError, SNAPSHOT_LEVEL};
+use super::{LtxFileInfo, ReplicaClient, ReplicaError, WriteCondition, SNAPSHOT_LEVEL};
 
 /// Stores `data` under the raw object name `name` in level `level`, bypassing the client.
 pub type Plant<'a> = &'a dyn Fn(u8, &str, &[u8]);
@@ -26,6 +26,18 @@ pub fn run_all(client: &dyn ReplicaClient, plant: Plant<'_>) {
     delete_removes_and_ignores_missing(client);
     overwrite_with_identical_content(client);
     list_all_and_max_txid(client);
+    objects(client);
+}
+
+/// Every check of the small-object methods (leases), in order; leaves no object behind.
+pub fn objects(client: &dyn ReplicaClient) {
+    object_missing_is_not_found(client);
+    object_if_absent_creates_once(client);
+    object_if_match_compares_versions(client);
+    object_always_overwrites(client);
+    object_delete(client);
+    objects_are_not_listed(client);
+    object_conditional_writes_race(client);
 }
 
 fn put_bytes(client: &dyn ReplicaClient, level: u8, min: u64, max: u64, data: &[u8], ts: i64) {
@@ -299,4 +311,164 @@ pub fn run_objects(client: &dyn ReplicaClient) {
             "name {bad:?} must be refused"
         );
     }
+}
+
+const OBJ: &str = "conformance-object.json";
+
+fn read_obj(client: &dyn ReplicaClient, name: &str) -> super::VersionedObject {
+    client
+        .read_object(name)
+        .unwrap_or_else(|e| panic!("read_object {name}: {e}"))
+}
+
+pub fn object_missing_is_not_found(client: &dyn ReplicaClient) {
+    match client.read_object(OBJ) {
+        Err(ReplicaError::NotFound { .. }) => {}
+        other => panic!("read_object of a missing object: want NotFound, got {other:?}"),
+    }
+    client
+        .delete_object(OBJ)
+        .expect("deleting a missing object is not an error");
+}
+
+pub fn object_if_absent_creates_once(client: &dyn ReplicaClient) {
+    let v1 = client
+        .write_object(OBJ, b"first", WriteCondition::IfAbsent)
+        .expect("IfAbsent on a missing object");
+    let got = read_obj(client, OBJ);
+    assert_eq!(got.data, b"first");
+    assert_eq!(
+        got.version, v1,
+        "read_object returns the version write_object returned"
+    );
+    match client.write_object(OBJ, b"second", WriteCondition::IfAbsent) {
+        Err(ReplicaError::AlreadyExists { .. }) => {}
+        other => panic!("IfAbsent on an existing object: want AlreadyExists, got {other:?}"),
+    }
+    assert_eq!(
+        read_obj(client, OBJ).data,
+        b"first",
+        "a refused write changed the object"
+    );
+    client.delete_object(OBJ).expect("delete_object");
+}
+
+pub fn object_if_match_compares_versions(client: &dyn ReplicaClient) {
+    let v1 = client
+        .write_object(OBJ, b"one", WriteCondition::IfAbsent)
+        .expect("create");
+    let v2 = client
+        .write_object(OBJ, b"two", WriteCondition::IfMatch(v1.clone()))
+        .expect("IfMatch with the current version");
+    assert_ne!(v1, v2, "a new content must get a new version");
+    let got = read_obj(client, OBJ);
+    assert_eq!(
+        (got.data.as_slice(), got.version.as_str()),
+        (&b"two"[..], v2.as_str())
+    );
+    // The old version no longer matches.
+    match client.write_object(OBJ, b"three", WriteCondition::IfMatch(v1)) {
+        Err(ReplicaError::Precondition { .. }) => {}
+        other => panic!("IfMatch with a stale version: want Precondition, got {other:?}"),
+    }
+    assert_eq!(read_obj(client, OBJ).data, b"two");
+    client.delete_object(OBJ).expect("delete_object");
+    // A vanished object never matches.
+    match client.write_object(OBJ, b"four", WriteCondition::IfMatch(v2)) {
+        Err(ReplicaError::NotFound { .. } | ReplicaError::Precondition { .. }) => {}
+        other => {
+            panic!("IfMatch on a missing object: want NotFound or Precondition, got {other:?}")
+        }
+    }
+    assert!(matches!(
+        client.read_object(OBJ),
+        Err(ReplicaError::NotFound { .. })
+    ));
+}
+
+pub fn object_always_overwrites(client: &dyn ReplicaClient) {
+    client
+        .write_object(OBJ, b"a", WriteCondition::Always)
+        .expect("Always on a missing object");
+    let v = client
+        .write_object(OBJ, b"bb", WriteCondition::Always)
+        .expect("Always on an existing object");
+    let got = read_obj(client, OBJ);
+    assert_eq!((got.data, got.version), (b"bb".to_vec(), v));
+    client.delete_object(OBJ).expect("delete_object");
+}
+
+pub fn object_delete(client: &dyn ReplicaClient) {
+    client
+        .write_object(OBJ, b"x", WriteCondition::Always)
+        .expect("write");
+    client.delete_object(OBJ).expect("delete_object");
+    assert!(matches!(
+        client.read_object(OBJ),
+        Err(ReplicaError::NotFound { .. })
+    ));
+    client.delete_object(OBJ).expect("delete again");
+    // Deleted objects can be created again with IfAbsent.
+    client
+        .write_object(OBJ, b"y", WriteCondition::IfAbsent)
+        .expect("IfAbsent after delete");
+    client.delete_object(OBJ).expect("delete_object");
+}
+
+pub fn objects_are_not_listed(client: &dyn ReplicaClient) {
+    client
+        .write_object(OBJ, b"not an ltx file", WriteCondition::Always)
+        .expect("write");
+    put_bytes(client, 0, 1, 1, b"l", 0);
+    assert_eq!(
+        ranges(&client.list_all().expect("list_all")),
+        vec![(0, 1, 1)],
+        "objects must stay outside the level listings"
+    );
+    client.delete_object(OBJ).expect("delete_object");
+    clear(client);
+}
+
+/// Several threads race on the same conditional write: exactly one may win.
+pub fn object_conditional_writes_race(client: &dyn ReplicaClient) {
+    const RACERS: usize = 8;
+    let wins = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for i in 0..RACERS {
+            let wins = &wins;
+            s.spawn(move || {
+                match client.write_object(
+                    OBJ,
+                    format!("racer {i}").as_bytes(),
+                    WriteCondition::IfAbsent,
+                ) {
+                    Ok(_) => {
+                        wins.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    Err(ReplicaError::AlreadyExists { .. }) => {}
+                    Err(e) => panic!("racing IfAbsent: {e}"),
+                }
+            });
+        }
+    });
+    assert_eq!(wins.into_inner(), 1, "exactly one IfAbsent create may win");
+    let base = read_obj(client, OBJ).version;
+    let wins = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for i in 0..RACERS {
+            let (wins, base) = (&wins, base.clone());
+            s.spawn(move || {
+                let data = format!("swap {i}");
+                match client.write_object(OBJ, data.as_bytes(), WriteCondition::IfMatch(base)) {
+                    Ok(_) => {
+                        wins.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    Err(ReplicaError::Precondition { .. }) => {}
+                    Err(e) => panic!("racing IfMatch: {e}"),
+                }
+            });
+        }
+    });
+    assert_eq!(wins.into_inner(), 1, "exactly one IfMatch swap may win");
+    client.delete_object(OBJ).expect("delete_object");
 }

@@ -6,7 +6,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{LtxFileInfo, ReplicaClient, ReplicaError};
+use super::{LtxFileInfo, ReplicaClient, ReplicaError, VersionedObject, WriteCondition};
 use crate::ltx::{format_file_name, parse_file_name};
 use crate::TxId;
 
@@ -34,6 +34,11 @@ impl FileReplica {
     pub fn file_path(&self, level: u8, min: TxId, max: TxId) -> PathBuf {
         self.level_dir(level).join(format_file_name(min, max))
     }
+
+    /// `<root>/<name>`: a small object beside `ltx/` (leases; see `docs/fencing.md`).
+    pub fn object_path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
 }
 
 /// Converts an LTX timestamp (ms since the epoch, possibly negative) to a `SystemTime`.
@@ -47,7 +52,7 @@ pub(crate) fn system_time_from_ms(ms: i64) -> SystemTime {
 }
 
 /// Removes a temp file when dropped unless disarmed (after a successful rename).
-struct TempGuard(Option<PathBuf>);
+pub(super) struct TempGuard(pub(super) Option<PathBuf>);
 
 impl Drop for TempGuard {
     fn drop(&mut self) {
@@ -180,6 +185,23 @@ impl ReplicaClient for FileReplica {
             }
         }
         Ok(())
+    }
+
+    fn read_object(&self, name: &str) -> Result<VersionedObject, ReplicaError> {
+        super::objects::read(self, name)
+    }
+
+    fn write_object(
+        &self,
+        name: &str,
+        data: &[u8],
+        cond: WriteCondition,
+    ) -> Result<String, ReplicaError> {
+        super::objects::write(self, name, data, cond)
+    }
+
+    fn delete_object(&self, name: &str) -> Result<(), ReplicaError> {
+        super::objects::delete(self, name)
     }
 }
 

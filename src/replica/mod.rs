@@ -6,6 +6,7 @@
 #[cfg(test)]
 pub mod conformance;
 pub mod file;
+mod objects;
 pub mod s3;
 
 pub use file::FileReplica;

@@ -162,7 +162,7 @@ pub fn restore(
     }
     let planned = match plan_replica(client, &opts.target) {
         Ok(p) => p,
-        Err(RestoreError::Plan(PlanError::NoFiles | PlanError::TxIdNotReached { .. }))
+        Err(RestoreError::Plan(PlanError::NoFiles | PlanError::TxIdOutOfRange { .. }))
             if opts.if_replica_exists =>
         {
             tracing::info!(replica = %client.describe(), "no matching backups found, skipping restore");
@@ -171,6 +171,16 @@ pub fn restore(
         Err(e) => return Err(e),
     };
     check_output(opts)?;
+    if let (Target::TxId(want), Some(last)) = (opts.target, planned.last()) {
+        if last.max_txid < want {
+            tracing::info!(
+                requested = %format_txid(want),
+                restoring = %format_txid(last.max_txid),
+                "the requested TXID is not a restorable point after compaction and retention; \
+                 restoring the newest state before it"
+            );
+        }
+    }
     let started = Instant::now();
     let spool = opts.parallelism > 1 && client.kind() != "file" && planned.len() > 1;
     let outcome = apply_plan(client, &planned, opts, spool)?;

@@ -320,7 +320,7 @@ fn prefetch_path_matches_sequential_and_cleans_up() {
     env.put(0, 1, 1, 8, &versions[0]);
     for txid in 2..=12u64 {
         let v: Vec<(u32, u8)> = (1..=8)
-            .filter(|p| (p + txid as u32) % 3 == 0)
+            .filter(|p| (p + txid as u32).is_multiple_of(3))
             .map(|p| (p, txid as u8))
             .collect();
         env.put(0, txid, txid, 8, &v);

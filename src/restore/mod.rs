@@ -9,4 +9,6 @@ mod plan;
 pub use apply::{
     plan_replica, restore, RestoreError, RestoreOptions, RestoreOutcome, DEFAULT_PARALLELISM,
 };
-pub use plan::{format_time, plan, plan_continuation, PlanError, Target};
+pub use plan::{
+    format_time, plan, plan_continuation, restorable_range, PlanError, RestorableRange, Target,
+};

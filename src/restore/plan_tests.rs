@@ -156,7 +156,19 @@ fn exp2_latest_picks_snapshot_then_l2() {
 #[test]
 fn exp2_txid_before_oldest_snapshot_fails() {
     let err = plan(&exp2(), &Target::TxId(0x40)).unwrap_err();
-    assert_eq!(err, PlanError::NoFiles);
+    let PlanError::TxIdOutOfRange { requested, range } = err.clone() else {
+        panic!("want TxIdOutOfRange, got {err:?}");
+    };
+    assert_eq!(requested, 0x40);
+    assert_eq!((range.oldest_txid, range.newest_txid), (0x45, 0x53));
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("no matching backup files available"),
+        "{msg}"
+    );
+    for want in ["0000000000000040", "0000000000000045", "0000000000000053"] {
+        assert!(msg.contains(want), "{want} missing from: {msg}");
+    }
 }
 
 #[test]
@@ -167,18 +179,9 @@ fn exp2_txid_uses_older_snapshot_and_levels() {
         names(&p),
         vec![(9, 1, 0x45), (2, 0x3c, 0x4a), (1, 0x4a, 0x4e)]
     );
-    let err = plan(&exp2(), &Target::TxId(0x4c)).unwrap_err();
-    assert_eq!(
-        err,
-        PlanError::TxIdNotReached {
-            have: 0x4a,
-            want: 0x4c
-        }
-    );
-    assert!(err
-        .to_string()
-        .starts_with("no matching backup files available"));
-    assert!(err.to_string().contains("000000000000004a"));
+    // 0x4c is not a restorable point (L0 files were merged away): the newest state before it.
+    let p = plan(&exp2(), &Target::TxId(0x4c)).unwrap();
+    assert_eq!(names(&p), vec![(9, 1, 0x45), (2, 0x3c, 0x4a)]);
 }
 
 #[test]
@@ -189,11 +192,11 @@ fn txid_stops_at_target() {
         Some(&(0, 3, 3))
     );
     assert_eq!(plan(&files, &Target::TxId(3)).unwrap().len(), 3);
-    // A target beyond the newest file is not reached.
-    assert_eq!(
+    // A target beyond the newest file is outside the history.
+    assert!(matches!(
         plan(&files, &Target::TxId(9)).unwrap_err(),
-        PlanError::TxIdNotReached { have: 5, want: 9 }
-    );
+        PlanError::TxIdOutOfRange { requested: 9, range } if range.newest_txid == 5 && range.oldest_txid == 1
+    ));
 }
 
 #[test]
@@ -203,10 +206,71 @@ fn timestamp_uses_files_strictly_before() {
     assert_eq!(plan(&files, &Target::Timestamp(at(7))).unwrap().len(), 3);
     assert_eq!(plan(&files, &Target::Timestamp(at(10))).unwrap().len(), 4);
     // Exactly the oldest time: nothing is strictly before it.
-    assert_eq!(
+    assert!(matches!(
         plan(&files, &Target::Timestamp(at(2))).unwrap_err(),
-        PlanError::NoFiles
-    );
+        PlanError::TimestampOutOfRange { .. }
+    ));
+}
+
+/// After retention: the oldest snapshot ends at 0x20, L0 files below 0x31 were merged into L1,
+/// and older snapshots and level files are gone.
+fn retained() -> Vec<LtxFileInfo> {
+    vec![
+        f(9, 1, 0x20, 100),
+        f(9, 1, 0x2c, 160),
+        f(1, 0x21, 0x25, 120),
+        f(1, 0x26, 0x2c, 150),
+        f(1, 0x2d, 0x30, 170),
+        f(0, 0x31, 0x31, 180),
+        f(0, 0x32, 0x32, 190),
+    ]
+}
+
+#[test]
+fn restorable_range_after_retention() {
+    let r = restorable_range(&retained()).unwrap();
+    assert_eq!((r.oldest_txid, r.newest_txid), (0x20, 0x32));
+    assert_eq!((r.oldest_time, r.newest_time), (at(100), at(190)));
+    assert_eq!(restorable_range(&[f(0, 2, 2, 1)]), None);
+    assert_eq!(restorable_range(&[]), None);
+}
+
+#[test]
+fn pitr_after_retention_gives_the_newest_state_at_or_before() {
+    let files = retained();
+    let ends = |t: Target| names(&plan(&files, &t).unwrap()).last().unwrap().2;
+    assert_eq!(ends(Target::TxId(0x20)), 0x20);
+    assert_eq!(ends(Target::TxId(0x23)), 0x20); // inside an L1 file: the state before it
+    assert_eq!(ends(Target::TxId(0x25)), 0x25);
+    assert_eq!(ends(Target::TxId(0x2e)), 0x2c); // from the newer snapshot
+    assert_eq!(ends(Target::TxId(0x31)), 0x31);
+    assert_eq!(ends(Target::Timestamp(at(101))), 0x20);
+    assert_eq!(ends(Target::Timestamp(at(121))), 0x25);
+    assert_eq!(ends(Target::Timestamp(at(161))), 0x2c);
+    assert_eq!(ends(Target::Timestamp(at(190))), 0x31);
+    for t in [Target::TxId(0x1f), Target::TxId(1), Target::TxId(0x33)] {
+        let err = plan(&files, &t).unwrap_err();
+        assert!(
+            matches!(err, PlanError::TxIdOutOfRange { .. }),
+            "{t:?}: {err}"
+        );
+    }
+    for t in [at(99), at(100), at(191)] {
+        let err = plan(&files, &Target::Timestamp(t)).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            matches!(err, PlanError::TimestampOutOfRange { .. }),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("2023-11-14T22:15:00.000Z"),
+            "oldest named: {msg}"
+        );
+        assert!(
+            msg.contains("2023-11-14T22:16:30.000Z"),
+            "newest named: {msg}"
+        );
+    }
 }
 
 #[test]
@@ -232,6 +296,11 @@ fn empty_replica() {
     assert_eq!(plan(&[], &Target::Latest).unwrap_err(), PlanError::NoFiles);
     assert_eq!(
         plan(&[], &Target::Timestamp(at(1))).unwrap_err(),
+        PlanError::NoFiles
+    );
+    // Nothing starts at TXID 1: nothing is restorable at any target.
+    assert_eq!(
+        plan(&[f(0, 2, 2, 1)], &Target::TxId(2)).unwrap_err(),
         PlanError::NoFiles
     );
     // Levels above 9 are never looked at.

@@ -12,6 +12,7 @@
 
 pub mod bank;
 pub mod checks;
+pub mod crash;
 pub mod db;
 pub mod faultproxy;
 pub mod paths;
@@ -19,6 +20,7 @@ pub mod procs;
 pub mod replica;
 pub mod s3;
 pub mod scratch;
+pub mod session;
 pub mod wait;
 pub mod workload;
 
@@ -36,9 +38,11 @@ pub use procs::{
     signal, sqlite3, sqlite3_ext, sqlite3_plain, Output, Replicator,
 };
 pub use replica::{
-    coverage_gaps, describe, file_url, list_ltx, max_txid, read_header, Config, LtxHeader, LtxName,
+    coverage_gaps, describe, file_url, is_full_database, list_ltx, max_txid, read_header, Config,
+    LtxHeader, LtxName,
 };
 pub use s3::{credential_env, s3_url, S3Server};
 pub use scratch::Scratch;
+pub use session::Session;
 pub use wait::{wait_until, wait_until_eq};
 pub use workload::{seed_from_env_or_random, Workload, WorkloadOptions, PAGE_SIZES};

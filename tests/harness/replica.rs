@@ -23,6 +23,8 @@ pub struct DbEntry {
     pub as_url: bool,
     /// Raw `key: value` lines at the database level (e.g. `checkpoint-interval: 1h`).
     pub keys: Vec<String>,
+    /// `restore-if-db-not-exists: true`.
+    pub restore_if_missing: bool,
 }
 
 /// A Litestream 0.5 `litestream.yml`, understood by both our extension and the official binary.
@@ -46,6 +48,7 @@ impl Config {
             sync_interval: None,
             as_url: false,
             keys: Vec::new(),
+            restore_if_missing: false,
         });
         self
     }
@@ -75,6 +78,15 @@ impl Config {
         self
     }
 
+    /// Sets `restore-if-db-not-exists: true` on the last added database.
+    pub fn restore_if_missing(mut self) -> Config {
+        self.dbs
+            .last_mut()
+            .expect("restore_if_missing after db()")
+            .restore_if_missing = true;
+        self
+    }
+
     /// Appends a raw top-level YAML line.
     pub fn extra(mut self, line: &str) -> Config {
         self.extra.push(line.to_string());
@@ -92,6 +104,9 @@ impl Config {
             y.push_str(&format!("  - path: {}\n", db.path.display()));
             for line in &db.keys {
                 y.push_str(&format!("    {line}\n"));
+            }
+            if db.restore_if_missing {
+                y.push_str("    restore-if-db-not-exists: true\n");
             }
             y.push_str("    replica:\n");
             if db.as_url {

@@ -1,0 +1,218 @@
+//! Compaction levels, L9 snapshots and retention (spec §1.5, §2; design: `docs/compaction.md`).
+//!
+//! One background thread per process (`litestream-compactor`) keeps a schedule per replicated
+//! database: level N (1..=8) merges level N-1 at wall-clock multiples of its interval, L9
+//! snapshots are written every `snapshot.interval`, and retention runs as Litestream's does.
+//! Everything is read from and written to the replica through
+//! [`crate::replica::ReplicaClient`]: the jobs never read the live database and never take a
+//! SQLite lock, so the application's connections are never stalled, whatever the database size. Before each round the thread checks the writer
+//! fence ([`crate::fencing`]) and renews the lease.
+
+mod fenced;
+mod jobs;
+mod merge;
+mod retention;
+mod schedule;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use crossbeam_channel::{Receiver, Sender};
+use thiserror::Error;
+
+pub use jobs::{
+    compact_level, enforce_l0_retention, enforce_snapshot_retention, snapshot, MAX_MERGE_INPUTS,
+};
+pub use merge::{merge, Merged};
+pub use schedule::{next_boundary, previous_boundary, Schedule, Settings};
+
+use crate::database::Database;
+use crate::replica::ReplicaError;
+
+#[derive(Debug, Error)]
+pub enum CompactError {
+    #[error("replica {0}")]
+    Replica(#[from] ReplicaError),
+    #[error("{key}: {source}")]
+    Ltx {
+        key: String,
+        source: crate::ltx::LtxError,
+    },
+    #[error("{key}: download: {source}")]
+    Download { key: String, source: io::Error },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("cannot merge: {0}")]
+    Chain(String),
+    #[error("cannot plan a snapshot: {0}")]
+    Plan(#[from] crate::restore::PlanError),
+}
+
+impl CompactError {
+    fn io(path: &Path) -> impl FnOnce(io::Error) -> CompactError {
+        let path = path.to_path_buf();
+        move |source| CompactError::Io { path, source }
+    }
+}
+
+/// Longest sleep of the thread between checks: bounds the effect of a wall-clock jump and is
+/// the cadence at which held leases are renewed.
+const MAX_SLEEP: Duration = crate::fencing::LEASE_RENEW_EVERY;
+
+struct Handle {
+    tx: Sender<Arc<Database>>,
+    pid: u32,
+}
+
+static COMPACTOR: OnceLock<Handle> = OnceLock::new();
+
+/// Starts scheduling compaction, snapshots and retention for `db` (idempotent per database).
+pub fn watch(db: &Arc<Database>) {
+    let h = COMPACTOR.get_or_init(|| {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let spawned = std::thread::Builder::new()
+            .name("litestream-compactor".into())
+            .spawn(move || run(rx));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the compactor thread; replicas will hold L0 files only");
+        }
+        Handle {
+            tx,
+            pid: std::process::id(),
+        }
+    });
+    if h.pid == std::process::id() {
+        let _ = h.tx.send(Arc::clone(db));
+    }
+}
+
+/// The effective settings: the configuration file's, else Litestream's defaults.
+fn settings() -> Settings {
+    match crate::registry::config() {
+        Ok(Some(c)) => Settings::from_config(c),
+        _ => Settings::default(),
+    }
+}
+
+struct Tracked {
+    db: Arc<Database>,
+    schedule: Schedule,
+}
+
+fn run(rx: Receiver<Arc<Database>>) {
+    let settings = settings();
+    let mut tracked: Vec<Tracked> = Vec::new();
+    loop {
+        let now = SystemTime::now();
+        let wait = tracked
+            .iter()
+            .map(|t| t.schedule.next_due())
+            .min()
+            .map(|due| due.duration_since(now).unwrap_or(Duration::ZERO))
+            .unwrap_or(MAX_SLEEP)
+            .min(MAX_SLEEP);
+        match rx.recv_timeout(wait) {
+            Ok(db) => {
+                if !tracked.iter().any(|t| Arc::ptr_eq(&t.db, &db)) {
+                    clean_work_dir(&work_dir(&db));
+                    tracked.push(Tracked {
+                        db,
+                        schedule: Schedule::new(&settings, SystemTime::now()),
+                    });
+                }
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+        }
+        for t in &mut tracked {
+            crate::fencing::renew_held(&t.db.path);
+            crate::fencing::poll(&t.db);
+            run_due(&t.db, &mut t.schedule, &settings, SystemTime::now());
+        }
+    }
+}
+
+/// Where merges write their output before it is stored: `<meta dir>/compact`.
+pub fn work_dir(db: &Database) -> PathBuf {
+    db.meta.root.join("compact")
+}
+
+/// Removes what a merge interrupted by a crash left behind.
+fn clean_work_dir(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let _ = std::fs::remove_file(e.path());
+    }
+}
+
+/// Runs the jobs of `db` that are due at `now`, in order: levels 1..n, the snapshot with its
+/// retention, then L0 retention. A failed job is logged and retried at its next boundary.
+pub fn run_due(db: &Database, schedule: &mut Schedule, settings: &Settings, now: SystemTime) {
+    let due = schedule.take_due(settings, now);
+    if due.is_empty() {
+        return;
+    }
+    if !crate::fencing::permits_db(db) {
+        return; // not the replica's writer (logged by the fence)
+    }
+    let fenced = fenced::Fenced {
+        db: &db.path,
+        client: &db.client,
+    };
+    let client: &dyn crate::replica::ReplicaClient = &fenced;
+    let dir = work_dir(db);
+    let log = |what: &str, e: &CompactError| {
+        tracing::warn!(db = %db.path.display(), replica = %client.describe(), job = what, error = %e, "compaction job failed; will retry at its next interval");
+    };
+    for job in due.jobs {
+        match job {
+            schedule::Job::Level(level) => match compact_level(client, level, &dir) {
+                Ok(written) => {
+                    if level == 1 && !written.is_empty() && settings.retention_enabled {
+                        if let Err(e) = enforce_l0_retention(client, settings.l0_retention, now) {
+                            log("l0 retention", &e);
+                        }
+                    }
+                    if !written.is_empty() && !schedule.has_snapshot {
+                        schedule.snapshot_soon();
+                    }
+                }
+                Err(e) => log("compaction", &e),
+            },
+            schedule::Job::Snapshot => {
+                let not_before = previous_boundary(now, settings.snapshot_interval);
+                match snapshot(client, &dir, Some(not_before)) {
+                    Ok(Some(_)) => schedule.has_snapshot = true,
+                    Ok(None) => {
+                        schedule.has_snapshot = client
+                            .list(crate::replica::SNAPSHOT_LEVEL)
+                            .is_ok_and(|v| !v.is_empty());
+                    }
+                    Err(e) => log("snapshot", &e),
+                }
+                if settings.retention_enabled {
+                    if let Err(e) =
+                        enforce_snapshot_retention(client, settings.snapshot_retention, now)
+                    {
+                        log("retention", &e);
+                    }
+                }
+            }
+            schedule::Job::L0Retention => {
+                if settings.retention_enabled {
+                    if let Err(e) = enforce_l0_retention(client, settings.l0_retention, now) {
+                        log("l0 retention", &e);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

@@ -1,0 +1,173 @@
+use super::*;
+use crate::replica::FileReplica;
+
+fn setup() -> (tempfile::TempDir, PathBuf, Arc<dyn ReplicaClient>) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let client: Arc<dyn ReplicaClient> = Arc::new(FileReplica::new(dir.path().join("replica")));
+    (dir, db, client)
+}
+
+fn stored(client: &Arc<dyn ReplicaClient>) -> Lease {
+    Lease::decode(&client.read_object(LEASE_OBJECT).unwrap().data).unwrap()
+}
+
+fn plant(client: &Arc<dyn ReplicaClient>, lease: &Lease) {
+    client
+        .write_object(LEASE_OBJECT, &lease.encode(), WriteCondition::Always)
+        .unwrap();
+}
+
+/// A lease of a live process on another machine.
+fn foreign(expires_ms: i64) -> Lease {
+    Lease {
+        owner: "other-host:boot/4242/1/abcd".into(),
+        host: "other-host:boot".into(),
+        pid: 4242,
+        pid_start: 1,
+        db: "/elsewhere/app.db".into(),
+        acquired_ms: 0,
+        expires_ms,
+    }
+}
+
+#[test]
+fn first_writer_creates_the_lease_at_the_replica_root() {
+    let (dir, db, client) = setup();
+    ensure_lease(&db, &client).unwrap();
+    let l = stored(&client);
+    assert!(l.is_mine(&db.display().to_string()));
+    assert!(l.expires_ms > now_ms());
+    assert!(dir.path().join("replica").join(LEASE_OBJECT).is_file());
+    assert!(
+        client.list_all().unwrap().is_empty(),
+        "no LTX file was written"
+    );
+    // Renewing keeps it ours and pushes the expiry.
+    let before = l.expires_ms;
+    acquire(&mut entry(&db, &client).lock(), now_ms() + 5_000).unwrap();
+    assert!(stored(&client).expires_ms > before);
+}
+
+#[test]
+fn a_live_foreign_lease_is_refused_and_left_alone() {
+    let (_dir, db, client) = setup();
+    let theirs = foreign(now_ms() + 60_000);
+    plant(&client, &theirs);
+    let err = ensure_lease(&db, &client).unwrap_err();
+    assert!(matches!(err, FenceError::Held { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("other-host") && msg.contains("/elsewhere/app.db"),
+        "{msg}"
+    );
+    assert_eq!(stored(&client), theirs);
+}
+
+#[test]
+fn an_expired_or_released_lease_is_taken_over() {
+    for expires in [now_ms() - 1, 0] {
+        let (_dir, db, client) = setup();
+        plant(&client, &foreign(expires));
+        ensure_lease(&db, &client).unwrap();
+        assert!(stored(&client).is_mine(&db.display().to_string()));
+    }
+}
+
+#[test]
+fn a_lease_of_a_dead_process_on_this_machine_is_taken_over() {
+    if !Path::new("/proc/self/stat").exists() {
+        return; // liveness is only known with /proc
+    }
+    let (_dir, db, client) = setup();
+    let id = identity();
+    let dead = Lease {
+        owner: format!("{}/{}/{}/dead", id.host, u32::MAX - 7, 1),
+        host: id.host.clone(),
+        pid: u32::MAX - 7,
+        pid_start: 1,
+        db: db.display().to_string(),
+        acquired_ms: 0,
+        expires_ms: now_ms() + 60_000,
+    };
+    plant(&client, &dead);
+    ensure_lease(&db, &client).unwrap();
+    assert!(stored(&client).is_mine(&db.display().to_string()));
+}
+
+#[test]
+fn a_lost_lease_is_noticed_at_renewal() {
+    let (_dir, db, client) = setup();
+    ensure_lease(&db, &client).unwrap();
+    // Another writer took over (our lease had lapsed).
+    plant(&client, &foreign(now_ms() + 60_000));
+    let e = entry(&db, &client);
+    let err = acquire(&mut e.lock(), now_ms()).unwrap_err();
+    assert!(matches!(err, FenceError::Held { .. }), "{err}");
+    assert!(e.lock().held.is_none());
+    assert_eq!(
+        stored(&client).owner,
+        foreign(0).owner,
+        "their lease is untouched"
+    );
+}
+
+#[test]
+fn another_database_in_this_process_is_refused_too() {
+    let (dir, db, client) = setup();
+    ensure_lease(&db, &client).unwrap();
+    let other = dir.path().join("other.db");
+    let err = ensure_lease(&other, &client).unwrap_err();
+    assert!(matches!(err, FenceError::Held { .. }), "{err}");
+}
+
+#[test]
+fn release_expires_our_lease_only() {
+    let (_dir, db, client) = setup();
+    ensure_lease(&db, &client).unwrap();
+    release(&mut entry(&db, &client).lock());
+    assert_eq!(stored(&client).expires_ms, 0);
+    // Released while someone else holds it: theirs is kept.
+    ensure_lease(&db, &client).unwrap();
+    let theirs = foreign(now_ms() + 60_000);
+    plant(&client, &theirs);
+    release(&mut entry(&db, &client).lock());
+    assert_eq!(stored(&client), theirs);
+}
+
+#[test]
+fn lineage_refuses_a_foreign_non_empty_replica() {
+    let (dir, db, client) = setup();
+    let url = client.describe();
+    let fresh = State::default();
+    // Empty replica: a new lineage may start.
+    check_lineage(&db, client.as_ref(), &fresh).unwrap();
+    let src = dir.path().join("x.ltx");
+    std::fs::write(&src, b"x").unwrap();
+    client.put(0, 1, 7, &src, 0).unwrap();
+    let err = check_lineage(&db, client.as_ref(), &fresh).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(err, FenceError::ForeignReplica { txid: 7, .. }),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&url) && msg.contains(&db.display().to_string()),
+        "{msg}"
+    );
+    assert!(msg.contains("litestream restore"), "says what to do: {msg}");
+    // A position in another replica does not count.
+    let elsewhere = State {
+        txid: 9,
+        replica: "file:///other".into(),
+        ..State::default()
+    };
+    assert!(check_lineage(&db, client.as_ref(), &elsewhere).is_err());
+    // A position in this replica does.
+    let ours = State {
+        txid: 3,
+        replica: url,
+        ..State::default()
+    };
+    check_lineage(&db, client.as_ref(), &ours).unwrap();
+}
