@@ -321,7 +321,7 @@ fn record_failure(db: &Database, e: &SyncError) -> Duration {
 pub fn sync_database(db: &Database) -> Result<(), SyncError> {
     let started = Instant::now();
     let mut st = db.sync_state.lock();
-    if !crate::fencing::permits(db, &st.state) {
+    if !crate::fencing::gate(db, &st.state)? {
         return Ok(()); // stays staged; the compactor's fence poll calls us back when cleared
     }
     if !st.reconciled {

@@ -83,7 +83,11 @@ fn sync_restores_once_then_resumes_with_only_new_files() {
         write_primary(&st, "INSERT INTO t(v) VALUES (randomblob(5000));");
     }
     let files = list_ltx(&st.replica);
-    let new_files = files.iter().filter(|f| f.min > first_max).count();
+    // L0 files only: the compactor may also have merged them into an L1 file by now.
+    let new_files = files
+        .iter()
+        .filter(|f| f.level == 0 && f.min > first_max)
+        .count();
     assert!(new_files >= 2, "{}", describe(&files));
     let out = ours_debug(&["read-replica", "sync", "-config", &cfg, "reporting"]).ok();
     assert_eq!(
@@ -101,9 +105,11 @@ fn sync_restores_once_then_resumes_with_only_new_files() {
         "a full restore ran again: {out}"
     );
     let fetched = out.stderr.matches("fetched ltx file").count();
-    assert_eq!(
-        fetched, new_files,
-        "resuming downloads exactly the new files (one request each): {out}"
+    // One request per file, and no more files than the new L0 ones (fewer when a compacted
+    // file covers them): nothing older than the recorded TXID is downloaded again.
+    assert!(
+        (1..=new_files).contains(&fetched),
+        "resuming downloads only new files (one request each), {fetched} for {new_files}: {out}"
     );
     assert_same_dump(&st.ro, &st.db, "replica after resume");
 

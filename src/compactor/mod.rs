@@ -156,8 +156,15 @@ pub fn run_due(db: &Database, schedule: &mut Schedule, settings: &Settings, now:
     if due.is_empty() {
         return;
     }
-    if !crate::fencing::permits_db(db) {
-        return; // not the replica's writer (logged by the fence)
+    let state = db.sync_state.lock().state.clone();
+    match crate::fencing::gate(db, &state) {
+        Ok(true) => {}
+        Ok(false) => return, // not the replica's writer (logged by the fence)
+        Err(e) => {
+            // The store is unreachable: the uploader reports it as its sync error.
+            tracing::debug!(db = %db.path.display(), error = %e, "compaction skipped: cannot check the writer lease");
+            return;
+        }
     }
     let fenced = fenced::Fenced {
         db: &db.path,

@@ -171,8 +171,24 @@ impl FenceError {
 
 /// [`check`], logging a refusal once (until it changes or clears) and remembering it for
 /// [`poll`]. The uploader skips a sync when this is false: what is captured stays staged.
+/// A store that cannot be reached counts as "not now" without a refusal being logged (the
+/// uploader reports that as its sync error).
 pub fn permits(db: &Database, state: &State) -> bool {
-    let result = check(db, state);
+    gate(db, state).unwrap_or(false)
+}
+
+/// The uploader's gate: `Ok(true)` to write, `Ok(false)` when a fencing rule refuses (logged
+/// once, see [`permits`]), and `Err` when the check itself could not reach the store. That is
+/// an ordinary sync failure (the store is down, not another writer present): the uploader
+/// reports it as the last error and retries with its backoff, as for a failed upload.
+pub fn gate(db: &Database, state: &State) -> Result<bool, ReplicaError> {
+    match check(db, state) {
+        Err(FenceError::Lease { source, .. }) => Err(source),
+        other => Ok(refuse_or_permit(db, other)),
+    }
+}
+
+fn refuse_or_permit(db: &Database, result: Result<(), FenceError>) -> bool {
     let e = entry(&db.path, &db.client);
     let mut l = e.lock();
     match result {
