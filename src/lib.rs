@@ -6,6 +6,7 @@
 //! - [`database`], [`capture`], [`staging`], [`uploader`]: the write path of one managed database.
 //! - [`restore`]: plan + apply, shared by the CLI and restore-on-open.
 //! - [`ltx`], [`wal`]: pure codecs. [`replica`]: storage backends. [`config`]: `litestream.yml`.
+//! - [`replicate_all`], [`validate`]: test modes (replicate every database; check each capture).
 
 pub mod capture;
 pub mod cli;
@@ -16,6 +17,7 @@ pub mod logging;
 pub mod ltx;
 pub mod registry;
 pub mod replica;
+pub mod replicate_all;
 pub mod restore;
 pub mod staging;
 pub mod uploader;

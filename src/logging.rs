@@ -1,4 +1,4 @@
-//! Process-wide `tracing` output to stderr, configured by `logging:` in `litestream.yml`
+//! Process-wide `tracing` output to stderr (or `$LITESTREAM_LOG_FILE`), configured by `logging:` in `litestream.yml`
 //! (`level`, `type: text|json`) and the `LOG_LEVEL` environment variable, which wins.
 //!
 //! Installing is idempotent and never panics: when the host process (or an earlier call)
@@ -7,6 +7,7 @@ use std::io::IsTerminal;
 use std::sync::Once;
 
 use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 use crate::config::{normalize_level, LogFormat, LoggingConfig};
 
@@ -43,16 +44,33 @@ pub fn effective_level(cfg: &LoggingConfig, env: Option<&str>) -> LevelFilter {
     }
 }
 
+/// Environment variable naming a file that receives the log lines instead of stderr (appended).
+/// For hosts whose stderr is part of their behaviour, such as SQLite's test suite, where a
+/// child process writing to stderr fails the parent's `exec`.
+pub const LOG_FILE_ENV: &str = "LITESTREAM_LOG_FILE";
+
 fn install(level: LevelFilter, format: LogFormat) {
+    let file = std::env::var_os(LOG_FILE_ENV)
+        .filter(|v| !v.is_empty())
+        .and_then(|p| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .ok()
+        });
+    let ansi = file.is_none() && std::io::stderr().is_terminal();
+    let writer = match file {
+        Some(f) => BoxMakeWriter::new(std::sync::Arc::new(f)),
+        None => BoxMakeWriter::new(std::io::stderr),
+    };
     let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_max_level(level);
     // An error means a global subscriber exists already: keep it.
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init(),
+        LogFormat::Text => builder.with_ansi(ansi).try_init(),
     };
 }
 
