@@ -359,6 +359,15 @@ impl CaptureState {
     }
 }
 
+/// True when a frame header carries salts that are neither this generation's nor zero (the
+/// form SQLite writes while it defers checksums): the frame is left over from an older
+/// generation.
+fn foreign_salts(header: &WalHeader, fh_bytes: &[u8; 24]) -> bool {
+    let fh = FrameHeader::parse(fh_bytes);
+    let salts = (fh.salt1, fh.salt2);
+    salts != (0, 0) && salts != (header.salt1, header.salt2)
+}
+
 fn pos_at(header: &WalHeader, offset: u64, checksum: Checksum) -> WalPos {
     WalPos {
         salt1: header.salt1,
@@ -405,8 +414,11 @@ fn scan_frames(
             let verified = header.verify_frame(ck, fh_bytes, page);
             let next = match (verified, trusted) {
                 (Some(c), _) => Some(c),
-                (None, true) => Some(ck), // committed per the wal-index; chain rewritten later
-                (None, false) => None,
+                // Committed per the wal-index; chain rewritten later. A frame carrying another
+                // generation's salts is not this generation's data: the committed frame is not
+                // in the file yet (a VFS stacked above ours still buffers it).
+                (None, true) if !foreign_salts(header, fh_bytes) => Some(ck),
+                (None, _) => None,
             };
             let Some(next) = next else {
                 let fh = FrameHeader::parse(fh_bytes);

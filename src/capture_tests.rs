@@ -222,3 +222,47 @@ fn stops_at_broken_checksum_chain() {
         .unwrap();
     assert_eq!(c.txns, 0);
 }
+
+/// A wal-index mark can count frames the file does not hold yet: with SQLite's crash-test VFS
+/// stacked above ours, writes reach our file only at the next sync, and until then the file
+/// holds an older generation's frames at those offsets (walcrash-6 in SQLite's suite). They
+/// must not be staged as committed data; the capture stops before them and takes the real
+/// frames at a later commit.
+#[test]
+fn trusted_mark_never_takes_an_older_generations_frames() {
+    let (_d, meta, mut seg) = setup();
+    let db = Mem(vec![0x11; 512 * 2]);
+    let mut old = WalBuilder::new(512, 1, 2);
+    old.frame(1, 2, 0x01).frame(2, 2, 0x02);
+    let mut new = WalBuilder::new(512, 2, 7);
+    new.frame(1, 2, 0xaa);
+    // The file: the new header and first frame, then the old generation's frame 2.
+    let mut bytes = new.bytes.clone();
+    bytes.extend_from_slice(&old.bytes[32 + 536..]);
+    let mark = WalIndexMark {
+        max_frame: 2,
+        salt1: 2,
+        salt2: 7,
+    };
+    let mut st = CaptureState::default();
+    let c = st
+        .capture(&Mem(bytes), &db, &mut seg, 1, true, Some(mark))
+        .unwrap();
+    assert_eq!((c.txns, c.full), (1, true));
+    assert_eq!(
+        st.pos.map(|p| p.offset),
+        Some(32 + 536),
+        "stops before the stale frame"
+    );
+    // The real frame 2 arrives: captured incrementally.
+    new.frame(2, 2, 0xbb);
+    let c = st
+        .capture(&Mem(new.bytes.clone()), &db, &mut seg, 2, true, Some(mark))
+        .unwrap();
+    assert_eq!((c.txns, c.full), (1, false));
+    drop(seg);
+    assert_eq!(
+        pages_and_commits(&records(&meta, 1)),
+        ["P1", "P2", "C2F", "P2", "C2"]
+    );
+}

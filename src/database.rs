@@ -34,6 +34,8 @@ struct Inner {
     open_handles: usize,
     /// Replication stopped for this database (the reason is in the log and the status).
     disabled: Option<String>,
+    /// Validation mode (`LITESTREAM_VALIDATE=1`): checks each capture against the database.
+    validator: Option<crate::validate::Validator>,
 }
 
 pub struct Database {
@@ -138,6 +140,7 @@ impl Database {
                 wal_file: None,
                 open_handles: 0,
                 disabled: None,
+                validator: crate::validate::enabled().then(crate::validate::Validator::new),
             }),
             sync_state: Mutex::new(crate::uploader::SyncState::new(state)),
             dirty: AtomicBool::new(!segments.is_empty()),
@@ -241,6 +244,12 @@ impl Database {
         if inner.db_file.is_none() {
             inner.db_file = Some(File::open(&self.path).map_err(io(&self.path))?);
         }
+        if inner.capture.closed.is_some() && fingerprint(&self.path) != inner.capture.closed {
+            // The next generation continues the closed one only over the very same file.
+            inner.capture.require_full(
+                "database file changed since its WAL generation ended (replaced, or written by another process)",
+            );
+        }
         let wal_path = wal_path(&self.path);
         let wal_meta = match std::fs::metadata(&wal_path) {
             Ok(m) => Some(m),
@@ -269,6 +278,15 @@ impl Database {
         let captured = inner
             .capture
             .capture(wal, db, seg, now_ms(), allow_full, mark)?;
+        if let Some(v) = inner.validator.as_mut() {
+            use crate::validate::Committed;
+            let at_commit = allow_full && inner.capture.need_full.is_none();
+            let committed = mark
+                .map(Committed::Mark)
+                .or(inner.capture.pos.map(Committed::Pos));
+            let committed = committed.filter(|_| at_commit);
+            crate::validate::after_capture(v, &self.path, &self.meta, seg, committed, wal, db);
+        }
         tracing::debug!(db = %self.path.display(), allow_full, close_generation, txns = captured.txns, pages = captured.pages, full = captured.full, pos = ?inner.capture.pos.map(|p| (p.salt1, p.offset)), "capture");
         if close_generation {
             self.close_generation(inner)?;
@@ -349,3 +367,7 @@ impl Database {
         self.inner.lock().capture.require_full(reason);
     }
 }
+
+#[cfg(test)]
+#[path = "database_tests.rs"]
+mod tests;

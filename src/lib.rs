@@ -21,6 +21,7 @@ pub mod replicate_all;
 pub mod restore;
 pub mod staging;
 pub mod uploader;
+pub mod validate;
 pub mod vfs;
 pub mod wal;
 

@@ -130,6 +130,9 @@ mod tests {
         assert!(name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)));
-        assert_ne!(db_dir_name(Path::new("/a/test.db")), db_dir_name(Path::new("/b/test.db")));
+        assert_ne!(
+            db_dir_name(Path::new("/a/test.db")),
+            db_dir_name(Path::new("/b/test.db"))
+        );
     }
 }
