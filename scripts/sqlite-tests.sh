@@ -168,7 +168,7 @@ run_one() { # config file
     mkdir -p "${dir}/replicated"
     (cd "${dir}/cwd" && env LITESTREAM_TEST_EXT="${RUN}/liblitestream.so" LITESTREAM_TEST_STRICT=1 \
       LITESTREAM_REPLICATE_ALL="${dir}/replicated" LITESTREAM_VALIDATE=1 \
-      LITESTREAM_LOG_FILE="${dir}/litestream.log" \
+      LITESTREAM_LOG_FILE="${dir}/litestream.log" LOG_LEVEL=info \
       timeout -k 10 "${TIMEOUT}" "${fixture}" "${SRC}/test/${name}.test") >"${dir}/out.txt" 2>&1
   else
     (cd "${dir}/cwd" && timeout -k 10 "${TIMEOUT}" "${fixture}" "${SRC}/test/${name}.test") \
@@ -353,20 +353,26 @@ for name in ours:
         ltx += int(a); dbs += int(d)
     except (OSError, ValueError):
         pass
-logs_err = 0
+logs_err, logs_warn, val = 0, 0, [0, 0, 0]
 for name in ours:
     try:
         for line in open(os.path.join(ours_dir, name, "litestream.log"), errors="replace"):
-            if " ERROR " in line or "validation" in line and "mismatch" in line:
+            if " ERROR " in line:
                 logs_err += 1
-    except OSError:
+            elif "sync failed" in line or "capture failed" in line:
+                logs_warn += 1
+            elif "validation summary" in line:
+                for i, key in enumerate(("checks=", "pages=", "skipped=")):
+                    val[i] += int(line.split(key)[1].split()[0])
+    except (OSError, ValueError, IndexError):
         pass
 print()
 print("stock:      %d/%d files clean, %d failing cases out of %d (all files)" % bf)
 print("stock:      %d/%d files clean, %d failing cases out of %d (files run through litestream)" % bc)
 print("litestream: %d/%d files clean, %d failing cases out of %d (%s s wall)" % (of + (secs,)))
-print("replication: %d databases replicated, %d LTX files written, %d error lines in litestream.log files"
-      % (dbs, ltx, logs_err))
+print("replication: %d databases, %d LTX files; litestream.log: %d errors, %d failed syncs/captures"
+      % (dbs, ltx, logs_err, logs_warn))
+print("validation: %d commits compared with SQLite's view (%d pages), %d skipped" % tuple(val))
 if regressions:
     print("FAILED: failing through litestream but not in stock: " + " ".join(regressions))
     print("outputs: %s/<file>/out.txt and litestream.log" % ours_dir)

@@ -3,7 +3,7 @@
 //!
 //! Installing is idempotent and never panics: when the host process (or an earlier call)
 //! already set a global subscriber, ours is simply not installed.
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::sync::Once;
 
 use tracing_subscriber::filter::LevelFilter;
@@ -49,6 +49,42 @@ pub fn effective_level(cfg: &LoggingConfig, env: Option<&str>) -> LevelFilter {
 /// child process writing to stderr fails the parent's `exec`.
 pub const LOG_FILE_ENV: &str = "LITESTREAM_LOG_FILE";
 
+/// The log file shared by many processes: each line is prefixed with the process id and
+/// written with one `write` (the file is opened for appending, so lines do not interleave).
+struct PidLines(std::fs::File);
+
+struct PidLine<'a> {
+    file: &'a std::fs::File,
+    buf: Vec<u8>,
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for PidLines {
+    type Writer = PidLine<'a>;
+    fn make_writer(&'a self) -> PidLine<'a> {
+        PidLine {
+            file: &self.0,
+            buf: format!("pid={} ", std::process::id()).into_bytes(),
+        }
+    }
+}
+
+impl std::io::Write for PidLine<'_> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for PidLine<'_> {
+    fn drop(&mut self) {
+        // Logging must never fail the host: a failed write loses the line.
+        let _ = (&*self.file).write_all(&self.buf);
+    }
+}
+
 fn install(level: LevelFilter, format: LogFormat) {
     let file = std::env::var_os(LOG_FILE_ENV)
         .filter(|v| !v.is_empty())
@@ -61,7 +97,7 @@ fn install(level: LevelFilter, format: LogFormat) {
         });
     let ansi = file.is_none() && std::io::stderr().is_terminal();
     let writer = match file {
-        Some(f) => BoxMakeWriter::new(std::sync::Arc::new(f)),
+        Some(f) => BoxMakeWriter::new(PidLines(f)),
         None => BoxMakeWriter::new(std::io::stderr),
     };
     let builder = tracing_subscriber::fmt()
@@ -107,6 +143,26 @@ mod tests {
                 "{conf:?} {env:?}"
             );
         }
+    }
+
+    #[test]
+    fn log_file_lines_carry_the_pid() {
+        use tracing_subscriber::fmt::MakeWriter;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let open = || {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .unwrap()
+        };
+        let w = PidLines(open());
+        write!(w.make_writer(), "one\n").unwrap();
+        write!(PidLines(open()).make_writer(), "two\n").unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let pid = std::process::id();
+        assert_eq!(text, format!("pid={pid} one\npid={pid} two\n"));
     }
 
     #[test]

@@ -138,6 +138,7 @@ extern "C" fn flush_at_exit() {
                 "exit: not everything reached the replica; it stays staged for the next run"
             );
         }
+        crate::validate::log_summary();
     });
 }
 

@@ -20,6 +20,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use thiserror::Error;
@@ -394,12 +395,35 @@ pub fn after_capture(
             None => Ok(Outcome::Skipped),
         });
     match result {
-        Ok(outcome) => tracing::trace!(db = %db_path.display(), ?outcome, "validated"),
+        Ok(outcome) => {
+            match outcome {
+                Outcome::Checked { pages } => {
+                    TOTALS[0].fetch_add(1, Ordering::Relaxed);
+                    TOTALS[1].fetch_add(u64::from(pages), Ordering::Relaxed);
+                }
+                Outcome::Skipped if committed.is_some() => {
+                    TOTALS[2].fetch_add(1, Ordering::Relaxed);
+                }
+                Outcome::Skipped => {}
+            }
+            tracing::trace!(db = %db_path.display(), ?outcome, "validated");
+        }
         Err(e @ ValidateError::Mismatch(_)) if v.record_only => {
             v.mismatch.get_or_insert(e.to_string());
         }
         Err(e @ ValidateError::Mismatch(_)) => abort_on_mismatch(db_path, &e),
         Err(e) => tracing::error!(db = %db_path.display(), error = %e, "validation could not run"),
+    }
+}
+
+/// Commit points compared, pages compared and checks skipped in this process.
+static TOTALS: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+
+/// Logs this process's totals (at exit), when validation is on.
+pub fn log_summary() {
+    if enabled() {
+        let [checks, pages, skipped] = TOTALS.each_ref().map(|t| t.load(Ordering::Relaxed));
+        tracing::info!(checks, pages, skipped, "validation summary");
     }
 }
 
