@@ -162,6 +162,9 @@ impl Database {
             let mut inner = self.inner.lock();
             inner.open_handles = inner.open_handles.saturating_sub(1);
             if inner.open_handles == 0 {
+                if let Some(v) = inner.validator.as_mut() {
+                    crate::validate::log_summary(v, &self.path);
+                }
                 inner.db_file = None;
                 inner.wal_file = None;
                 inner.segment = None;
@@ -259,6 +262,10 @@ impl Database {
         let Some(wal_meta) = wal_meta else {
             if close_generation {
                 self.close_generation(inner)?;
+            } else {
+                inner
+                    .capture
+                    .lost_generation("the WAL was deleted by another process");
             }
             return Ok(0);
         };
@@ -278,16 +285,18 @@ impl Database {
         let captured = inner
             .capture
             .capture(wal, db, seg, now_ms(), allow_full, mark)?;
+        tracing::debug!(db = %self.path.display(), allow_full, close_generation, txns = captured.txns, pages = captured.pages, full = captured.full, pos = ?inner.capture.pos.map(|p| (p.salt1, p.offset)), ?mark, "capture");
         if let Some(v) = inner.validator.as_mut() {
             use crate::validate::Committed;
             let at_commit = allow_full && inner.capture.need_full.is_none();
-            let committed = mark
-                .map(Committed::Mark)
-                .or(inner.capture.pos.map(Committed::Pos));
+            let pos = inner.capture.pos;
+            let committed = match mark {
+                Some(m) => Some(Committed::Mark(m, pos)),
+                None => pos.map(Committed::Pos),
+            };
             let committed = committed.filter(|_| at_commit);
             crate::validate::after_capture(v, &self.path, &self.meta, seg, committed, wal, db);
         }
-        tracing::debug!(db = %self.path.display(), allow_full, close_generation, txns = captured.txns, pages = captured.pages, full = captured.full, pos = ?inner.capture.pos.map(|p| (p.salt1, p.offset)), "capture");
         if close_generation {
             self.close_generation(inner)?;
         }

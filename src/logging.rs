@@ -158,8 +158,8 @@ mod tests {
                 .unwrap()
         };
         let w = PidLines(open());
-        write!(w.make_writer(), "one\n").unwrap();
-        write!(PidLines(open()).make_writer(), "two\n").unwrap();
+        writeln!(w.make_writer(), "one").unwrap();
+        writeln!(PidLines(open()).make_writer(), "two").unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let pid = std::process::id();
         assert_eq!(text, format!("pid={pid} one\npid={pid} two\n"));

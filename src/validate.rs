@@ -20,7 +20,6 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use thiserror::Error;
@@ -32,6 +31,11 @@ use crate::wal::{FrameHeader, WalHeader, FRAME_HEADER_SIZE, WAL_HEADER_SIZE};
 
 /// The environment variable that turns validation on (`1`).
 pub const ENV: &str = "LITESTREAM_VALIDATE";
+
+/// Consecutive commit points at which the capture may stay behind the wal-index mark before
+/// that counts as a capture bug: frames buffered by a VFS above ours reach the file at the
+/// next sync, i.e. within a commit or two.
+const MAX_BEHIND: u32 = 100;
 
 /// Pages compared at each check besides the changed ones: databases up to this many pages
 /// (4 MiB at 4 KiB pages, every database of SQLite's WAL tests but a few) are compared whole
@@ -64,8 +68,9 @@ pub enum ValidateError {
 /// Where SQLite says the committed part of the WAL ends.
 #[derive(Debug, Clone, Copy)]
 pub enum Committed {
-    /// The wal-index header (normal locking mode): SQLite's own word.
-    Mark(WalIndexMark),
+    /// The wal-index header (normal locking mode): SQLite's own word; with the capture's
+    /// position, which may legitimately stay behind it for a while (see [`MAX_BEHIND`]).
+    Mark(WalIndexMark, Option<WalPos>),
     /// Exclusive locking mode has no shared wal-index: the capture's position is used.
     Pos(WalPos),
 }
@@ -99,8 +104,15 @@ pub struct Validator {
     frames: HashMap<u32, u32>,
     /// Start of the next rotating window.
     cursor: u32,
-    /// Commit points compared so far.
+    /// Commit points at which the capture was behind the mark, and how many in a row now.
+    pub behind: u64,
+    behind_streak: u32,
+    /// Commit points compared, pages compared, and commit points skipped so far.
     pub checks: u64,
+    pub pages: u64,
+    pub skipped: u64,
+    /// The totals at the last [`log_summary`].
+    reported: (u64, u64, u64, u64),
     /// Record mismatches in `mismatch` instead of aborting (unit tests of the capture path).
     record_only: bool,
     /// The first mismatch seen in `record_only` mode.
@@ -228,11 +240,11 @@ impl Validator {
         let mut hbuf = [0u8; WAL_HEADER_SIZE as usize];
         read_exact_or_zero(wal, &mut hbuf, 0, "WAL header")?;
         let header = WalHeader::parse(&hbuf).ok();
-        let (salts, max_frame) = match (committed, header) {
-            (Committed::Mark(m), Some(h)) if (m.salt1, m.salt2) == (h.salt1, h.salt2) => {
+        let (salts, mut max_frame) = match (committed, header) {
+            (Committed::Mark(m, _), Some(h)) if (m.salt1, m.salt2) == (h.salt1, h.salt2) => {
                 ((m.salt1, m.salt2), m.max_frame)
             }
-            (Committed::Mark(m), _) if m.max_frame == 0 => ((m.salt1, m.salt2), 0),
+            (Committed::Mark(m, _), _) if m.max_frame == 0 => ((m.salt1, m.salt2), 0),
             (Committed::Pos(p), Some(h)) if (p.salt1, p.salt2) == (h.salt1, h.salt2) => {
                 let frames = p.offset.saturating_sub(WAL_HEADER_SIZE) / h.frame_size();
                 ((p.salt1, p.salt2), frames as u32)
@@ -240,6 +252,29 @@ impl Validator {
             // The WAL on disk is not the generation SQLite committed in: nothing to compare.
             _ => return Ok(Outcome::Skipped),
         };
+        // The capture may stop short of the mark while committed frames are not complete in
+        // the file (a VFS above ours buffers them); compare what it took, and insist that it
+        // catches up.
+        if let (Committed::Mark(_, Some(p)), Some(h)) = (committed, header) {
+            let taken = if (p.salt1, p.salt2) == salts {
+                (p.offset.saturating_sub(WAL_HEADER_SIZE) / h.frame_size()) as u32
+            } else {
+                0 // nothing of this generation yet; the previous one is in the database file
+            };
+            if taken < max_frame {
+                self.behind += 1;
+                self.behind_streak += 1;
+                if self.behind_streak > MAX_BEHIND {
+                    return Err(ValidateError::Mismatch(format!(
+                        "the capture stayed behind SQLite's commit mark for {MAX_BEHIND} \
+                         commits (at frame {taken} of {max_frame})"
+                    )));
+                }
+                max_frame = taken;
+            } else {
+                self.behind_streak = 0;
+            }
+        }
         let page_size = match (max_frame, header) {
             (0, _) | (_, None) => self.page_size,
             (_, Some(h)) => h.page_size,
@@ -365,7 +400,14 @@ impl Validator {
                 }
                 Some(&h) if h != hash(&page) => {
                     return Err(ValidateError::Mismatch(format!(
-                        "page {pgno} of {db_size}: staged content differs from the {source}"
+                        "page {pgno} of {db_size}: staged content differs from the {source} \
+                         (WAL salts {:08x}/{:08x}, {max_frame} committed frames{})",
+                        salts.0,
+                        salts.1,
+                        self.frames
+                            .get(&pgno)
+                            .map(|i| format!(", page in frame {i}"))
+                            .unwrap_or_default()
                     )))
                 }
                 Some(_) => pages += 1,
@@ -397,13 +439,8 @@ pub fn after_capture(
     match result {
         Ok(outcome) => {
             match outcome {
-                Outcome::Checked { pages } => {
-                    TOTALS[0].fetch_add(1, Ordering::Relaxed);
-                    TOTALS[1].fetch_add(u64::from(pages), Ordering::Relaxed);
-                }
-                Outcome::Skipped if committed.is_some() => {
-                    TOTALS[2].fetch_add(1, Ordering::Relaxed);
-                }
+                Outcome::Checked { pages } => v.pages += u64::from(pages),
+                Outcome::Skipped if committed.is_some() => v.skipped += 1,
                 Outcome::Skipped => {}
             }
             tracing::trace!(db = %db_path.display(), ?outcome, "validated");
@@ -416,14 +453,18 @@ pub fn after_capture(
     }
 }
 
-/// Commit points compared, pages compared and checks skipped in this process.
-static TOTALS: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
-
-/// Logs this process's totals (at exit), when validation is on.
-pub fn log_summary() {
-    if enabled() {
-        let [checks, pages, skipped] = TOTALS.each_ref().map(|t| t.load(Ordering::Relaxed));
-        tracing::info!(checks, pages, skipped, "validation summary");
+/// Logs what was compared since the last summary (when the last connection of the database
+/// in this process closes; not at exit, where the logger may already be torn down).
+pub fn log_summary(v: &mut Validator, db: &Path) {
+    let (checks, pages, skipped, behind) = (
+        v.checks - v.reported.0,
+        v.pages - v.reported.1,
+        v.skipped - v.reported.2,
+        v.behind - v.reported.3,
+    );
+    v.reported = (v.checks, v.pages, v.skipped, v.behind);
+    if checks + skipped > 0 {
+        tracing::info!(db = %db.display(), checks, pages, skipped, behind, "validation summary");
     }
 }
 

@@ -36,11 +36,14 @@ fn setup() -> (tempfile::TempDir, MetaDir, SegmentWriter) {
 }
 
 fn mark(w: &WalBuilder, max_frame: u32) -> Committed {
-    Committed::Mark(WalIndexMark {
-        max_frame,
-        salt1: w.header.salt1,
-        salt2: w.header.salt2,
-    })
+    Committed::Mark(
+        WalIndexMark {
+            max_frame,
+            salt1: w.header.salt1,
+            salt2: w.header.salt2,
+        },
+        None,
+    )
 }
 
 /// Captures what `wal` holds up to `frames`, then validates; returns the outcome.
@@ -230,11 +233,14 @@ fn unanchored_and_unwritten_frames_are_skipped() {
     assert_eq!(v.check(mark(&w, 2), &wal, &db).unwrap(), Outcome::Skipped);
     // A WAL of another generation than the mark: skipped too.
     let other = WalBuilder::new(PS, 7, 8);
-    let m = Committed::Mark(WalIndexMark {
-        max_frame: 1,
-        salt1: 1,
-        salt2: 2,
-    });
+    let m = Committed::Mark(
+        WalIndexMark {
+            max_frame: 1,
+            salt1: 1,
+            salt2: 2,
+        },
+        None,
+    );
     assert_eq!(
         v.check(m, &Mem(other.bytes.clone()), &db).unwrap(),
         Outcome::Skipped
@@ -327,4 +333,39 @@ fn committed_frames_not_in_the_file_are_skipped() {
     new.frame(2, 2, 0xbb);
     let out = capture_and_check(&mut st, &mut v, &meta, &mut seg, &new, 2, &db).unwrap();
     assert_eq!(out, Outcome::Checked { pages: 2 });
+}
+
+/// A capture that stops short of the wal-index mark (a torn committed frame, walcrash.test 6)
+/// is compared up to where it stopped; staying behind for good is reported.
+#[test]
+fn capture_behind_the_mark_is_compared_where_it_stopped_and_must_catch_up() {
+    let (_d, meta, mut seg) = setup();
+    let db = Mem(vec![0x11; PS as usize * 2]);
+    let mut w = WalBuilder::new(PS, 5, 6);
+    w.frame(1, 2, 0xaa).frame(1, 2, 0xaa);
+    let mut torn = w.bytes.clone();
+    let end = torn.len();
+    torn[end - 100..].fill(0x77);
+    let m = WalIndexMark {
+        max_frame: 2,
+        salt1: 5,
+        salt2: 6,
+    };
+    let mut st = CaptureState::default();
+    st.capture(&Mem(torn.clone()), &db, &mut seg, 1, true, Some(m))
+        .unwrap();
+    let mut v = Validator::new();
+    v.consume(&meta, seg.seq, seg.len()).unwrap();
+    let torn = Mem(torn);
+    let check = |v: &mut Validator| v.check(Committed::Mark(m, st.pos), &torn, &db);
+    assert_eq!(check(&mut v).unwrap(), Outcome::Checked { pages: 2 });
+    assert_eq!(v.behind, 1);
+    for _ in 1..MAX_BEHIND {
+        check(&mut v).unwrap();
+    }
+    let err = check(&mut v).unwrap_err();
+    assert!(
+        matches!(&err, ValidateError::Mismatch(m) if m.contains("behind")),
+        "{err}"
+    );
 }
