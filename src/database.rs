@@ -255,7 +255,8 @@ impl Database {
         }
         let wal_path = wal_path(&self.path);
         let wal_meta = match std::fs::metadata(&wal_path) {
-            Ok(m) => Some(m),
+            Ok(m) if m.is_file() => Some(m),
+            Ok(_) => None, // not a WAL SQLite could use (oserror.test makes it a directory)
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(io(&wal_path)(e)),
         };

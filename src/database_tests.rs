@@ -95,3 +95,17 @@ fn unchanged_database_continues_the_closed_generation() {
     assert!(inner.capture.need_full.is_none());
     assert_eq!(inner.capture.pos.map(|p| p.salt1), Some(2));
 }
+
+/// oserror.test makes `test.db-wal` a directory: SQLite cannot use it, and neither is it a
+/// WAL for us to read (it used to fail every capture with "Is a directory").
+#[test]
+fn a_directory_where_the_wal_belongs_is_no_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("test.db");
+    std::fs::write(&path, page_image(&[0x11])).unwrap();
+    std::fs::create_dir(wal_path(&path)).unwrap();
+    let db = open(dir.path(), &path);
+    let mut guard = db.inner.lock();
+    let captured = db.capture_locked(&mut guard, true, false, None);
+    assert!(matches!(captured, Ok(0)), "{captured:?}");
+}
