@@ -145,6 +145,15 @@ impl CaptureState {
         }
     }
 
+    /// The WAL generation being followed ended without this process closing it (the WAL was
+    /// emptied, deleted or overwritten by someone else): the database file may hold anything
+    /// now, so the next capture stages a full image.
+    pub fn lost_generation(&mut self, reason: &str) {
+        if self.pos.is_some() && self.closed.is_none() {
+            self.require_full(reason);
+        }
+    }
+
     /// Captures every committed transaction in `wal` after the current position.
     /// `allow_full`: whether a full image may be staged now (only at a commit point of a
     /// connection, where the database file is stable); otherwise it is deferred.
@@ -168,6 +177,8 @@ impl CaptureState {
                     .size()
                     .map_err(|source| CaptureError::WalRead { offset: 0, source })?;
                 if wal_size < WAL_HEADER_SIZE {
+                    self.scratch.wal_header = None;
+                    self.lost_generation("the WAL was emptied outside this process's connections");
                     return Ok(Captured::default());
                 }
                 let mut hbuf = [0u8; 32];
@@ -175,14 +186,25 @@ impl CaptureState {
                     .map_err(|source| CaptureError::WalRead { offset: 0, source })?;
                 let Ok(header) = WalHeader::parse(&hbuf) else {
                     self.scratch.wal_header = None;
+                    self.lost_generation(
+                        "the WAL header was overwritten outside this process's connections",
+                    );
                     return Ok(Captured::default());
                 };
                 self.scratch.wal_header = Some(header);
-                // The mark applies only to this WAL generation.
-                let limit = committed
-                    .filter(|m| m.salt1 == header.salt1 && m.salt2 == header.salt2)
-                    .map(|m| WAL_HEADER_SIZE + u64::from(m.max_frame) * header.frame_size())
-                    .map(|end| end.min(wal_size));
+                // The mark applies only to this WAL generation. A mark of another generation
+                // with no frame says SQLite committed nothing in this file yet: its frames (even
+                // a valid checksum chain ending in a commit frame) belong to a commit that
+                // failed, e.g. on an I/O error after the frames were written, and must not be
+                // staged.
+                let limit = match committed {
+                    Some(m) if m.salt1 == header.salt1 && m.salt2 == header.salt2 => Some(
+                        (WAL_HEADER_SIZE + u64::from(m.max_frame) * header.frame_size())
+                            .min(wal_size),
+                    ),
+                    Some(m) if m.max_frame == 0 => Some(WAL_HEADER_SIZE),
+                    _ => None,
+                };
                 (header, wal_size, limit)
             }
         };
@@ -203,6 +225,10 @@ impl CaptureState {
                 Some(_) if !same_generation && self.closed.is_none() => {
                     self.require_full("wal header salt reset by another process")
                 }
+                Some(p) if same_generation && !frame_before_matches(&header, wal, &p)? => self
+                    .require_full(
+                        "the WAL was rewritten under the same salts (replaced by a copy)",
+                    ),
                 Some(_) => {}
             }
         }
@@ -422,6 +448,65 @@ impl CaptureState {
     }
 }
 
+/// True unless the frame that ends at `pos` shows that the WAL is no longer the one `pos` was
+/// taken from: same salts (SQLite's test harness resets its PRNG, and a copied WAL keeps its
+/// salts) but another frame there. A frame still carrying zero salts cannot tell.
+fn frame_before_matches(
+    header: &WalHeader,
+    wal: &dyn ReadAt,
+    pos: &WalPos,
+) -> Result<bool, CaptureError> {
+    let Some(at) = pos.offset.checked_sub(header.frame_size()) else {
+        return Ok(true);
+    };
+    if at < WAL_HEADER_SIZE {
+        return Ok(true);
+    }
+    let mut fh = [0u8; FRAME_HEADER_SIZE as usize];
+    read_full_or_zero(wal, &mut fh, at)
+        .map_err(|source| CaptureError::WalRead { offset: at, source })?;
+    let f = FrameHeader::parse(&fh);
+    Ok(match frame_salts(header, &f) {
+        Salts::Zero => true,
+        Salts::Ours => f.checksum == pos.checksum,
+        Salts::Foreign => false,
+    })
+}
+
+/// Whose salts a frame header carries.
+enum Salts {
+    /// This generation's.
+    Ours,
+    /// Zero: SQLite defers the frame's salts and checksum.
+    Zero,
+    /// Another generation's: the frame is left over from an older one.
+    Foreign,
+}
+
+fn frame_salts(header: &WalHeader, fh: &FrameHeader) -> Salts {
+    match (fh.salt1, fh.salt2) {
+        (0, 0) => Salts::Zero,
+        s if s == (header.salt1, header.salt2) => Salts::Ours,
+        _ => Salts::Foreign,
+    }
+}
+
+/// True when the frame that ends at `offset` carries this generation's salts and `checksum`
+/// as its own: the running checksum there is SQLite's.
+fn chain_known_at(
+    header: &WalHeader,
+    wal: &dyn ReadAt,
+    offset: u64,
+    checksum: Checksum,
+) -> Result<bool, CaptureError> {
+    let at = offset - header.frame_size();
+    let mut fh = [0u8; FRAME_HEADER_SIZE as usize];
+    read_full_or_zero(wal, &mut fh, at)
+        .map_err(|source| CaptureError::WalRead { offset: at, source })?;
+    let fh = FrameHeader::parse(&fh);
+    Ok(matches!(frame_salts(header, &fh), Salts::Ours) && fh.checksum == checksum)
+}
+
 fn pos_at(header: &WalHeader, offset: u64, checksum: Checksum) -> WalPos {
     WalPos {
         salt1: header.salt1,
@@ -438,7 +523,11 @@ fn pos_at(header: &WalHeader, offset: u64, checksum: Checksum) -> WalPos {
 /// With `limit` (the end of the frames the wal-index says are committed), frames before it are
 /// taken as SQLite itself takes them: a committed frame may still carry zero salts and
 /// checksums (SQLite defers rewriting them, e.g. after `ROLLBACK TO` a spilled savepoint), so
-/// only the checksum chain *past* the limit decides, and the scan ends at the limit.
+/// only the checksum chain *past* the limit decides, and the scan ends at the limit. Even then
+/// a frame is not taken when the file does not hold its committed content yet (a VFS stacked
+/// above ours, like SQLite's crash-test VFS, may still buffer part of it): another
+/// generation's salts, or this generation's salts with a checksum that does not continue a
+/// chain known to be SQLite's own.
 /// `buf`: reused read buffer (at most [`SCAN_CHUNK_BYTES`]).
 #[allow(clippy::too_many_arguments)]
 fn scan_frames(
@@ -457,6 +546,9 @@ fn scan_frames(
     let frames_per_chunk = (SCAN_CHUNK_BYTES / frame_size).max(1);
     let mut off = start;
     let mut ck = checksum;
+    // Whether `ck` is SQLite's running checksum (false after frames with deferred checksums).
+    let mut ck_is_sqlites = start < WAL_HEADER_SIZE + frame_size as u64
+        || chain_known_at(header, wal, start, checksum)?;
     while off + frame_size as u64 <= wal_size {
         let n_frames = (((wal_size - off) / frame_size as u64) as usize).min(frames_per_chunk);
         buf.resize(n_frames * frame_size, 0);
@@ -468,13 +560,27 @@ fn scan_frames(
             let fh_bytes: &[u8; 24] = frame[..24].try_into().expect("24-byte frame header");
             let page = &frame[24..];
             let verified = header.verify_frame(ck, fh_bytes, page);
-            let next = match (verified, trusted) {
-                (Some(c), _) => Some(c),
-                (None, true) => Some(ck), // committed per the wal-index; chain rewritten later
-                (None, false) => None,
+            let fh = FrameHeader::parse(fh_bytes);
+            let next = match (verified, trusted, frame_salts(header, &fh)) {
+                (Some(c), _, _) => {
+                    ck_is_sqlites = true;
+                    Some(c)
+                }
+                (None, false, _) | (None, true, Salts::Foreign) => None,
+                // Committed per the wal-index with its checksum deferred.
+                (None, true, Salts::Zero) => {
+                    ck_is_sqlites = false;
+                    Some(ck)
+                }
+                // Our chain broke on deferred frames: continue from SQLite's own checksum.
+                (None, true, Salts::Ours) if !ck_is_sqlites => {
+                    ck_is_sqlites = true;
+                    Some(fh.checksum)
+                }
+                // The chain is SQLite's and the frame does not continue it: torn or unwritten.
+                (None, true, Salts::Ours) => None,
             };
             let Some(next) = next else {
-                let fh = FrameHeader::parse(fh_bytes);
                 tracing::debug!(
                     offset = off,
                     wal_size,
@@ -488,7 +594,7 @@ fn scan_frames(
             };
             ck = next;
             off += frame_size as u64;
-            f(&FrameHeader::parse(fh_bytes), page, off, ck)?;
+            f(&fh, page, off, ck)?;
         }
     }
     Ok(())

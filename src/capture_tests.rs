@@ -283,3 +283,243 @@ fn mark_of_the_known_generation_skips_stat_and_header_read() {
         ["P1", "C1F", "P2", "C2", "P1", "C2"]
     );
 }
+
+/// A wal-index mark can count frames the file does not hold yet: with SQLite's crash-test VFS
+/// stacked above ours, writes reach our file only at the next sync, and until then the file
+/// holds an older generation's frames at those offsets (walcrash-6 in SQLite's suite). They
+/// must not be staged as committed data; the capture stops before them and takes the real
+/// frames at a later commit.
+#[test]
+fn trusted_mark_never_takes_an_older_generations_frames() {
+    let (_d, meta, mut seg) = setup();
+    let db = Mem(vec![0x11; 512 * 2]);
+    let mut old = WalBuilder::new(512, 1, 2);
+    old.frame(1, 2, 0x01).frame(2, 2, 0x02);
+    let mut new = WalBuilder::new(512, 2, 7);
+    new.frame(1, 2, 0xaa);
+    // The file: the new header and first frame, then the old generation's frame 2.
+    let mut bytes = new.bytes.clone();
+    bytes.extend_from_slice(&old.bytes[32 + 536..]);
+    let mark = WalIndexMark {
+        max_frame: 2,
+        salt1: 2,
+        salt2: 7,
+    };
+    let mut st = CaptureState::default();
+    let c = st
+        .capture(&Mem(bytes), &db, &mut seg, 1, true, Some(mark))
+        .unwrap();
+    assert_eq!((c.txns, c.full), (1, true));
+    assert_eq!(
+        st.pos.map(|p| p.offset),
+        Some(32 + 536),
+        "stops before the stale frame"
+    );
+    // The real frame 2 arrives: captured incrementally.
+    new.frame(2, 2, 0xbb);
+    let c = st
+        .capture(&Mem(new.bytes.clone()), &db, &mut seg, 2, true, Some(mark))
+        .unwrap();
+    assert_eq!((c.txns, c.full), (1, false));
+    drop(seg);
+    assert_eq!(
+        pages_and_commits(&records(&meta, 1)),
+        ["P1", "P2", "C2F", "P2", "C2"]
+    );
+}
+
+/// pagerfault.test 17b: an I/O error after the frames of a transaction (commit frame included,
+/// valid checksums) were written to a new WAL fails the commit; SQLite's wal-index still says
+/// nothing is committed. The frames must not be staged, not even as a full image.
+#[test]
+fn frames_of_a_failed_commit_are_not_staged() {
+    let (_d, meta, mut seg) = setup();
+    let db = Mem(vec![0x11; 512 * 3]);
+    let mut w = WalBuilder::new(512, 40, 41);
+    w.frame(2, 0, 0xaa).frame(3, 3, 0xbb);
+    let nothing = WalIndexMark {
+        max_frame: 0,
+        salt1: 7,
+        salt2: 8,
+    };
+    let mut st = CaptureState::default();
+    let c = st
+        .capture(&Mem(w.bytes.clone()), &db, &mut seg, 1, true, Some(nothing))
+        .unwrap();
+    assert_eq!(c, Captured::default());
+    assert_eq!(st.pos, None);
+    // SQLite retries and commits: the wal-index now names this generation.
+    let committed = WalIndexMark {
+        max_frame: 2,
+        salt1: 40,
+        salt2: 41,
+    };
+    let c = st
+        .capture(
+            &Mem(w.bytes.clone()),
+            &db,
+            &mut seg,
+            2,
+            true,
+            Some(committed),
+        )
+        .unwrap();
+    assert_eq!((c.txns, c.full), (1, true));
+    drop(seg);
+    assert_eq!(
+        pages_and_commits(&records(&meta, 1)),
+        ["P1", "P2", "P3", "C3F"]
+    );
+}
+
+/// walro2.test copies a database's WAL over another WAL this process follows; the PRNG reset of
+/// SQLite's test harness gives both the same salts. The copy must not be taken as the
+/// continuation: the frame before the recorded position no longer matches it.
+#[test]
+fn wal_replaced_by_a_copy_with_the_same_salts_gets_a_full_image() {
+    let (_d, meta, mut seg) = setup();
+    let db = Mem(vec![0x11; 512 * 2]);
+    let mut a = WalBuilder::new(512, 5, 6);
+    a.frame(1, 2, 0xaa);
+    let mut st = CaptureState::default();
+    st.capture(&Mem(a.bytes.clone()), &db, &mut seg, 1, true, None)
+        .unwrap();
+    let mut b = WalBuilder::new(512, 5, 6);
+    b.frame(2, 2, 0xbb).frame(1, 2, 0xcc);
+    let c = st
+        .capture(&Mem(b.bytes.clone()), &db, &mut seg, 2, true, None)
+        .unwrap();
+    assert_eq!((c.txns, c.full), (1, true));
+    // The same WAL, grown: incremental.
+    a.frame(2, 2, 0xdd);
+    let mut st = CaptureState::default();
+    let (_d2, _meta2, mut seg2) = setup();
+    st.capture(
+        &Mem(a.bytes[..32 + 536].to_vec()),
+        &db,
+        &mut seg2,
+        1,
+        true,
+        None,
+    )
+    .unwrap();
+    let c = st
+        .capture(&Mem(a.bytes.clone()), &db, &mut seg2, 2, true, None)
+        .unwrap();
+    assert_eq!((c.txns, c.full), (1, false));
+    drop(seg);
+    assert_eq!(
+        pages_and_commits(&records(&meta, 1)),
+        ["P1", "P2", "C2F", "P1", "P2", "C2F"]
+    );
+}
+
+/// After a committed frame with deferred (zero) salts and checksum, our chain no longer matches
+/// SQLite's; the next frame with this generation's salts carries SQLite's running checksum and
+/// resynchronises the chain, so the next capture continues incrementally instead of suspecting
+/// a rewritten WAL.
+#[test]
+fn deferred_checksum_frame_then_chain_resyncs() {
+    let (_d, _meta, mut seg) = setup();
+    let db = Mem(vec![0x11; 512 * 2]);
+    let mut w = WalBuilder::new(512, 5, 6);
+    w.frame(1, 2, 0xaa).frame(2, 2, 0xbb);
+    let mut bytes = w.bytes.clone();
+    bytes[32 + 8..32 + 24].fill(0); // frame 1: salts and checksum deferred
+    let f2_ck = FrameHeader::parse(bytes[32 + 536..32 + 560].try_into().unwrap()).checksum;
+    let mark = |n| WalIndexMark {
+        max_frame: n,
+        salt1: 5,
+        salt2: 6,
+    };
+    let mut st = CaptureState::default();
+    let c = st
+        .capture(&Mem(bytes.clone()), &db, &mut seg, 1, true, Some(mark(2)))
+        .unwrap();
+    assert_eq!((c.txns, c.full), (1, true));
+    assert_eq!(st.pos.map(|p| p.checksum), Some(f2_ck));
+    w.frame(1, 2, 0xcc);
+    bytes.extend_from_slice(&w.bytes[32 + 2 * 536..]);
+    let c = st
+        .capture(&Mem(bytes), &db, &mut seg, 2, true, Some(mark(3)))
+        .unwrap();
+    assert_eq!((c.txns, c.full), (1, false));
+}
+
+/// walcrash.test 6: with the crash-test VFS above ours, the sync at a commit lands in the
+/// middle of the frames SQLite pads the WAL with (copies of the commit frame), so the rest of
+/// that frame reaches our file only at the next sync. The committed frame is not taken torn;
+/// it is taken at the next capture, once complete.
+#[test]
+fn torn_committed_frame_waits_for_its_content() {
+    let (_d, meta, mut seg) = setup();
+    let db = Mem(vec![0x11; 512 * 2]);
+    let mut w = WalBuilder::new(512, 5, 6);
+    w.frame(1, 2, 0xaa).frame(1, 2, 0xaa);
+    let mut torn = w.bytes.clone();
+    let end = torn.len();
+    torn[end - 100..].fill(0x77);
+    let mark = WalIndexMark {
+        max_frame: 2,
+        salt1: 5,
+        salt2: 6,
+    };
+    let mut st = CaptureState::default();
+    let c = st
+        .capture(&Mem(torn), &db, &mut seg, 1, true, Some(mark))
+        .unwrap();
+    assert_eq!((c.txns, c.full), (1, true));
+    assert_eq!(st.pos.map(|p| p.offset), Some(32 + 536));
+    let c = st
+        .capture(&Mem(w.bytes.clone()), &db, &mut seg, 2, true, Some(mark))
+        .unwrap();
+    assert_eq!((c.txns, c.full), (1, false));
+    drop(seg);
+    assert_eq!(
+        pages_and_commits(&records(&meta, 1)),
+        ["P1", "P2", "C2F", "P1", "C2"]
+    );
+}
+
+/// superlock.test 6 swaps two databases and their WALs (in place) under a superlock: the WAL
+/// this process followed is emptied, and the database file holds another database. Nothing
+/// is left to anchor a full image to until the next commit, but the next one must be full.
+#[test]
+fn wal_emptied_behind_our_back_forces_a_full_image() {
+    let (_d, meta, mut seg) = setup();
+    let db = Mem(vec![0x11; 512 * 2]);
+    let mut w = WalBuilder::new(512, 5, 6);
+    w.frame(1, 2, 0xaa);
+    let mut st = CaptureState::default();
+    st.capture(&Mem(w.bytes.clone()), &db, &mut seg, 1, true, None)
+        .unwrap();
+    let c = st
+        .capture(&Mem(vec![]), &db, &mut seg, 2, true, None)
+        .unwrap();
+    assert_eq!(c, Captured::default());
+    assert!(st.need_full.is_some());
+    // A closed generation is not lost: the next one continues it.
+    let mut st2 = CaptureState {
+        closed: Some(DbFingerprint {
+            len: 1024,
+            mtime_ns: 1,
+        }),
+        ..st.clone()
+    };
+    st2.need_full = None;
+    st2.capture(&Mem(vec![]), &db, &mut seg, 2, true, None)
+        .unwrap();
+    assert!(st2.need_full.is_none());
+    // The other database's WAL with other salts: a full image.
+    let mut other = WalBuilder::new(512, 9, 9);
+    other.frame(2, 2, 0xbb);
+    let c = st
+        .capture(&Mem(other.bytes.clone()), &db, &mut seg, 3, true, None)
+        .unwrap();
+    assert_eq!((c.txns, c.full), (1, true));
+    drop(seg);
+    assert_eq!(
+        pages_and_commits(&records(&meta, 1)),
+        ["P1", "P2", "C2F", "P1", "P2", "C2F"]
+    );
+}

@@ -34,6 +34,8 @@ struct Inner {
     open_handles: usize,
     /// Replication stopped for this database (the reason is in the log and the status).
     disabled: Option<String>,
+    /// Validation mode (`LITESTREAM_VALIDATE=1`): checks each capture against the database.
+    validator: Option<crate::validate::Validator>,
 }
 
 pub struct Database {
@@ -159,6 +161,7 @@ impl Database {
                 wal_file: None,
                 open_handles: 0,
                 disabled: None,
+                validator: crate::validate::enabled().then(crate::validate::Validator::new),
             }),
             sync_state: Mutex::new(crate::uploader::SyncState::new(state)),
             dirty: AtomicBool::new(!segments.is_empty()),
@@ -180,6 +183,9 @@ impl Database {
             let mut inner = self.inner.lock();
             inner.open_handles = inner.open_handles.saturating_sub(1);
             if inner.open_handles == 0 {
+                if let Some(v) = inner.validator.as_mut() {
+                    crate::validate::log_summary(v, &self.path);
+                }
                 inner.db_file = None;
                 inner.wal_file = None;
                 inner.segment = None;
@@ -261,6 +267,12 @@ impl Database {
         if inner.db_file.is_none() {
             inner.db_file = Some(File::open(&self.path).map_err(io(&self.path))?);
         }
+        if inner.capture.closed.is_some() && fingerprint(&self.path) != inner.capture.closed {
+            // The next generation continues the closed one only over the very same file.
+            inner.capture.require_full(
+                "database file changed since its WAL generation ended (replaced, or written by another process)",
+            );
+        }
         // At a commit whose wal-index mark matches the WAL header the capture read last from
         // our descriptor, that descriptor is the live WAL (salts change at every restart):
         // skip the identity check.
@@ -268,13 +280,18 @@ impl Database {
         if !known {
             let wal_path = wal_path(&self.path);
             let wal_meta = match std::fs::metadata(&wal_path) {
-                Ok(m) => Some(m),
+                Ok(m) if m.is_file() => Some(m),
+                Ok(_) => None, // not a WAL SQLite could use (oserror.test makes it a directory)
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
                 Err(e) => return Err(io(&wal_path)(e)),
             };
             let Some(wal_meta) = wal_meta else {
                 if close_generation {
                     self.close_generation(inner)?;
+                } else {
+                    inner
+                        .capture
+                        .lost_generation("the WAL was deleted by another process");
                 }
                 return Ok(0);
             };
@@ -296,7 +313,18 @@ impl Database {
         let captured = inner
             .capture
             .capture(wal, db, seg, now_ms(), allow_full, mark)?;
-        tracing::debug!(db = %self.path.display(), allow_full, close_generation, txns = captured.txns, pages = captured.pages, full = captured.full, pos = ?inner.capture.pos.map(|p| (p.salt1, p.offset)), "capture");
+        tracing::debug!(db = %self.path.display(), allow_full, close_generation, txns = captured.txns, pages = captured.pages, full = captured.full, pos = ?inner.capture.pos.map(|p| (p.salt1, p.offset)), ?mark, "capture");
+        if let Some(v) = inner.validator.as_mut() {
+            use crate::validate::Committed;
+            let at_commit = allow_full && inner.capture.need_full.is_none();
+            let pos = inner.capture.pos;
+            let committed = match mark {
+                Some(m) => Some(Committed::Mark(m, pos)),
+                None => pos.map(Committed::Pos),
+            };
+            let committed = committed.filter(|_| at_commit);
+            crate::validate::after_capture(v, &self.path, &self.meta, seg, committed, wal, db);
+        }
         if close_generation {
             self.close_generation(inner)?;
         }
@@ -376,3 +404,7 @@ impl Database {
         self.inner.lock().capture.require_full(reason);
     }
 }
+
+#[cfg(test)]
+#[path = "database_tests.rs"]
+mod tests;

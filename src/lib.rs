@@ -8,6 +8,7 @@
 //!   SQL functions, Prometheus metrics, lag alerts).
 //! - [`restore`]: plan + apply, shared by the CLI and restore-on-open.
 //! - [`ltx`], [`wal`]: pure codecs. [`replica`]: storage backends. [`config`]: `litestream.yml`.
+//! - [`replicate_all`], [`validate`]: test modes (replicate every database; check each capture).
 
 pub mod bootstrap;
 pub mod capture;
@@ -25,11 +26,13 @@ pub mod monitor;
 pub mod progress;
 pub mod registry;
 pub mod replica;
+pub mod replicate_all;
 pub mod restore;
 pub mod sql;
 pub mod staging;
 pub mod status;
 pub mod uploader;
+pub mod validate;
 pub mod vfs;
 pub mod wal;
 

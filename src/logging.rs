@@ -1,12 +1,13 @@
-//! Process-wide `tracing` output to stderr, configured by `logging:` in `litestream.yml`
+//! Process-wide `tracing` output to stderr (or `$LITESTREAM_LOG_FILE`), configured by `logging:` in `litestream.yml`
 //! (`level`, `type: text|json`) and the `LOG_LEVEL` environment variable, which wins.
 //!
 //! Installing is idempotent and never panics: when the host process (or an earlier call)
 //! already set a global subscriber, ours is simply not installed.
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::sync::Once;
 
 use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 use crate::config::{normalize_level, LogFormat, LoggingConfig};
 
@@ -51,17 +52,72 @@ fn targets(level: LevelFilter) -> tracing_subscriber::filter::Targets {
         .with_default(level.min(LevelFilter::WARN))
 }
 
+/// Environment variable naming a file that receives the log lines instead of stderr (appended).
+/// For hosts whose stderr is part of their behaviour, such as SQLite's test suite, where a
+/// child process writing to stderr fails the parent's `exec`.
+pub const LOG_FILE_ENV: &str = "LITESTREAM_LOG_FILE";
+
+/// The log file shared by many processes: each line is prefixed with the process id and
+/// written with one `write` (the file is opened for appending, so lines do not interleave).
+struct PidLines(std::fs::File);
+
+struct PidLine<'a> {
+    file: &'a std::fs::File,
+    buf: Vec<u8>,
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for PidLines {
+    type Writer = PidLine<'a>;
+    fn make_writer(&'a self) -> PidLine<'a> {
+        PidLine {
+            file: &self.0,
+            buf: format!("pid={} ", std::process::id()).into_bytes(),
+        }
+    }
+}
+
+impl std::io::Write for PidLine<'_> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for PidLine<'_> {
+    fn drop(&mut self) {
+        // Logging must never fail the host: a failed write loses the line.
+        let _ = (&*self.file).write_all(&self.buf);
+    }
+}
+
 fn install(level: LevelFilter, format: LogFormat) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
+    let file = std::env::var_os(LOG_FILE_ENV)
+        .filter(|v| !v.is_empty())
+        .and_then(|p| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .ok()
+        });
+    let ansi = file.is_none() && std::io::stderr().is_terminal();
+    let writer = match file {
+        Some(f) => BoxMakeWriter::new(PidLines(f)),
+        None => BoxMakeWriter::new(std::io::stderr),
+    };
     let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_max_level(level);
     // An error means a global subscriber exists already: keep it.
     let _ = match format {
         LogFormat::Json => builder.json().finish().with(targets(level)).try_init(),
         LogFormat::Text => builder
-            .with_ansi(std::io::stderr().is_terminal())
+            .with_ansi(ansi)
             .finish()
             .with(targets(level))
             .try_init(),
@@ -112,6 +168,26 @@ mod tests {
                 "{conf:?} {env:?}"
             );
         }
+    }
+
+    #[test]
+    fn log_file_lines_carry_the_pid() {
+        use tracing_subscriber::fmt::MakeWriter;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let open = || {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .unwrap()
+        };
+        let w = PidLines(open());
+        writeln!(w.make_writer(), "one").unwrap();
+        writeln!(PidLines(open()).make_writer(), "two").unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let pid = std::process::id();
+        assert_eq!(text, format!("pid={pid} one\npid={pid} two\n"));
     }
 
     #[test]

@@ -43,7 +43,10 @@ pub fn open(
         Some(url) => config::from_replica_url(path, url).map_err(|e| e.to_string())?,
         None => match config()?.and_then(|c| c.find_db(path)) {
             Some(c) => c.clone(),
-            None => return Ok(None),
+            None => match crate::replicate_all::db_config(path) {
+                Some(c) => c,
+                None => return Ok(None),
+            },
         },
     };
     let client: std::sync::Arc<dyn crate::replica::ReplicaClient> =

@@ -454,13 +454,27 @@ impl SegmentReader {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Opens `path` and continues reading at byte `offset` (a record boundary a previous
+    /// reader stopped at; see [`SegmentReader::position`]).
+    pub fn open_at(path: &Path, offset: u64) -> Result<SegmentReader, StagingError> {
+        let mut r = SegmentReader::open(path)?;
+        let target = offset.min(r.file_len);
+        if target > r.pos {
+            r.input
+                .seek_relative((target - r.pos) as i64)
+                .map_err(io_err(path))?;
+            r.pos = target;
+        }
+        Ok(r)
     }
 
-    /// Offset just past the last record returned.
+    /// Byte offset of the next record.
     pub fn position(&self) -> u64 {
         self.pos
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// The next record, or `None` at the end or at a torn tail. Page bytes are skipped;

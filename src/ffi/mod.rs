@@ -181,7 +181,8 @@ unsafe extern "C" fn auto_extension_init(
         // SAFETY: `db` is the connection SQLite is opening; the file pointer it returns is
         // valid while the connection is open.
         let managed = unsafe { vfs::main_is_managed(db) };
-        if managed {
+        // Test mode replicates what the application puts in WAL mode; it changes nothing.
+        if managed && !crate::replicate_all::enabled() {
             let sql = c"PRAGMA journal_mode=WAL";
             // SAFETY: `db` is a valid connection and `sql` a NUL-terminated string.
             let rc = unsafe {

@@ -430,7 +430,9 @@ unsafe extern "C" fn f_write(
 unsafe extern "C" fn f_truncate(f: *mut ffi::sqlite3_file, size: ffi::sqlite3_int64) -> c_int {
     guard(ffi::SQLITE_IOERR_TRUNCATE, || {
         // SAFETY: `f` is ours.
-        if unsafe { ls(f) }.kind == KIND_WAL {
+        // Only a truncation to zero ends a generation: `journal_size_limit` trims the file
+        // behind the live frames of the current one.
+        if size == 0 && unsafe { ls(f) }.kind == KIND_WAL {
             // SAFETY: `f` is ours.
             unsafe { with_db(f, |db| db.before_wal_reset()) };
         }

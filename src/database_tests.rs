@@ -1,0 +1,111 @@
+//! Unit tests of `database`: the capture hooks against real files, checked by a recording
+//! validator (see `validate`), as `LITESTREAM_VALIDATE=1` checks them in production.
+use super::*;
+use crate::capture::WalIndexMark;
+use crate::validate::Validator;
+use crate::wal::testing::WalBuilder;
+
+const PS: u32 = 512;
+
+fn open(dir: &Path, path: &Path) -> Arc<Database> {
+    let cfg = crate::replicate_all::db_config_in(dir, "t", path);
+    let client: Arc<dyn ReplicaClient> = crate::replica::client_for(&cfg.replica)
+        .expect("file replica")
+        .into();
+    let db = Database::open(path.to_path_buf(), cfg, client).expect("open");
+    db.inner.lock().validator = Some(Validator::recording());
+    db.handle_opened();
+    db
+}
+
+fn mark(w: &WalBuilder, max_frame: u32) -> Option<WalIndexMark> {
+    Some(WalIndexMark {
+        max_frame,
+        salt1: w.header.salt1,
+        salt2: w.header.salt2,
+    })
+}
+
+/// (commit points validated, first mismatch)
+fn validated(db: &Database) -> (u64, Option<String>) {
+    let inner = db.inner.lock();
+    let v = inner.validator.as_ref().expect("validator");
+    (v.checks, v.mismatch.clone())
+}
+
+fn page_image(pages: &[u8]) -> Vec<u8> {
+    pages
+        .iter()
+        .flat_map(|&b| std::iter::repeat_n(b, PS as usize))
+        .collect()
+}
+
+/// SQLite's wal.test 12.4 copies a database and its WAL over a file this process had
+/// replicated before. The copy's WAL must not be taken as the continuation of the old file's
+/// closed generation: the next replica file must hold every page.
+#[test]
+fn database_replaced_after_its_generation_closed_gets_a_full_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("test.db");
+    std::fs::write(&path, page_image(&[0x11, 0x11])).unwrap();
+    let mut w = WalBuilder::new(PS, 1, 2);
+    w.frame(1, 2, 0xaa);
+    std::fs::write(wal_path(&path), &w.bytes).unwrap();
+    let db = open(dir.path(), &path);
+    db.on_commit(mark(&w, 1));
+    assert_eq!(validated(&db), (1, None));
+
+    // Checkpoint, then the last connection deletes the WAL: the generation ends cleanly.
+    std::fs::write(&path, page_image(&[0xaa, 0x11])).unwrap();
+    std::fs::remove_file(wal_path(&path)).unwrap();
+    db.on_wal_deleted();
+    assert!(db.inner.lock().capture.closed.is_some());
+
+    // Another database (and its WAL) is copied over the file.
+    std::fs::write(&path, page_image(&[0x33, 0x33, 0x33])).unwrap();
+    let mut w2 = WalBuilder::new(PS, 7, 8);
+    w2.frame(2, 3, 0xbb);
+    std::fs::write(wal_path(&path), &w2.bytes).unwrap();
+    db.on_commit(mark(&w2, 1));
+    assert_eq!(validated(&db), (2, None));
+}
+
+/// The normal path: a generation closed by a WAL restart is continued incrementally when the
+/// database file is unchanged.
+#[test]
+fn unchanged_database_continues_the_closed_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("test.db");
+    std::fs::write(&path, page_image(&[0x11, 0x11])).unwrap();
+    let mut w = WalBuilder::new(PS, 1, 2);
+    w.frame(1, 2, 0xaa);
+    std::fs::write(wal_path(&path), &w.bytes).unwrap();
+    let db = open(dir.path(), &path);
+    db.on_commit(mark(&w, 1));
+    std::fs::write(&path, page_image(&[0xaa, 0x11])).unwrap();
+    db.before_wal_reset();
+    let closed = db.inner.lock().capture.closed;
+    assert!(closed.is_some());
+    let mut w2 = WalBuilder::new(PS, 2, 9);
+    w2.frame(2, 2, 0xbb);
+    std::fs::write(wal_path(&path), &w2.bytes).unwrap();
+    db.on_commit(mark(&w2, 1));
+    assert_eq!(validated(&db), (2, None));
+    let inner = db.inner.lock();
+    assert!(inner.capture.need_full.is_none());
+    assert_eq!(inner.capture.pos.map(|p| p.salt1), Some(2));
+}
+
+/// oserror.test makes `test.db-wal` a directory: SQLite cannot use it, and neither is it a
+/// WAL for us to read (it used to fail every capture with "Is a directory").
+#[test]
+fn a_directory_where_the_wal_belongs_is_no_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("test.db");
+    std::fs::write(&path, page_image(&[0x11])).unwrap();
+    std::fs::create_dir(wal_path(&path)).unwrap();
+    let db = open(dir.path(), &path);
+    let mut guard = db.inner.lock();
+    let captured = db.capture_locked(&mut guard, true, false, None);
+    assert!(matches!(captured, Ok(0)), "{captured:?}");
+}
