@@ -3,6 +3,9 @@
 #   make          build (release) and run the demo (scripts/demo.sh)
 #   make test     test peers (.venv), unit tests, then the integration tests in tests/
 #   make lint     rustfmt check + clippy (-D warnings), one package at a time
+#   make sqlite-tests  SQLite's own TCL suite (WAL-focused subset) through the VFS, every
+#                 database replicated and validated, next to a stock baseline
+#                 (docs/sqlite-testsuite.md); `make test` runs its smoke subset
 #
 # The two workspace members are always built with `-p` one at a time: the tests crate links
 # rusqlite against the system libsqlite3, which must not unify features with our
@@ -18,7 +21,7 @@ export LITESTREAM_SO       := $(SO)
 export LITESTREAM_BIN      := $(BIN)
 export LITESTREAM_OFFICIAL := $(OFFICIAL)
 
-.PHONY: all build demo test test-env unit-test integration-test lint clean distclean
+.PHONY: all build demo test test-env unit-test integration-test lint clean distclean sqlite-tests
 
 all: build demo
 
@@ -44,8 +47,13 @@ test: test-env build
 	$(CARGO) test -p litestream || status=1; \
 	echo "==> integration tests (cargo test -p litestream-tests)"; \
 	$(CARGO) test -p litestream-tests --no-fail-fast || status=1; \
+	echo "==> SQLite's test suite through the VFS, smoke subset (scripts/sqlite-tests.sh --smoke)"; \
+	scripts/sqlite-tests.sh --smoke --skip-if-unavailable || status=1; \
 	if [ $$status -ne 0 ]; then echo "make test: FAILED"; else echo "make test: all suites passed"; fi; \
 	exit $$status
+
+sqlite-tests: build
+	scripts/sqlite-tests.sh
 
 lint:
 	$(CARGO) fmt --all -- --check
