@@ -5,6 +5,9 @@
 #   make lint     rustfmt check + clippy (-D warnings), one package at a time
 #   make bench    benchmarks vs native SQLite and the official sidecar (QUICK=1: about a minute)
 #   make crash-trials N=200   the long crash trials (N SIGKILLs of a writer), printing counts
+#   make sqlite-tests  SQLite's own TCL suite (WAL-focused subset) through the VFS, every
+#                 database replicated and validated, next to a stock baseline
+#                 (docs/sqlite-testsuite.md); `make test` runs its smoke subset
 #
 # The two workspace members are always built with `-p` one at a time: the tests crate links
 # rusqlite against the system libsqlite3, which must not unify features with our
@@ -21,7 +24,7 @@ export LITESTREAM_SO       := $(SO)
 export LITESTREAM_BIN      := $(BIN)
 export LITESTREAM_OFFICIAL := $(OFFICIAL)
 
-.PHONY: all build demo test test-env unit-test integration-test lint bench clean distclean crash-trials
+.PHONY: all build demo test test-env unit-test integration-test lint bench clean distclean crash-trials sqlite-tests
 
 all: build demo
 
@@ -47,6 +50,8 @@ test: test-env build
 	$(CARGO) test -p litestream || status=1; \
 	echo "==> integration tests (cargo test -p litestream-tests)"; \
 	$(CARGO) test -p litestream-tests --no-fail-fast || status=1; \
+	echo "==> SQLite's test suite through the VFS, smoke subset (scripts/sqlite-tests.sh --smoke)"; \
+	scripts/sqlite-tests.sh --smoke --skip-if-unavailable || status=1; \
 	if [ $$status -ne 0 ]; then echo "make test: FAILED"; else echo "make test: all suites passed"; fi; \
 	exit $$status
 
@@ -54,6 +59,9 @@ test: test-env build
 N ?= 200
 crash-trials: build test-env
 	LITESTREAM_CRASH_KILLS=$(N) $(CARGO) test -p litestream-tests --test crash_trials -- --nocapture
+
+sqlite-tests: build
+	scripts/sqlite-tests.sh
 
 lint:
 	$(CARGO) fmt --all -- --check
