@@ -179,19 +179,19 @@ mod tests {
 
     #[test]
     fn resolve_table() {
-        let cwd = Path::new("/work/dir");
+        let cwd = Path::new("/srv/app");
         let home = Some(Path::new("/home/u"));
         let cases: &[(&str, &str)] = &[
             ("/abs/db.sqlite", "/abs/db.sqlite"),
-            ("db.sqlite", "/work/dir/db.sqlite"),
-            ("./db.sqlite", "/work/dir/db.sqlite"),
-            ("../x/./db", "/work/x/db"),
+            ("db.sqlite", "/srv/app/db.sqlite"),
+            ("./db.sqlite", "/srv/app/db.sqlite"),
+            ("../x/./db", "/srv/x/db"),
             ("/a/b/../c/", "/a/c"),
             ("~", "/home/u"),
             ("~/data/db", "/home/u/data/db"),
-            ("~user/db", "/work/dir/~user/db"),
+            ("~user/db", "/srv/app/~user/db"),
             ("sqlite:///abs/db", "/abs/db"),
-            ("sqlite3://rel.db", "/work/dir/rel.db"),
+            ("sqlite3://rel.db", "/srv/app/rel.db"),
             ("/../..", "/"),
         ];
         for (input, want) in cases {
