@@ -127,12 +127,7 @@ fn run(rx: Receiver<Arc<Database>>) {
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
         }
         for t in &mut tracked {
-            // An idle database makes no requests: its lease may lapse, and the next upload takes
-            // it again (docs/fencing.md).
-            let acked = t.db.sync_state.lock().state.replicated_txid;
-            if !t.schedule.is_idle(acked) {
-                crate::fencing::renew_held(&t.db.path);
-            }
+            crate::fencing::renew_held(&t.db.path);
             crate::fencing::poll(&t.db);
             run_due(&t.db, &mut t.schedule, &settings, SystemTime::now());
         }
@@ -162,11 +157,6 @@ pub fn run_due(db: &Database, schedule: &mut Schedule, settings: &Settings, now:
         return;
     }
     let state = db.sync_state.lock().state.clone();
-    let due = schedule.skip_idle(due, state.replicated_txid, settings, now);
-    if due.is_empty() {
-        return;
-    }
-    let jobs = due.jobs.clone();
     match crate::fencing::gate(db, &state) {
         Ok(true) => {}
         Ok(false) => return, // not the replica's writer (logged by the fence)
@@ -182,9 +172,7 @@ pub fn run_due(db: &Database, schedule: &mut Schedule, settings: &Settings, now:
     };
     let client: &dyn crate::replica::ReplicaClient = &fenced;
     let dir = work_dir(db);
-    let failed = std::cell::Cell::new(false);
     let log = |what: &str, e: &CompactError| {
-        failed.set(true);
         tracing::warn!(db = %db.path.display(), replica = %client.describe(), job = what, error = %e, "compaction job failed; will retry at its next interval");
     };
     for job in due.jobs {
@@ -229,10 +217,6 @@ pub fn run_due(db: &Database, schedule: &mut Schedule, settings: &Settings, now:
                 }
             }
         }
-    }
-    if !failed.get() {
-        // A failed job runs again at its next boundary even while idle.
-        schedule.mark_done(&jobs, state.replicated_txid);
     }
 }
 

@@ -59,7 +59,7 @@ pub fn previous_boundary(now: SystemTime, interval: Duration) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(u64::try_from(since / step * step).unwrap_or(u64::MAX))
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Job {
     /// Merge level N-1 into level N.
     Level(u8),
@@ -89,11 +89,6 @@ pub struct Schedule {
     /// The replica had a snapshot at the last look; without one, the snapshot job runs as soon
     /// as a level compaction wrote something (as Litestream snapshots at start-up).
     pub has_snapshot: bool,
-    /// The replicated TXID each job last ran at: a job with nothing new since is skipped, so an
-    /// idle database makes no requests.
-    done_at: std::collections::HashMap<Job, crate::TxId>,
-    /// The replicated TXID seen last, and when it changed.
-    acked: Option<(crate::TxId, SystemTime)>,
 }
 
 impl Schedule {
@@ -104,51 +99,7 @@ impl Schedule {
             snapshot: now,
             l0_retention: now,
             has_snapshot: true,
-            done_at: std::collections::HashMap::new(),
-            acked: None,
         }
-    }
-
-    /// Drops the jobs that have nothing to do because nothing new reached the replica since they
-    /// last ran (at replicated TXID `acked`). L0 retention keeps running until every L0 file of
-    /// the last change can have aged past `l0-retention` and been merged into L1.
-    pub fn skip_idle(
-        &mut self,
-        due: Due,
-        acked: crate::TxId,
-        settings: &Settings,
-        now: SystemTime,
-    ) -> Due {
-        let changed_at = match self.acked {
-            Some((t, at)) if t == acked => at,
-            _ => {
-                self.acked = Some((acked, now));
-                now
-            }
-        };
-        let l1 = settings.levels.first().copied().unwrap_or_default();
-        let l0_settled =
-            changed_at + settings.l0_retention + l1 + settings.l0_retention_check_interval;
-        let jobs = due
-            .jobs
-            .into_iter()
-            .filter(|j| {
-                self.done_at.get(j) != Some(&acked) || (*j == Job::L0Retention && now < l0_settled)
-            })
-            .collect();
-        Due { jobs }
-    }
-
-    /// Records that `jobs` ran at replicated TXID `acked`.
-    pub fn mark_done(&mut self, jobs: &[Job], acked: crate::TxId) {
-        for j in jobs {
-            self.done_at.insert(*j, acked);
-        }
-    }
-
-    /// True when no job has anything new to do (see [`Schedule::skip_idle`]).
-    pub fn is_idle(&self, acked: crate::TxId) -> bool {
-        !self.done_at.is_empty() && self.done_at.values().all(|t| *t == acked)
     }
 
     /// The earliest time a job is due.
