@@ -2,6 +2,7 @@
 use super::*;
 use crate::staging::{MetaDir, Record, SegmentReader};
 use crate::wal::testing::WalBuilder;
+use crate::wal::FrameHeader;
 
 struct Mem(Vec<u8>);
 impl ReadAt for Mem {

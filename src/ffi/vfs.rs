@@ -15,8 +15,14 @@ use crate::database::Database;
 use crate::vfs::{self as hooks, Role};
 
 mod conn;
+mod forward;
 pub(super) use conn::{main_ctl, main_database, set_main_ctl};
 use conn::{x_access, x_full_pathname};
+use forward::{
+    base_full_pathname, redirected_access, x_current_time, x_current_time_int64, x_dl_close,
+    x_dl_error, x_dl_open, x_dl_sym, x_get_last_error, x_get_system_call, x_next_system_call,
+    x_randomness, x_set_system_call, x_sleep,
+};
 
 /// The name users put in `?vfs=litestream`.
 pub const VFS_NAME: &CStr = c"litestream";
@@ -284,69 +290,6 @@ unsafe extern "C" fn x_delete(
         let base = base_vfs(vfs);
         // SAFETY: forwarding to the wrapped VFS with the same arguments.
         unsafe { ((*base).xDelete.expect("xDelete"))(base, name, sync_dir) }
-    })
-}
-
-/// Existence checks of a failed-over primary's `-journal`/`-wal` look beside the read replica
-/// actually opened, so SQLite sees its hot journal (see `follower::registry`). Called by
-/// `conn::x_access` for every name that is not the control database's.
-pub(super) unsafe extern "C" fn redirected_access(
-    vfs: *mut ffi::sqlite3_vfs,
-    name: *const c_char,
-    flags: c_int,
-    out: *mut c_int,
-) -> c_int {
-    guard(ffi::SQLITE_IOERR_ACCESS, || {
-        let mut name = name;
-        if !name.is_null() {
-            // SAFETY: `name` is a NUL-terminated path from SQLite.
-            let path = unsafe { CStr::from_ptr(name) }.to_string_lossy();
-            if let Some(n) = crate::follower::registry::redirect_sidecar(&path) {
-                name = n[4..].as_ptr() as *const c_char;
-            }
-        }
-        let base = base_vfs(vfs);
-        // SAFETY: forwarding to the wrapped VFS; `name` is SQLite's or a NUL-terminated
-        // process-lifetime redirect.
-        unsafe { ((*base).xAccess.expect("xAccess"))(base, name, flags, out) }
-    })
-}
-
-macro_rules! forward_vfs {
-    ($name:ident, $field:ident, $ret:ty, $err:expr, ($($arg:ident : $ty:ty),*)) => {
-        unsafe extern "C" fn $name(vfs: *mut ffi::sqlite3_vfs $(, $arg: $ty)*) -> $ret {
-            guard($err, || {
-                let base = base_vfs(vfs);
-                // SAFETY: forwarding to the wrapped VFS with the same arguments; the method
-                // exists because we only install forwarders for methods the base VFS has.
-                unsafe { ((*base).$field.expect(stringify!($field)))(base $(, $arg)*) }
-            })
-        }
-    };
-}
-
-forward_vfs!(base_full_pathname, xFullPathname, c_int, ffi::SQLITE_CANTOPEN, (name: *const c_char, n: c_int, out: *mut c_char));
-forward_vfs!(x_dl_open, xDlOpen, *mut c_void, ptr::null_mut(), (name: *const c_char));
-forward_vfs!(x_dl_error, xDlError, (), (), (n: c_int, msg: *mut c_char));
-forward_vfs!(x_dl_close, xDlClose, (), (), (h: *mut c_void));
-forward_vfs!(x_randomness, xRandomness, c_int, 0, (n: c_int, out: *mut c_char));
-forward_vfs!(x_sleep, xSleep, c_int, 0, (us: c_int));
-forward_vfs!(x_current_time, xCurrentTime, c_int, ffi::SQLITE_ERROR, (out: *mut f64));
-forward_vfs!(x_get_last_error, xGetLastError, c_int, 0, (n: c_int, out: *mut c_char));
-forward_vfs!(x_current_time_int64, xCurrentTimeInt64, c_int, ffi::SQLITE_ERROR, (out: *mut ffi::sqlite3_int64));
-forward_vfs!(x_set_system_call, xSetSystemCall, c_int, ffi::SQLITE_ERROR, (name: *const c_char, f: ffi::sqlite3_syscall_ptr));
-forward_vfs!(x_get_system_call, xGetSystemCall, ffi::sqlite3_syscall_ptr, None, (name: *const c_char));
-forward_vfs!(x_next_system_call, xNextSystemCall, *const c_char, ptr::null(), (name: *const c_char));
-
-unsafe extern "C" fn x_dl_sym(
-    vfs: *mut ffi::sqlite3_vfs,
-    h: *mut c_void,
-    sym: *const c_char,
-) -> Option<unsafe extern "C" fn(*mut ffi::sqlite3_vfs, *mut c_void, *const c_char)> {
-    guard(None, || {
-        let base = base_vfs(vfs);
-        // SAFETY: forwarding to the wrapped VFS with the same arguments.
-        unsafe { ((*base).xDlSym.expect("xDlSym"))(base, h, sym) }
     })
 }
 

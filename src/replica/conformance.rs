@@ -36,6 +36,7 @@ pub fn objects(client: &dyn ReplicaClient) {
     object_if_match_compares_versions(client);
     object_always_overwrites(client);
     object_delete(client);
+    object_bad_names_are_refused(client);
     objects_are_not_listed(client);
     object_conditional_writes_race(client);
 }
@@ -261,58 +262,6 @@ pub fn list_all_and_max_txid(client: &dyn ReplicaClient) {
     clear(client);
 }
 
-/// The small-object contract ([`ReplicaClient::read_object`] and friends), for backends that
-/// implement it. Leaves no object behind.
-pub fn run_objects(client: &dyn ReplicaClient) {
-    use super::WriteCondition;
-    let name = "lease.json";
-    assert!(matches!(
-        client.read_object(name),
-        Err(ReplicaError::NotFound { .. })
-    ));
-    client
-        .delete_object(name)
-        .expect("delete of a missing object");
-    let v1 = client
-        .write_object(name, b"one", WriteCondition::IfAbsent)
-        .expect("create");
-    match client.write_object(name, b"two", WriteCondition::IfAbsent) {
-        Err(ReplicaError::AlreadyExists { .. }) => {}
-        other => panic!("second IfAbsent write: want AlreadyExists, got {other:?}"),
-    }
-    let got = client.read_object(name).expect("read");
-    assert_eq!(
-        (got.data.as_slice(), got.version.as_str()),
-        (&b"one"[..], v1.as_str())
-    );
-    let v2 = client
-        .write_object(name, b"two", WriteCondition::IfMatch(v1.clone()))
-        .expect("compare-and-swap with the current version");
-    assert_ne!(v1, v2, "a new write must get a new version tag");
-    match client.write_object(name, b"three", WriteCondition::IfMatch(v1.clone())) {
-        Err(ReplicaError::Precondition { .. }) => {}
-        other => panic!("IfMatch with a stale version: want Precondition, got {other:?}"),
-    }
-    assert_eq!(client.read_object(name).expect("read").data, b"two");
-    let v3 = client
-        .write_object(name, b"four", WriteCondition::Always)
-        .expect("unconditional overwrite");
-    assert_eq!(client.read_object(name).expect("read").version, v3);
-    // Objects live outside the levels: restore never sees them.
-    assert!(client.list_all().expect("list_all").is_empty());
-    client.delete_object(name).expect("delete");
-    assert!(matches!(
-        client.read_object(name),
-        Err(ReplicaError::NotFound { .. })
-    ));
-    for bad in ["", "a/b", ".."] {
-        assert!(
-            client.read_object(bad).is_err(),
-            "name {bad:?} must be refused"
-        );
-    }
-}
-
 const OBJ: &str = "conformance-object.json";
 
 fn read_obj(client: &dyn ReplicaClient, name: &str) -> super::VersionedObject {
@@ -413,6 +362,17 @@ pub fn object_delete(client: &dyn ReplicaClient) {
         .write_object(OBJ, b"y", WriteCondition::IfAbsent)
         .expect("IfAbsent after delete");
     client.delete_object(OBJ).expect("delete_object");
+}
+
+/// Object names are plain file names at the replica root: nothing that could reach into a
+/// level directory or above the root.
+pub fn object_bad_names_are_refused(client: &dyn ReplicaClient) {
+    for bad in ["", "a/b", ".."] {
+        assert!(
+            client.read_object(bad).is_err(),
+            "name {bad:?} must be refused"
+        );
+    }
 }
 
 pub fn objects_are_not_listed(client: &dyn ReplicaClient) {

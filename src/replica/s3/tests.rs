@@ -53,7 +53,6 @@ fn plant(r: &S3Replica) -> impl Fn(u8, &str, &[u8]) + '_ {
 fn conformance_suite() {
     let r = fresh("some/db");
     conformance::run_all(&r, &plant(&r));
-    conformance::run_objects(&r);
 }
 
 #[test]
