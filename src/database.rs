@@ -36,6 +36,9 @@ struct Inner {
     disabled: Option<String>,
     /// Validation mode (`LITESTREAM_VALIDATE=1`): checks each capture against the database.
     validator: Option<crate::validate::Validator>,
+    /// A closed-generation marker was staged by this capture: work for the uploader even
+    /// without a transaction (see [`Database::capture_now`]).
+    marked_closed: bool,
 }
 
 pub struct Database {
@@ -47,7 +50,9 @@ pub struct Database {
     inner: Mutex<Inner>,
     /// Replication position; owned by the uploader thread (see `uploader`).
     pub(crate) sync_state: Mutex<crate::uploader::SyncState>,
-    /// Set by a capture, cleared by the uploader when it takes the work.
+    /// Set by a capture that staged something, cleared by the uploader when it takes the work.
+    /// Only the capture that sets it (false → true) notifies the uploader, so every path that
+    /// stages data must go through [`Database::capture_now`]'s check.
     pub(crate) dirty: AtomicBool,
     /// What the replica has not acknowledged yet, since when; last sync result (`progress`).
     pub(crate) progress: crate::progress::Progress,
@@ -162,6 +167,7 @@ impl Database {
                 open_handles: 0,
                 disabled: None,
                 validator: crate::validate::enabled().then(crate::validate::Validator::new),
+                marked_closed: false,
             }),
             sync_state: Mutex::new(crate::uploader::SyncState::new(state)),
             dirty: AtomicBool::new(!segments.is_empty()),
@@ -219,21 +225,23 @@ impl Database {
         self.inner.lock().wal_file = None;
     }
 
+    /// Captures what SQLite committed since the last capture; true when this capture handed
+    /// new work to the uploader.
     fn capture_now(
         self: &Arc<Self>,
         allow_full: bool,
         close_generation: bool,
         mark: Option<WalIndexMark>,
-    ) {
-        let captured = {
+    ) -> bool {
+        let staged = {
             let mut guard = self.inner.lock();
             let inner = &mut *guard;
             if inner.disabled.is_some() {
-                return;
+                return false;
             }
             let len = |i: &Inner| i.segment.as_ref().map_or(0, |s| s.len());
             let (seq, before) = (inner.segment_seq, len(inner));
-            match self.capture_locked(inner, allow_full, close_generation, mark) {
+            let n = match self.capture_locked(inner, allow_full, close_generation, mark) {
                 Ok(n) => {
                     let bytes = len(inner).saturating_sub(before);
                     self.progress.captured(seq, n, bytes, now_ms());
@@ -246,11 +254,16 @@ impl Database {
                     self.progress.capture_failed(e.to_string());
                     0
                 }
-            }
+            };
+            n > 0 || std::mem::take(&mut inner.marked_closed)
         };
-        if captured > 0 && !self.dirty.swap(true, Ordering::AcqRel) {
+        // Only the capture that sets `dirty` notifies: a staged marker that set it silently
+        // would leave every later commit without a notification (replication would stall).
+        let notify = staged && !self.dirty.swap(true, Ordering::AcqRel);
+        if notify {
             crate::uploader::notify(self, false);
         }
+        notify
     }
 
     fn capture_locked(
@@ -351,7 +364,7 @@ impl Database {
             .expect("opened above")
             .write_closed(&f)?;
         inner.capture.closed = Some(f);
-        self.dirty.store(true, Ordering::Release);
+        inner.marked_closed = true;
         Ok(())
     }
 

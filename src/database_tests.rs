@@ -96,6 +96,32 @@ fn unchanged_database_continues_the_closed_generation() {
     assert_eq!(inner.capture.pos.map(|p| p.salt1), Some(2));
 }
 
+/// A WAL restart right after the uploader took the work stages only a closed-generation
+/// marker. That marker must notify the uploader like a commit does: `dirty` set without a
+/// notification left every later commit un-notified, and replication stalled (seen in a crash
+/// trial: the staging segment grew to 1 GiB while nothing was shipped).
+#[test]
+fn a_closed_generation_marker_alone_notifies_the_uploader() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("test.db");
+    std::fs::write(&path, page_image(&[0x11, 0x11])).unwrap();
+    let mut w = WalBuilder::new(PS, 1, 2);
+    w.frame(1, 2, 0xaa);
+    std::fs::write(wal_path(&path), &w.bytes).unwrap();
+    let db = open(dir.path(), &path);
+    db.on_commit(mark(&w, 1));
+    // The uploader takes the work.
+    db.dirty.store(false, Ordering::Release);
+    std::fs::write(&path, page_image(&[0xaa, 0x11])).unwrap();
+    assert!(
+        db.capture_now(false, true, None),
+        "the marker is new work: the uploader must hear of it"
+    );
+    assert!(db.dirty.load(Ordering::Acquire));
+    // Nothing new: no second notification.
+    assert!(!db.capture_now(false, true, None));
+}
+
 /// oserror.test makes `test.db-wal` a directory: SQLite cannot use it, and neither is it a
 /// WAL for us to read (it used to fail every capture with "Is a directory").
 #[test]
