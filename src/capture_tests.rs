@@ -524,3 +524,61 @@ fn wal_emptied_behind_our_back_forces_a_full_image() {
         ["P1", "P2", "C2F", "P1", "P2", "C2F"]
     );
 }
+
+/// SQLite 3.40 can commit a frame whose page was rewritten in place after its checksum was
+/// computed (after `ROLLBACK TO` a savepoint whose pages were spilled): the stored checksums
+/// still form the chain, but that frame's content no longer matches its own. SQLite's readers
+/// take it through the wal-index; the capture used to stop there for good and replicate nothing
+/// more of the generation. Under the wal-index mark it is taken, with its current content.
+#[test]
+fn committed_frame_rewritten_in_place_is_taken_under_the_mark() {
+    let (_d, meta, mut seg) = setup();
+    let db = Mem(vec![0x11; 512 * 4]);
+    let mut w = WalBuilder::new(512, 3, 4);
+    w.frame(1, 0, 0xaa).frame(2, 0, 0xbb).frame(3, 3, 0xcc);
+    let mut bytes = w.bytes.clone();
+    // Frame 1's page is rewritten in place; its header (and stored checksum) stays.
+    bytes[32 + 24..32 + 536].fill(0xdd);
+    let mark = |max_frame| WalIndexMark {
+        max_frame,
+        salt1: 3,
+        salt2: 4,
+    };
+    // Without SQLite's word on what is committed, the chain decides: nothing yet.
+    let mut st = CaptureState::default();
+    let c = st
+        .capture(&Mem(bytes.clone()), &db, &mut seg, 1, true, None)
+        .unwrap();
+    assert_eq!(c, Captured::default());
+    // With the mark: a full image holding the rewritten content.
+    let c = st
+        .capture(&Mem(bytes.clone()), &db, &mut seg, 1, true, Some(mark(3)))
+        .unwrap();
+    assert_eq!((c.txns, c.full), (1, true));
+    assert_eq!(st.pos.map(|p| p.offset), Some(32 + 3 * 536));
+    // Incrementally too: frames 4..6, frame 5 rewritten in place, commit at 6.
+    w.frame(4, 4, 0x44).frame(2, 0, 0x55).frame(1, 4, 0x66);
+    let mut more = w.bytes.clone();
+    more[32 + 24..32 + 536].fill(0xdd);
+    let f5 = 32 + 4 * 536;
+    more[f5 + 24..f5 + 536].fill(0x77);
+    let c = st
+        .capture(&Mem(more.clone()), &db, &mut seg, 2, true, Some(mark(6)))
+        .unwrap();
+    assert_eq!((c.txns, c.full), (2, false));
+    drop(seg);
+    let recs = records(&meta, 1);
+    assert_eq!(
+        pages_and_commits(&recs),
+        ["P1", "P2", "P3", "C3F", "P4", "C4", "P2", "P1", "C4"]
+    );
+    let page_of = |i: usize| match recs[i] {
+        Record::Page { offset, .. } => {
+            let f = std::fs::read(meta.segment_path(1)).unwrap();
+            f[offset as usize]
+        }
+        _ => unreachable!(),
+    };
+    assert_eq!(page_of(0), 0xdd, "frame 1 as rewritten");
+    assert_eq!(page_of(6), 0x77, "frame 5 as rewritten");
+}

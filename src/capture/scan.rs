@@ -134,7 +134,15 @@ pub(super) fn scan_frames(
                     ck_is_sqlites = true;
                     Some(fh.checksum)
                 }
-                // The chain is SQLite's and the frame does not continue it: torn or unwritten.
+                // The chain is SQLite's and the frame does not continue it: its page was
+                // rewritten in place after its checksum was computed (SQLite commits such
+                // frames after `ROLLBACK TO` a savepoint whose pages were spilled), or it is
+                // torn or unwritten. Only the first is taken (see `rewritten_in_place`).
+                (None, true, Salts::Ours)
+                    if rewritten_in_place(header, wal, off, wal_size, &fh)? =>
+                {
+                    Some(fh.checksum)
+                }
                 (None, true, Salts::Ours) => None,
             };
             let Some(next) = next else {
@@ -155,4 +163,46 @@ pub(super) fn scan_frames(
         }
     }
     Ok(())
+}
+
+/// True when the frame at `off` (of this generation, its checksum not matching its content)
+/// is a committed frame whose page SQLite rewrote in place after computing the checksum: the
+/// frames after it, up to the committed end `limit`, all carry this generation's salts, and the
+/// last of them is a commit frame ending exactly at `limit` whose checksum continues the chain
+/// of stored checksums. A frame whose content has not reached the file yet (torn, or stale
+/// behind a buffering VFS) has no such chain behind it: its successors are unwritten too, and
+/// the committed end is a commit frame only SQLite's buffered write holds.
+fn rewritten_in_place(
+    header: &WalHeader,
+    wal: &dyn ReadAt,
+    off: u64,
+    limit: u64,
+    fh: &FrameHeader,
+) -> Result<bool, CaptureError> {
+    let frame_size = header.frame_size();
+    let last = limit.saturating_sub(frame_size);
+    if fh.commit_size != 0 || last <= off || !(limit - WAL_HEADER_SIZE).is_multiple_of(frame_size) {
+        return Ok(false);
+    }
+    let mut prev = fh.checksum;
+    let mut at = off + frame_size;
+    let mut h = [0u8; FRAME_HEADER_SIZE as usize];
+    while at < last {
+        read_full_or_zero(wal, &mut h, at)
+            .map_err(|source| CaptureError::WalRead { offset: at, source })?;
+        let f = FrameHeader::parse(&h);
+        if !matches!(frame_salts(header, &f), Salts::Ours) {
+            return Ok(false);
+        }
+        prev = f.checksum;
+        at += frame_size;
+    }
+    let mut frame = vec![0u8; frame_size as usize];
+    read_full_or_zero(wal, &mut frame, last).map_err(|source| CaptureError::WalRead {
+        offset: last,
+        source,
+    })?;
+    let h: &[u8; 24] = frame[..24].try_into().expect("24-byte frame header");
+    let f = FrameHeader::parse(h);
+    Ok(f.commit_size != 0 && header.verify_frame(prev, h, &frame[24..]).is_some())
 }
