@@ -1,6 +1,7 @@
-//! An S3 server for the tests: moto 5.2.5 (`ThreadedMotoServer` from the repo's `.venv`, installed
-//! by `scripts/setup-test-env.sh`) on a loopback port chosen by the OS, one per test binary. It
-//! waits on its stdin, a pipe this process holds, so it exits with the test binary.
+//! An S3 server for the tests: moto 5.2.5 from the repo's `.venv` (installed by
+//! `scripts/setup-test-env.sh`), started by `scripts/moto-server.py` with conditional writes
+//! made atomic, on a loopback port chosen by the OS, one per test binary. It waits on its
+//! stdin, a pipe this process holds, so it exits with the test binary.
 //!
 //! Credentials: moto accepts any; the tests use fixed, recognisable values
 //! ([`ACCESS_KEY_ID`], [`SECRET_ACCESS_KEY`]) so that logs can be searched for them.
@@ -30,13 +31,6 @@ pub struct S3Server {
 
 static SERVER: OnceLock<S3Server> = OnceLock::new();
 
-const SCRIPT: &str = "import sys\n\
-from moto.server import ThreadedMotoServer\n\
-s = ThreadedMotoServer(ip_address='127.0.0.1', port=0, verbose=False)\n\
-s.start()\n\
-print(s.get_host_and_port()[1], flush=True)\n\
-sys.stdin.read()\n";
-
 impl S3Server {
     /// The moto server of this test binary, started on first use.
     pub fn shared() -> &'static S3Server {
@@ -51,8 +45,7 @@ impl S3Server {
             python.display()
         );
         let mut child = Command::new(&python)
-            .arg("-c")
-            .arg(SCRIPT)
+            .arg(workspace_root().join("scripts/moto-server.py"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -1,6 +1,7 @@
-//! A moto S3 server for the unit tests: `ThreadedMotoServer` from the repo's `.venv`
-//! (`scripts/setup-test-env.sh` installs `moto[s3]==5.2.5`) on a free loopback port chosen by
-//! the OS. It exits when this test process does: it waits on its stdin, which is a pipe we hold.
+//! A moto S3 server for the unit tests: `scripts/moto-server.py` (moto from the repo's `.venv`,
+//! which `scripts/setup-test-env.sh` installs, with conditional writes made atomic) on a free
+//! loopback port chosen by the OS. It exits when this test process does: it waits on its
+//! stdin, which is a pipe we hold.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -16,13 +17,6 @@ struct Server {
 
 static SERVER: OnceLock<Server> = OnceLock::new();
 
-const SCRIPT: &str = "import sys\n\
-from moto.server import ThreadedMotoServer\n\
-s = ThreadedMotoServer(ip_address='127.0.0.1', port=0, verbose=False)\n\
-s.start()\n\
-print(s.get_host_and_port()[1], flush=True)\n\
-sys.stdin.read()\n";
-
 fn python() -> PathBuf {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
     assert!(
@@ -35,8 +29,7 @@ fn python() -> PathBuf {
 
 fn start() -> Server {
     let mut child = Command::new(python())
-        .arg("-c")
-        .arg(SCRIPT)
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/moto-server.py"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
