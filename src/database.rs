@@ -7,7 +7,7 @@
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -56,6 +56,9 @@ pub struct Database {
     pub(crate) dirty: AtomicBool,
     /// What the replica has not acknowledged yet, since when; last sync result (`progress`).
     pub(crate) progress: crate::progress::Progress,
+    /// L0 files this process stored in the replica: the compactor's cue that its jobs have
+    /// something new to read (`compactor::activity`).
+    pub(crate) uploads: AtomicU64,
 }
 
 fn now_ms() -> i64 {
@@ -172,6 +175,7 @@ impl Database {
             sync_state: Mutex::new(crate::uploader::SyncState::new(state)),
             dirty: AtomicBool::new(!segments.is_empty()),
             progress,
+            uploads: AtomicU64::new(0),
             config,
         };
         Ok(Arc::new(db))

@@ -324,6 +324,11 @@ pub fn sync_database(db: &Database) -> Result<(), SyncError> {
     if !crate::fencing::gate(db, &st.state)? {
         return Ok(()); // stays staged; the compactor's fence poll calls us back when cleared
     }
+    if crate::fencing::took_over(&db.path) {
+        // The lease was not ours until now (first sync, or it lapsed while the database was
+        // idle): another writer may have moved the replica meanwhile.
+        st.reconciled = false;
+    }
     if !st.reconciled {
         reconcile(db, &mut st)?;
     }
@@ -343,8 +348,9 @@ pub fn sync_database(db: &Database) -> Result<(), SyncError> {
     Ok(())
 }
 
-/// Compares the recorded position with the replica once per process (one LIST, off the
-/// commit path) and restarts the chain with a full image when they disagree.
+/// Compares the recorded position with the replica (one LIST, off the commit path) once per
+/// process and after each lease takeover, and restarts the chain with a full image when they
+/// disagree.
 fn reconcile(db: &Database, st: &mut SyncState) -> Result<(), SyncError> {
     let url = db.client.describe();
     let replica_max = db.client.max_txid()?;
@@ -538,6 +544,7 @@ fn upload_pending(db: &Database, st: &mut SyncState) -> Result<(), SyncError> {
         // a crash `reconcile` finds it on the replica (a TXID we sealed), so no extra fsync.
         st.state.replicated_txid = max;
         db.progress.acked(max);
+        db.uploads.fetch_add(1, Ordering::Release);
         crate::metrics::record_upload(&db.path, size);
         let _ = fs::remove_file(&path);
         tracing::debug!(db = %db.path.display(), replica = %db.client.describe(), txid = %crate::format_txid(max), bytes = size, "sync complete");

@@ -6,13 +6,13 @@
 //!   application write, and the replica catches up once the faults stop;
 //! - the staged backlog is bounded while the store is down;
 //! - a database larger than a multipart part round-trips;
+//! - steady writes make one L0 PUT per sync-interval and no LIST; an idle database none;
 //! - the test credentials never appear in any log.
 //!
 //! Needs: the extension, our CLI, the official binary and moto (`make test` provides them).
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::Command;
 use std::sync::Once;
 use std::time::Duration;
 
@@ -42,10 +42,23 @@ fn s3_config(
     endpoint: &str,
     sync: &str,
 ) -> PathBuf {
+    s3_config_with(s, db, bucket, path, endpoint, sync, "")
+}
+
+/// [`s3_config`] with top-level `settings` lines (compaction, retention) before `dbs:`.
+fn s3_config_with(
+    s: &Scratch,
+    db: &Path,
+    bucket: &str,
+    path: &str,
+    endpoint: &str,
+    sync: &str,
+    settings: &str,
+) -> PathBuf {
     s.write(
         "litestream.yml",
         &format!(
-            "dbs:\n  - path: {}\n    replica:\n      type: s3\n      bucket: {bucket}\n      \
+            "{settings}dbs:\n  - path: {}\n    replica:\n      type: s3\n      bucket: {bucket}\n      \
              path: {path}\n      endpoint: {endpoint}\n      region: {REGION}\n      \
              access-key-id: ${{TEST_S3_KEY_ID}}\n      secret-access-key: ${{TEST_S3_SECRET}}\n      \
              sync-interval: {sync}\n",
@@ -177,76 +190,16 @@ fn official_replicate_then_our_restore() {
 
 /// A Python process (Debian's python3) writing through the extension, one statement per line
 /// of its stdin, answering `ok` or `error …` per statement.
-struct Writer {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
-    /// Its stderr (the extension's log) goes to a file: a pipe nobody reads would fill up and
-    /// block the writer.
-    log: PathBuf,
-}
-
-const WRITER: &str = r#"
-boot = sqlite3.connect(":memory:")
-boot.enable_load_extension(True)
-boot.load_extension(SO)
-boot.close()
-conn = sqlite3.connect(ARGS[0], uri=True, isolation_level=None, timeout=20)
-for line in sys.stdin:
-    line = line.strip()
-    if not line:
-        continue
-    try:
-        conn.executescript(line)
-        print("ok", flush=True)
-    except Exception as e:
-        print("error", e, flush=True)
-conn.close()
-"#;
-
-impl Writer {
-    fn start(uri: &str, cfg: &Path, log: PathBuf, extra_env: &[(&str, &str)]) -> Writer {
-        let mut env: Vec<(&str, &Path)> =
-            SHELL_ENV.iter().map(|(k, v)| (*k, Path::new(*v))).collect();
-        env.push(("LITESTREAM_CONFIG", cfg));
-        for (k, v) in extra_env {
-            env.push((k, Path::new(*v)));
-        }
-        let mut cmd = python_command(WRITER, &[uri], &env);
-        let err = std::fs::File::create(&log).expect("create writer log");
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(err));
-        let mut child = cmd.spawn().expect("start python writer");
-        let stdin = child.stdin.take();
-        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        Writer {
-            child,
-            stdin,
-            stdout,
-            log,
-        }
-    }
-
-    /// Runs `sql`; panics if the application saw an error.
-    #[track_caller]
-    fn exec(&mut self, sql: &str) {
-        let stdin = self.stdin.as_mut().expect("writer running");
-        writeln!(stdin, "{sql}").expect("send to writer");
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).expect("read writer");
-        assert_eq!(line.trim(), "ok", "application write failed: {sql}");
-    }
-
-    /// Closes stdin (the writer closes its connection and exits, running the exit flush) and
-    /// returns its stderr.
-    fn finish(mut self) -> String {
-        drop(self.stdin.take());
-        let status = self.child.wait().expect("wait for writer");
-        let stderr = std::fs::read_to_string(&self.log).unwrap_or_default();
-        assert!(status.success(), "writer failed: {status}\n{stderr}");
-        stderr
-    }
+/// A long-running writer through the extension with the S3 configuration `cfg` (and `extra`
+/// environment); its log goes to `log`.
+fn writer(uri: &str, cfg: &Path, log: &Path, extra: &[(&str, &str)]) -> Session {
+    let mut env: Vec<(&str, &Path)> = SHELL_ENV
+        .iter()
+        .chain(extra)
+        .map(|(k, v)| (*k, Path::new(*v)))
+        .collect();
+    env.push(("LITESTREAM_CONFIG", cfg));
+    Session::open(uri, 1, &env, log)
 }
 
 #[test]
@@ -258,7 +211,7 @@ fn a_third_of_requests_failing_never_fails_writes_and_the_replica_catches_up() {
     let s = Scratch::new("s3-faults");
     let db = s.join("app.db");
     let cfg = s3_config(&s, &db, &bucket, "db", &proxy.endpoint(), "100ms");
-    let mut w = Writer::start(&vfs_uri(&db, None), &cfg, s.join("writer.log"), &[]);
+    let mut w = writer(&vfs_uri(&db, None), &cfg, &s.join("writer.log"), &[]);
     w.exec("PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)");
     let mut faults = FaultConfig::failing(1.0 / 3.0, &Fault::ALL);
     faults.stall = Duration::from_secs(2);
@@ -274,7 +227,7 @@ fn a_third_of_requests_failing_never_fails_writes_and_the_replica_catches_up() {
     let injected = proxy.faults();
     proxy.set(FaultConfig::none());
     w.exec("INSERT INTO t(v) VALUES ('after the faults')");
-    let log = w.finish();
+    let log = w.close();
     // The SDK retries most faults itself; the rest show up as "sync failed; will retry".
     eprintln!(
         "proxy: {injected} faults in {} requests; uploader retries: {}",
@@ -304,10 +257,10 @@ fn staged_backlog_is_bounded_while_the_store_is_down() {
     let s = Scratch::new("s3-bound");
     let db = s.join("app.db");
     let cfg = s3_config(&s, &db, &bucket, "db", &proxy.endpoint(), "0");
-    let mut w = Writer::start(
+    let mut w = writer(
         &vfs_uri(&db, None),
         &cfg,
-        s.join("writer.log"),
+        &s.join("writer.log"),
         &[("LITESTREAM_MAX_STAGED_BYTES", "64KiB")],
     );
     w.exec(
@@ -333,7 +286,7 @@ fn staged_backlog_is_bounded_while_the_store_is_down() {
     );
     proxy.set(FaultConfig::none());
     w.exec("INSERT INTO t(v) VALUES ('store is back')");
-    let log = w.finish();
+    let log = w.close();
     assert!(
         log.contains("dropping the staged backlog"),
         "the bound was never enforced; log:\n{log}"
@@ -375,4 +328,126 @@ fn database_larger_than_a_multipart_part_round_trips() {
         &db,
         "large database",
     );
+}
+
+/// Compaction that runs once at start-up and then not for a day: the write path alone.
+const SLOW_COMPACTION: &str =
+    "levels: [{interval: 24h}]\nsnapshot: {interval: 24h, retention: 24h}\n\
+    l0-retention-check-interval: 24h\n";
+/// Compaction, snapshots and retention due every second or two: everything they do after the
+/// last write is over within seconds.
+const FAST_COMPACTION: &str = "levels: [{interval: 1s}, {interval: 2s}]\n\
+    snapshot: {interval: 2s, retention: 10s}\nl0-retention: 1s\nl0-retention-check-interval: 500ms\n";
+
+/// The requests the proxy saw since `from` (an index into its request lines).
+fn requests_since(proxy: &FaultProxy, from: usize) -> Vec<String> {
+    proxy.request_lines().split_off(from)
+}
+
+/// Scope "Cost": steady writes make at most one L0 PUT per `sync-interval` and no LIST; an idle
+/// database makes no request at all (due compaction jobs with nothing new are skipped, the
+/// lease is not renewed), not even when its lease expires; a write after that replicates.
+#[test]
+fn steady_writes_put_once_per_interval_and_an_idle_database_makes_no_requests() {
+    set_credentials();
+    let srv = S3Server::shared();
+    let bucket = srv.new_bucket("cost");
+    let proxy = FaultProxy::start(srv.port, FaultConfig::none());
+    let s = Scratch::new("s3-cost");
+    let db = s.join("app.db");
+    let uri = vfs_uri(&db, None);
+    let url = s3_url(&bucket, "db", &srv.endpoint());
+    let l0_put = format!("PUT /{bucket}/db/0000/");
+
+    // Steady writes, about 10 commits per second for 6 s, with sync-interval 1s.
+    let cfg = s3_config_with(
+        &s,
+        &db,
+        &bucket,
+        "db",
+        &proxy.endpoint(),
+        "1s",
+        SLOW_COMPACTION,
+    );
+    let mut w = writer(&uri, &cfg, &s.join("steady.log"), &[]);
+    w.exec("PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)");
+    assert!(wait_restore_equals(&s, &url, &db), "first write");
+    std::thread::sleep(Duration::from_secs(2)); // the start-up compaction round
+    let from = proxy.request_lines().len();
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(6) {
+        w.exec("INSERT INTO t(v) VALUES (randomblob(100))");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let elapsed = started.elapsed();
+    let window = requests_since(&proxy, from);
+    let puts = window.iter().filter(|l| l.starts_with(&l0_put)).count();
+    let lists: Vec<&String> = window.iter().filter(|l| l.contains("list-type")).collect();
+    let other: Vec<&String> = window
+        .iter()
+        .filter(|l| !l.starts_with(&l0_put) && !l.contains("/db/lease.json"))
+        .collect();
+    eprintln!(
+        "steady: {} requests in {elapsed:?}: {puts} L0 PUTs; the rest: {:?}",
+        window.len(),
+        window
+            .iter()
+            .filter(|l| !l.starts_with(&l0_put))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        (puts as f64) <= elapsed.as_secs_f64().ceil() + 1.0,
+        "{puts} L0 PUTs in {elapsed:?} at sync-interval 1s"
+    );
+    assert!(lists.is_empty(), "LIST on the write path: {lists:?}");
+    assert!(
+        other.is_empty(),
+        "unexpected requests while writing: {other:?}"
+    );
+    assert!(wait_restore_equals(&s, &url, &db), "steady writes");
+    w.close();
+
+    // Idle, with compaction due every second: once its work after the last write is done,
+    // nothing, for longer than the lease lasts.
+    let cfg = s3_config_with(
+        &s,
+        &db,
+        &bucket,
+        "db",
+        &proxy.endpoint(),
+        "1s",
+        FAST_COMPACTION,
+    );
+    let mut w = writer(&uri, &cfg, &s.join("idle.log"), &[]);
+    w.exec("INSERT INTO t(v) VALUES ('before idle')");
+    assert!(wait_restore_equals(&s, &url, &db), "write before idle");
+    let mut seen = proxy.request_lines().len();
+    let mut quiet_since = std::time::Instant::now();
+    let settled = wait_until(Duration::from_secs(60), || {
+        let n = proxy.request_lines().len();
+        if n != seen {
+            seen = n;
+            quiet_since = std::time::Instant::now();
+        }
+        quiet_since.elapsed() >= Duration::from_secs(5)
+    });
+    assert!(
+        settled,
+        "requests never stopped after the last write: {:?}",
+        requests_since(&proxy, proxy.request_lines().len().saturating_sub(20))
+    );
+    let from = proxy.request_lines().len();
+    std::thread::sleep(Duration::from_secs(35)); // longer than the 30 s lease
+    let idle = requests_since(&proxy, from);
+    assert!(idle.is_empty(), "requests while idle: {idle:?}");
+
+    // The lease lapsed: the next write takes it again and replicates.
+    w.exec("INSERT INTO t(v) VALUES ('after idle')");
+    assert!(
+        wait_restore_equals(&s, &url, &db),
+        "write after the lease lapsed"
+    );
+    let log = w.close();
+    assert_no_credentials(&log, "writer");
+    assert_both_restore(&s, &url, &db, "after idle");
 }

@@ -132,6 +132,16 @@ pub fn enforce_l0_retention(
     retention: std::time::Duration,
     now: std::time::SystemTime,
 ) -> Result<Vec<LtxFileInfo>, CompactError> {
+    l0_retention_pass(client, retention, now).map(|(deleted, _)| deleted)
+}
+
+/// [`enforce_l0_retention`], also returning when the L0 files it kept will all be old enough to
+/// delete (`None`: none of them will be before L1 changes; see `retention::l0_settles_at`).
+pub fn l0_retention_pass(
+    client: &dyn ReplicaClient,
+    retention: std::time::Duration,
+    now: std::time::SystemTime,
+) -> Result<(Vec<LtxFileInfo>, Option<std::time::SystemTime>), CompactError> {
     let all = client.list_all()?;
     let l1_max = all
         .iter()
@@ -141,7 +151,11 @@ pub fn enforce_l0_retention(
         .unwrap_or(0);
     let l0: Vec<LtxFileInfo> = all.iter().filter(|f| f.level == 0).cloned().collect();
     let doomed = retention::l0_deletions(&l0, l1_max, retention, now);
-    delete_checked(client, &all, doomed, "l0 retention enforced")
+    let deleted = delete_checked(client, &all, doomed, "l0 retention enforced")?;
+    let kept: Vec<LtxFileInfo> = l0.into_iter().filter(|f| !deleted.contains(f)).collect();
+    // A moment already past means retention refused to delete (logged): wait for new input.
+    let settles = retention::l0_settles_at(&kept, l1_max, retention).filter(|t| *t > now);
+    Ok((deleted, settles))
 }
 
 /// Snapshot and level retention (spec §1.5): snapshots older than `retention` (the newest is

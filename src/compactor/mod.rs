@@ -5,9 +5,12 @@
 //! snapshots are written every `snapshot.interval`, and retention runs as Litestream's does.
 //! Everything is read from and written to the replica through
 //! [`crate::replica::ReplicaClient`]: the jobs never read the live database and never take a
-//! SQLite lock, so the application's connections are never stalled, whatever the database size. Before each round the thread checks the writer
-//! fence ([`crate::fencing`]) and renews the lease.
+//! SQLite lock, so the application's connections are never stalled, whatever the database
+//! size. A due job with nothing new to read since it last succeeded is skipped
+//! ([`activity`]), so an idle database makes no requests. Before a round that has work the
+//! thread checks the writer fence ([`crate::fencing`]), which renews the lease when needed.
 
+mod activity;
 mod fenced;
 mod jobs;
 mod merge;
@@ -23,7 +26,8 @@ use crossbeam_channel::{Receiver, Sender};
 use thiserror::Error;
 
 pub use jobs::{
-    compact_level, enforce_l0_retention, enforce_snapshot_retention, snapshot, MAX_MERGE_INPUTS,
+    compact_level, enforce_l0_retention, enforce_snapshot_retention, l0_retention_pass, snapshot,
+    MAX_MERGE_INPUTS,
 };
 pub use merge::{merge, Merged};
 pub use schedule::{next_boundary, previous_boundary, Schedule, Settings};
@@ -57,9 +61,10 @@ impl CompactError {
     }
 }
 
-/// Longest sleep of the thread between checks: bounds the effect of a wall-clock jump and is
-/// the cadence at which held leases are renewed.
-const MAX_SLEEP: Duration = crate::fencing::LEASE_RENEW_EVERY;
+/// Longest sleep of the thread between checks: bounds the effect of a wall-clock jump, and is
+/// the cadence at which a database refused by the writer fence is checked again (a local
+/// check only, unless it was refused).
+const MAX_SLEEP: Duration = Duration::from_secs(10);
 
 struct Handle {
     tx: Sender<Arc<Database>>,
@@ -127,7 +132,6 @@ fn run(rx: Receiver<Arc<Database>>) {
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
         }
         for t in &mut tracked {
-            crate::fencing::renew_held(&t.db.path);
             crate::fencing::poll(&t.db);
             run_due(&t.db, &mut t.schedule, &settings, SystemTime::now());
         }
@@ -149,11 +153,19 @@ fn clean_work_dir(dir: &Path) {
     }
 }
 
-/// Runs the jobs of `db` that are due at `now`, in order: levels 1..n, the snapshot with its
-/// retention, then L0 retention. A failed job is logged and retried at its next boundary.
+/// Runs the jobs of `db` that are due at `now` and have something new to read, in order:
+/// levels 1..n, the snapshot with its retention, then L0 retention. A failed job is logged and
+/// retried at its next boundary. The fence is checked (and the lease taken or renewed) only
+/// when a job runs, so an idle database makes no requests.
 pub fn run_due(db: &Database, schedule: &mut Schedule, settings: &Settings, now: SystemTime) {
     let due = schedule.take_due(settings, now);
     if due.is_empty() {
+        return;
+    }
+    schedule
+        .activity
+        .observe(db.uploads.load(std::sync::atomic::Ordering::Acquire));
+    if !due.jobs.iter().any(|j| schedule.activity.needed(*j, now)) {
         return;
     }
     let state = db.sync_state.lock().state.clone();
@@ -176,46 +188,80 @@ pub fn run_due(db: &Database, schedule: &mut Schedule, settings: &Settings, now:
         tracing::warn!(db = %db.path.display(), replica = %client.describe(), job = what, error = %e, "compaction job failed; will retry at its next interval");
     };
     for job in due.jobs {
-        match job {
+        // Checked again here: a level merged earlier in this round is new input for the next.
+        if !schedule.activity.needed(job, now) {
+            continue;
+        }
+        let inputs = schedule.activity.inputs(job);
+        let ok = match job {
             schedule::Job::Level(level) => match compact_level(client, level, &dir) {
                 Ok(written) => {
+                    if !written.is_empty() {
+                        schedule.activity.stored(level);
+                    }
+                    let mut ok = true;
                     if level == 1 && !written.is_empty() && settings.retention_enabled {
                         if let Err(e) = enforce_l0_retention(client, settings.l0_retention, now) {
                             log("l0 retention", &e);
+                            ok = false;
                         }
                     }
                     if !written.is_empty() && !schedule.has_snapshot {
                         schedule.snapshot_soon();
                     }
+                    ok
                 }
-                Err(e) => log("compaction", &e),
+                Err(e) => {
+                    log("compaction", &e);
+                    false
+                }
             },
             schedule::Job::Snapshot => {
                 let not_before = previous_boundary(now, settings.snapshot_interval);
-                match snapshot(client, &dir, Some(not_before)) {
-                    Ok(Some(_)) => schedule.has_snapshot = true,
+                let mut ok = match snapshot(client, &dir, Some(not_before)) {
+                    Ok(Some(_)) => {
+                        schedule.has_snapshot = true;
+                        schedule.activity.stored(crate::replica::SNAPSHOT_LEVEL);
+                        true
+                    }
                     Ok(None) => {
                         schedule.has_snapshot = client
                             .list(crate::replica::SNAPSHOT_LEVEL)
                             .is_ok_and(|v| !v.is_empty());
+                        true
                     }
-                    Err(e) => log("snapshot", &e),
-                }
+                    Err(e) => {
+                        log("snapshot", &e);
+                        false
+                    }
+                };
                 if settings.retention_enabled {
                     if let Err(e) =
                         enforce_snapshot_retention(client, settings.snapshot_retention, now)
                     {
                         log("retention", &e);
+                        ok = false;
                     }
                 }
+                ok
             }
             schedule::Job::L0Retention => {
-                if settings.retention_enabled {
-                    if let Err(e) = enforce_l0_retention(client, settings.l0_retention, now) {
-                        log("l0 retention", &e);
+                let pass = if settings.retention_enabled {
+                    l0_retention_pass(client, settings.l0_retention, now)
+                } else {
+                    Ok((Vec::new(), None))
+                };
+                match pass {
+                    Ok((_, settles_at)) => {
+                        schedule.activity.l0_retention_succeeded(inputs, settles_at);
                     }
+                    Err(e) => log("l0 retention", &e),
                 }
+                continue;
             }
+        };
+        if ok {
+            schedule.activity.succeeded(job, inputs);
         }
     }
 }

@@ -40,6 +40,20 @@ pub fn l0_deletions(
     out
 }
 
+/// When every L0 file in `l0` that [`l0_deletions`] may ever delete without L1 changing (the
+/// files merged into L1, except the newest L0 file) is old enough: the moment the youngest of
+/// them ages past `retention`. `None` when there is no such file (or retention is off).
+pub fn l0_settles_at(l0: &[LtxFileInfo], l1_max: TxId, retention: Duration) -> Option<SystemTime> {
+    if retention.is_zero() {
+        return None;
+    }
+    let newest = l0.iter().map(|f| (f.min_txid, f.max_txid)).max()?;
+    l0.iter()
+        .filter(|f| (f.min_txid, f.max_txid) != newest && f.max_txid <= l1_max)
+        .map(|f| f.created_at + retention)
+        .max()
+}
+
 /// Snapshots older than `retention` except the newest, then every level 1..=8 file whose max
 /// TXID is below the newest deleted snapshot's max TXID (the floor), each level keeping its last
 /// file. No snapshot deleted: no level file deleted.
@@ -127,6 +141,30 @@ mod tests {
         v.iter()
             .map(|f| (f.level, f.min_txid, f.max_txid))
             .collect()
+    }
+
+    #[test]
+    fn l0_settles_when_the_youngest_merged_file_but_the_newest_ages() {
+        let l0: Vec<_> = (1..=6).map(|n| f(0, n, n, n * 10)).collect();
+        let r = Duration::from_secs(25);
+        // Merged up to 4: files 1..=4 are deletable once file 4 (made at 40) is 25 s old.
+        assert_eq!(l0_settles_at(&l0, 4, r), Some(at(65)));
+        // Everything merged: the newest (6) is kept anyway, so file 5 decides.
+        assert_eq!(l0_settles_at(&l0, 6, r), Some(at(75)));
+        assert_eq!(l0_settles_at(&l0, 0, r), None);
+        assert_eq!(
+            l0_settles_at(&l0[5..], 6, r),
+            None,
+            "only the newest is left"
+        );
+        assert_eq!(l0_settles_at(&l0, 6, Duration::ZERO), None);
+        // After a pass at 75, nothing is left to wait for.
+        let left: Vec<_> = l0
+            .iter()
+            .filter(|x| !l0_deletions(&l0, 6, r, at(75)).contains(x))
+            .cloned()
+            .collect();
+        assert_eq!(l0_settles_at(&left, 6, r), None);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::activity::Activity;
 use crate::config::Config;
 
 /// The configuration the compactor follows (`levels`, `snapshot`, `l0-retention`,
@@ -59,7 +60,7 @@ pub fn previous_boundary(now: SystemTime, interval: Duration) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(u64::try_from(since / step * step).unwrap_or(u64::MAX))
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Job {
     /// Merge level N-1 into level N.
     Level(u8),
@@ -89,6 +90,8 @@ pub struct Schedule {
     /// The replica had a snapshot at the last look; without one, the snapshot job runs as soon
     /// as a level compaction wrote something (as Litestream snapshots at start-up).
     pub has_snapshot: bool,
+    /// What each job has already read: due jobs with nothing new are skipped.
+    pub activity: Activity,
 }
 
 impl Schedule {
@@ -99,6 +102,7 @@ impl Schedule {
             snapshot: now,
             l0_retention: now,
             has_snapshot: true,
+            activity: Activity::default(),
         }
     }
 

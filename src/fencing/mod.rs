@@ -31,11 +31,10 @@ use crate::TxId;
 
 /// How long a lease lasts without renewal: how long a crashed writer on another machine keeps
 /// a new writer waiting, and long enough that a slow store cannot expire a live writer's lease
-/// between renewals.
+/// between renewals. A lease is renewed by the check before a write once less than half of it
+/// is left (one conditional PUT per 15 s under steady writes), and never while the database is
+/// idle: an idle writer's lease lapses, and its next write takes it again.
 pub const LEASE_TTL: Duration = Duration::from_secs(30);
-/// Renewal period of a held lease (by the compactor thread): a third of the TTL, so two renewals
-/// in a row may fail before the lease lapses.
-pub const LEASE_RENEW_EVERY: Duration = Duration::from_secs(10);
 /// Conditional-write attempts when another process races for the lease at the same moment.
 const ACQUIRE_ATTEMPTS: usize = 3;
 
@@ -77,7 +76,6 @@ pub enum FenceError {
 struct Held {
     version: String,
     expires_ms: i64,
-    renewed_ms: i64,
 }
 
 struct DbLease {
@@ -86,6 +84,10 @@ struct DbLease {
     held: Option<Held>,
     /// Why the last check refused (a short key, so a refusal is logged once, not per retry).
     refused: Option<String>,
+    /// The lease was acquired from a state that was not this process's own lease (absent,
+    /// expired, released, another holder's): whoever held it may have written to the replica
+    /// since this process last looked. Taken by [`took_over`].
+    took_over: bool,
 }
 
 type Leases = Mutex<HashMap<PathBuf, Arc<Mutex<DbLease>>>>;
@@ -110,6 +112,7 @@ fn entry(db: &Path, client: &Arc<dyn ReplicaClient>) -> Arc<Mutex<DbLease>> {
             client: Arc::clone(client),
             held: None,
             refused: None,
+            took_over: false,
         }))
     }))
 }
@@ -241,23 +244,15 @@ pub fn ensure_lease(db: &Path, client: &Arc<dyn ReplicaClient>) -> Result<(), Fe
     acquire(&mut l, now)
 }
 
-/// Renews the lease of `db` if this process holds it and the last renewal is older than
-/// [`LEASE_RENEW_EVERY`]. A lost lease is logged and forgotten (the next check refuses).
-pub fn renew_held(db: &Path) {
+/// True once after this process acquired `db`'s lease from a state that was not its own lease
+/// (first acquisition, or taken over after it lapsed): the replica may have moved without this
+/// process, so the uploader compares its position with the replica again before writing.
+pub fn took_over(db: &Path) -> bool {
     let Some(e) = leases().lock().get(db).cloned() else {
-        return;
+        return false;
     };
     let mut l = e.lock();
-    let now = now_ms();
-    let due = l
-        .held
-        .as_ref()
-        .is_some_and(|h| now - h.renewed_ms >= LEASE_RENEW_EVERY.as_millis() as i64);
-    if due {
-        if let Err(err) = acquire(&mut l, now) {
-            tracing::warn!(db = %db.display(), error = %err, "cannot renew the writer lease");
-        }
-    }
+    std::mem::take(&mut l.took_over)
 }
 
 fn lease_err(l: &DbLease, source: ReplicaError) -> FenceError {
@@ -273,12 +268,12 @@ fn acquire(l: &mut DbLease, now: i64) -> Result<(), FenceError> {
     let ttl = LEASE_TTL.as_millis() as i64;
     let had = l.held.take();
     for _ in 0..ACQUIRE_ATTEMPTS {
-        let (cond, acquired_ms) = match l.client.read_object(LEASE_OBJECT) {
-            Err(ReplicaError::NotFound { .. }) => (WriteCondition::IfAbsent, now),
+        let (cond, acquired_ms, ours) = match l.client.read_object(LEASE_OBJECT) {
+            Err(ReplicaError::NotFound { .. }) => (WriteCondition::IfAbsent, now, false),
             Err(e) => return Err(lease_err(l, e)),
             Ok(obj) => match Lease::decode(&obj.data) {
                 Some(cur) if cur.is_mine(&db) => {
-                    (WriteCondition::IfMatch(obj.version), cur.acquired_ms)
+                    (WriteCondition::IfMatch(obj.version), cur.acquired_ms, true)
                 }
                 Some(cur) if !cur.expired(now) && !cur.holder_is_dead_here() => {
                     if had.is_some() {
@@ -298,7 +293,7 @@ fn acquire(l: &mut DbLease, now: i64) -> Result<(), FenceError> {
                             tracing::warn!(db = %db, holder = %s.owner, expired = s.expired(now), "taking over a stale writer lease");
                         }
                     }
-                    (WriteCondition::IfMatch(obj.version), now)
+                    (WriteCondition::IfMatch(obj.version), now, false)
                 }
             },
         };
@@ -314,8 +309,8 @@ fn acquire(l: &mut DbLease, now: i64) -> Result<(), FenceError> {
                 l.held = Some(Held {
                     version,
                     expires_ms: now + ttl,
-                    renewed_ms: now,
                 });
+                l.took_over |= !ours;
                 return Ok(());
             }
             // Someone changed the lease between our read and write: read it again.

@@ -171,3 +171,29 @@ fn lineage_refuses_a_foreign_non_empty_replica() {
     };
     check_lineage(&db, client.as_ref(), &ours).unwrap();
 }
+
+/// An idle writer's lease lapses (nothing renews it); its next write takes it back without
+/// counting as a takeover. A lease another writer held meanwhile does count: the uploader then
+/// compares its position with the replica again.
+#[test]
+fn a_lapsed_lease_is_retaken_and_a_takeover_is_reported_once() {
+    let (_dir, db, client) = setup();
+    ensure_lease(&db, &client).unwrap();
+    assert!(took_over(&db), "the first acquisition is one");
+    assert!(!took_over(&db), "reported once");
+
+    // Our own lease lapsed while idle: retaken, not a takeover, acquisition time kept.
+    let first = stored(&client);
+    let later = now_ms() + LEASE_TTL.as_millis() as i64 + 1_000;
+    acquire(&mut entry(&db, &client).lock(), later).unwrap();
+    let retaken = stored(&client);
+    assert!(retaken.is_mine(&db.display().to_string()));
+    assert_eq!(retaken.acquired_ms, first.acquired_ms);
+    assert!(!took_over(&db));
+
+    // Another writer held it and let it expire: taking it is a takeover.
+    plant(&client, &foreign(now_ms() - 1));
+    acquire(&mut entry(&db, &client).lock(), now_ms()).unwrap();
+    assert!(took_over(&db));
+    assert!(!took_over(&db));
+}

@@ -82,6 +82,8 @@ struct Shared {
     upstream: u16,
     config: Mutex<FaultConfig>,
     stats: Stats,
+    /// Request lines seen (`PUT /bucket/key?query`), in arrival order.
+    seen: Mutex<Vec<String>>,
     stop: AtomicBool,
 }
 
@@ -106,6 +108,7 @@ impl FaultProxy {
             upstream,
             config: Mutex::new(config),
             stats: Stats::default(),
+            seen: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
         });
         let s = Arc::clone(&shared);
@@ -134,6 +137,11 @@ impl FaultProxy {
 
     pub fn requests(&self) -> u64 {
         self.shared.stats.requests.load(Ordering::Relaxed)
+    }
+
+    /// Every request line seen so far (`METHOD /path?query`), in arrival order, faulted or not.
+    pub fn request_lines(&self) -> Vec<String> {
+        self.shared.seen.lock().expect("seen lock").clone()
     }
 
     pub fn faults(&self) -> u64 {
@@ -237,6 +245,9 @@ fn expects_continue(head: &str) -> bool {
 fn handle(s: &Shared, mut conn: TcpStream) -> io::Result<()> {
     conn.set_read_timeout(Some(IO_TIMEOUT))?;
     let (head, rest) = read_head(&mut conn)?;
+    let line = head.lines().next().unwrap_or_default();
+    let line = line.strip_suffix(" HTTP/1.1").unwrap_or(line).to_string();
+    s.seen.lock().expect("seen lock").push(line);
     let (fault, cfg) = choose(s);
     match fault {
         Some(Fault::Reset) => {
