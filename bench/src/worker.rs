@@ -262,10 +262,11 @@ fn tps(args: &Args) -> Result<serde_json::Value> {
     Ok(json!({ "results": results }))
 }
 
-/// A steady writer: one commit (a row plus the marker, see `ltx.rs`), `--warmup-ms`, an idle
-/// window of `--idle-ms`, then `--count` commits at `--rate` per second, then `--linger-ms`
-/// with the database still open (so the last commits ship on the normal schedule, not by the
-/// exit-time flush). Reports the windows and each commit's return time (CLOCK_MONOTONIC ns).
+/// A steady writer: one commit (a row plus the marker, see `ltx.rs`; none with
+/// `--first-commit 0`), `--warmup-ms`, an idle window of `--idle-ms`, then `--count` commits at
+/// `--rate` per second, then `--linger-ms` with the database still open (so the last commits
+/// ship on the normal schedule, not by the exit-time flush). Reports the windows and each
+/// commit's return time (CLOCK_MONOTONIC ns).
 fn paced(args: &Args) -> Result<serde_json::Value> {
     let conn = open(args)?;
     set_sync(&conn, args.str("sync").unwrap_or("normal"))?;
@@ -282,7 +283,9 @@ fn paced(args: &Args) -> Result<serde_json::Value> {
         conn.execute_batch("COMMIT").ctx(|| "COMMIT".to_string())?;
         Ok(mono_ns())
     };
-    commit(0)?;
+    if args.num_or("first-commit", 1)? != 0 {
+        commit(0)?;
+    }
     std::thread::sleep(Duration::from_millis(args.num_or("warmup-ms", 0)?));
     let idle_start = mono_ns();
     std::thread::sleep(Duration::from_millis(args.num_or("idle-ms", 0)?));
