@@ -359,17 +359,14 @@ fn steady_writes_put_once_per_interval_and_an_idle_database_makes_no_requests() 
     let url = s3_url(&bucket, "db", &srv.endpoint());
     let l0_put = format!("PUT /{bucket}/db/0000/");
 
-    // Steady writes, about 10 commits per second for 6 s, with sync-interval 1s.
-    let cfg = s3_config_with(
-        &s,
-        &db,
-        &bucket,
-        "db",
-        &proxy.endpoint(),
-        "1s",
-        SLOW_COMPACTION,
-    );
-    let mut w = writer(&uri, &cfg, &s.join("steady.log"), &[]);
+    // A writer at sync-interval 1s with the compaction `settings`, logging to `log`.
+    let start = |settings: &str, log: &str| {
+        let cfg = s3_config_with(&s, &db, &bucket, "db", &proxy.endpoint(), "1s", settings);
+        writer(&uri, &cfg, &s.join(log), &[])
+    };
+
+    // Steady writes, about 10 commits per second for 6 s.
+    let mut w = start(SLOW_COMPACTION, "steady.log");
     w.exec("PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)");
     assert!(wait_restore_equals(&s, &url, &db), "first write");
     std::thread::sleep(Duration::from_secs(2)); // the start-up compaction round
@@ -409,16 +406,7 @@ fn steady_writes_put_once_per_interval_and_an_idle_database_makes_no_requests() 
 
     // Idle, with compaction due every second: once its work after the last write is done,
     // nothing, for longer than the lease lasts.
-    let cfg = s3_config_with(
-        &s,
-        &db,
-        &bucket,
-        "db",
-        &proxy.endpoint(),
-        "1s",
-        FAST_COMPACTION,
-    );
-    let mut w = writer(&uri, &cfg, &s.join("idle.log"), &[]);
+    let mut w = start(FAST_COMPACTION, "idle.log");
     w.exec("INSERT INTO t(v) VALUES ('before idle')");
     assert!(wait_restore_equals(&s, &url, &db), "write before idle");
     let mut seen = proxy.request_lines().len();

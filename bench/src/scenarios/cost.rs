@@ -10,6 +10,7 @@
 //!    `bench/analysis.md` counts it.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use serde_json::json;
 
@@ -221,53 +222,20 @@ fn one(ctx: &Ctx, c: Contender, w: u64) -> Result<std::result::Result<Counts, St
     let config = dir.join("litestream.yml");
     procs::write_config(&config, &db, &replica, "1s", "")?;
     // The first process: one commit, replicated by the contender.
-    let sidecar = if c.ours {
-        None
-    } else {
-        Some(start_sidecar(ctx, &dir, &db, &replica, "")?)
-    };
     let prepare = [
-        arg("paced"),
-        arg("--db"),
-        arg(db.display()),
-        arg("--ext"),
-        arg(u8::from(c.ours)),
-        arg("--rate"),
-        arg(RATE),
         arg("--count"),
         arg(0),
         arg("--linger-ms"),
         arg(PREPARE_LINGER_MS),
     ];
-    let (v, _) = procs::run_worker(
-        &ctx.tools,
-        &prepare,
-        c.ours.then_some(config.as_path()),
-        &dir.join("prepare.json"),
-        &dir.join("prepare.log"),
-    )?;
-    if let Some(sc) = sidecar {
-        sc.stop()?;
-    }
-    if let Some(e) = super::worker_error(&v, &dir.join("prepare.log")) {
+    let (_, err) = run_paced(ctx, c, &dir, &db, &replica, &config, "prepare", &prepare)?;
+    if let Some(e) = err {
         return Err(failed(format!("cost, {} (first process)", c.key), e));
     }
     // The measured process, with a fresh sidecar for the sidecar's turn.
-    let sidecar = if c.ours {
-        None
-    } else {
-        Some(start_sidecar(ctx, &dir, &db, &replica, "")?)
-    };
-    let args = vec![
-        arg("paced"),
+    let measured = [
         arg("--first-commit"),
         arg(0),
-        arg("--db"),
-        arg(db.display()),
-        arg("--ext"),
-        arg(u8::from(c.ours)),
-        arg("--rate"),
-        arg(RATE),
         arg("--count"),
         arg(RATE * w),
         arg("--warmup-ms"),
@@ -277,17 +245,8 @@ fn one(ctx: &Ctx, c: Contender, w: u64) -> Result<std::result::Result<Counts, St
         arg("--linger-ms"),
         arg(LINGER_MS),
     ];
-    let (v, _) = procs::run_worker(
-        &ctx.tools,
-        &args,
-        c.ours.then_some(config.as_path()),
-        &dir.join("result.json"),
-        &dir.join("worker.log"),
-    )?;
-    if let Some(sc) = sidecar {
-        sc.stop()?;
-    }
-    if let Some(e) = super::worker_error(&v, &dir.join("worker.log")) {
+    let (v, err) = run_paced(ctx, c, &dir, &db, &replica, &config, "worker", &measured)?;
+    if let Some(e) = err {
         if c.ours && c.s3 {
             return Ok(Err(e));
         }
@@ -342,4 +301,49 @@ fn one(ctx: &Ctx, c: Contender, w: u64) -> Result<std::result::Result<Counts, St
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(Ok(counts))
+}
+
+/// Runs one `paced` worker (`extra`: its arguments beyond the database, contender and rate)
+/// with contender `c` replicating: our extension with `config`, or a sidecar started for this
+/// process alone. Its result and log are `<name>.json` and `<name>.log` in `dir`. Returns the
+/// result and the worker's error, if it failed.
+#[allow(clippy::too_many_arguments)]
+fn run_paced(
+    ctx: &Ctx,
+    c: Contender,
+    dir: &Path,
+    db: &Path,
+    replica: &Replica,
+    config: &Path,
+    name: &str,
+    extra: &[String],
+) -> Result<(serde_json::Value, Option<String>)> {
+    let sidecar = if c.ours {
+        None
+    } else {
+        Some(start_sidecar(ctx, dir, db, replica, "")?)
+    };
+    let mut args = vec![
+        arg("paced"),
+        arg("--db"),
+        arg(db.display()),
+        arg("--ext"),
+        arg(u8::from(c.ours)),
+        arg("--rate"),
+        arg(RATE),
+    ];
+    args.extend_from_slice(extra);
+    let log = dir.join(format!("{name}.log"));
+    let (v, _) = procs::run_worker(
+        &ctx.tools,
+        &args,
+        c.ours.then_some(config),
+        &dir.join(format!("{name}.json")),
+        &log,
+    )?;
+    if let Some(sc) = sidecar {
+        sc.stop()?;
+    }
+    let err = super::worker_error(&v, &log);
+    Ok((v, err))
 }
