@@ -202,6 +202,9 @@ fn writer(uri: &str, cfg: &Path, log: &Path, extra: &[(&str, &str)]) -> Session 
     Session::open(uri, 1, &env, log)
 }
 
+/// Faults the proxy must have injected for the fault test to mean something.
+const MIN_FAULTS: u64 = 5;
+
 #[test]
 fn a_third_of_requests_failing_never_fails_writes_and_the_replica_catches_up() {
     set_credentials();
@@ -216,12 +219,16 @@ fn a_third_of_requests_failing_never_fails_writes_and_the_replica_catches_up() {
     let mut faults = FaultConfig::failing(1.0 / 3.0, &Fault::ALL);
     faults.stall = Duration::from_secs(2);
     proxy.set(faults);
-    for i in 0..150 {
+    // At least 150 writes, and on until the faults have hit: the replicator makes only a few
+    // requests per second (nothing besides its uploads), so 150 writes may meet few faults.
+    let mut i = 0;
+    while i < 150 || (proxy.faults() < MIN_FAULTS && i < 1500) {
         w.exec(&format!(
             "INSERT INTO t(v) VALUES (randomblob({})); UPDATE t SET v = randomblob(200) WHERE id = {}",
             100 + (i * 397) % 6000,
             1 + i / 2
         ));
+        i += 1;
         std::thread::sleep(Duration::from_millis(40));
     }
     let injected = proxy.faults();
@@ -235,7 +242,7 @@ fn a_third_of_requests_failing_never_fails_writes_and_the_replica_catches_up() {
         log.matches("will retry").count()
     );
     assert!(
-        injected >= 5,
+        injected >= MIN_FAULTS,
         "the proxy injected only {injected} faults in {} requests",
         proxy.requests()
     );
