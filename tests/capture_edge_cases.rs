@@ -414,3 +414,76 @@ fn existing_database_with_data_is_snapshotted_and_switched_to_wal() {
     let restored = c.check("existing");
     assert_eq!(query(&restored, "SELECT count(*) FROM pre;").trim(), "301");
 }
+
+/// A process without the extension holds an exclusive rollback-mode transaction on `ARGS[0]`
+/// for `ARGS[1]` seconds.
+const HOLD_EXCLUSIVE: &str = r#"
+import time
+c = sqlite3.connect(ARGS[0], isolation_level=None)
+c.execute("BEGIN EXCLUSIVE")
+c.execute("INSERT INTO pre(v) VALUES ('written by the lock holder')")
+print("locked", flush=True)
+time.sleep(float(ARGS[1]))
+c.execute("COMMIT")
+"#;
+
+/// Starts `HOLD_EXCLUSIVE` and returns once it holds the lock.
+fn hold_exclusive(db: &Path, seconds: f64) -> std::process::Child {
+    use std::io::BufRead;
+    let mut cmd = python_command(
+        HOLD_EXCLUSIVE,
+        &[db.to_str().unwrap(), &seconds.to_string()],
+        &[],
+    );
+    cmd.stdout(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("start the lock holder");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .expect("read from the lock holder");
+    assert_eq!(line.trim(), "locked", "the lock holder did not start");
+    child
+}
+
+#[test]
+fn opening_waits_for_a_rollback_mode_writer_and_never_fails_because_of_it() {
+    let c = Case::new("edge-locked-open", None, "1s");
+    sqlite3_plain(
+        &c.db,
+        &format!(
+            "CREATE TABLE pre(id INTEGER PRIMARY KEY, v BLOB); INSERT INTO pre(v) {};",
+            rows(100, 500)
+        ),
+    )
+    .clean();
+    // A lock held for less than the open's busy timeout: the open waits it out and switches
+    // the database to WAL mode.
+    let mut holder = hold_exclusive(&c.db, 1.0);
+    c.run("INSERT INTO pre(v) VALUES ('after a short lock');");
+    assert!(holder.wait().unwrap().success());
+    assert_eq!(query(&c.db, "PRAGMA journal_mode;").trim(), "wal");
+
+    // Back to rollback mode, then a lock held for longer: the switch gives up, the open still
+    // succeeds, and the application's own busy timeout waits for its write.
+    sqlite3_plain(&c.db, "PRAGMA journal_mode=DELETE;").ok();
+    let mut holder = hold_exclusive(&c.db, 9.0);
+    let out = sqlite3_ext(
+        &c.uri,
+        Some(&c.cfg),
+        ".timeout 30000\nINSERT INTO pre(v) VALUES ('written in rollback mode');",
+    );
+    assert!(out.success(), "{out}");
+    assert!(
+        out.stderr
+            .contains("cannot switch the database to WAL mode"),
+        "{out}"
+    );
+    assert!(holder.wait().unwrap().success());
+    assert_eq!(query(&c.db, "PRAGMA journal_mode;").trim(), "delete");
+
+    // The next connection switches it; the replica catches up with a full image.
+    c.run("INSERT INTO pre(v) VALUES ('back in WAL mode');");
+    assert_eq!(query(&c.db, "PRAGMA journal_mode;").trim(), "wal");
+    let restored = c.check("locked-open");
+    assert_eq!(query(&restored, "SELECT count(*) FROM pre;").trim(), "105");
+}

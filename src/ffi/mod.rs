@@ -164,6 +164,59 @@ pub unsafe extern "C" fn sqlite3_litestream_init(
     })
 }
 
+/// How long a new connection waits for other connections while it switches the database to
+/// WAL mode and attaches the control database. The application cannot have set a busy
+/// timeout yet (SQLite runs auto-extensions inside `sqlite3_open*`), so without one, a
+/// connection opened while another one is switching the new database, or writing it in
+/// rollback mode, would fail at once with SQLITE_BUSY. Both wait only for other connections'
+/// transactions; 5 s is the default busy timeout of Python's sqlite3 module.
+const OPEN_BUSY_TIMEOUT_MS: c_int = 5_000;
+
+/// Switches a replicated database to WAL mode (as Litestream does) and binds the connection
+/// to the control database. Neither may fail the application's open: a database that stays
+/// in rollback mode is logged and gets a full image once it is in WAL mode (docs/capture.md).
+///
+/// # Safety
+/// `db` must be a connection being opened (called from the auto-extension).
+unsafe fn switch_to_wal_and_bind(db: *mut ffi::sqlite3) {
+    // SAFETY: `db` is valid; the application has no busy handler yet (see the constant).
+    unsafe { ffi::sqlite3_busy_timeout(db, OPEN_BUSY_TIMEOUT_MS) };
+    let sql = c"PRAGMA journal_mode=WAL";
+    // SAFETY: `db` is a valid connection and `sql` a NUL-terminated string.
+    let rc = unsafe {
+        ffi::sqlite3_exec(
+            db,
+            sql.as_ptr(),
+            None,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    };
+    if rc != ffi::SQLITE_OK {
+        // SAFETY: `db` is valid; errmsg returns a NUL-terminated string owned by SQLite.
+        let msg = unsafe { CStr::from_ptr(ffi::sqlite3_errmsg(db)) }
+            .to_string_lossy()
+            .into_owned();
+        tracing::warn!(error = %msg, "cannot switch the database to WAL mode; it is not replicated until it is");
+    }
+    // SAFETY: `db` is the connection being opened.
+    unsafe { sql::bind_connection(db) };
+    // SAFETY: `db` is valid; 0 removes the handler, the state a new connection starts in.
+    unsafe { ffi::sqlite3_busy_timeout(db, 0) };
+    // `sqlite3_open*` fails when the connection's last error code is set after the
+    // auto-extensions ran. Executing an empty statement resets it to SQLITE_OK.
+    // SAFETY: `db` is valid and the string NUL-terminated.
+    unsafe {
+        ffi::sqlite3_exec(
+            db,
+            c"".as_ptr(),
+            None,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    };
+}
+
 /// Runs for every connection opened after the extension loaded (or, preloaded, for every
 /// connection): a database replicated by us is switched to WAL mode (as Litestream does) and
 /// gets the control database; every connection gets the SQL functions.
@@ -183,26 +236,8 @@ unsafe extern "C" fn auto_extension_init(
         let managed = unsafe { vfs::main_is_managed(db) };
         // Test mode replicates what the application puts in WAL mode; it changes nothing.
         if managed && !crate::replicate_all::enabled() {
-            let sql = c"PRAGMA journal_mode=WAL";
-            // SAFETY: `db` is a valid connection and `sql` a NUL-terminated string.
-            let rc = unsafe {
-                ffi::sqlite3_exec(
-                    db,
-                    sql.as_ptr(),
-                    None,
-                    std::ptr::null_mut(),
-                    std::ptr::null_mut(),
-                )
-            };
-            if rc != ffi::SQLITE_OK {
-                // SAFETY: `db` is valid; errmsg returns a NUL-terminated string owned by SQLite.
-                let msg = unsafe { CStr::from_ptr(ffi::sqlite3_errmsg(db)) }
-                    .to_string_lossy()
-                    .into_owned();
-                tracing::warn!(error = %msg, "cannot switch the database to WAL mode; it is not replicated until it is");
-            }
             // SAFETY: `db` is the connection being opened.
-            unsafe { sql::bind_connection(db) };
+            unsafe { switch_to_wal_and_bind(db) };
         }
         // SAFETY: as above.
         unsafe { sql::register_functions(db) };
