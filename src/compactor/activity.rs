@@ -58,7 +58,9 @@ impl Activity {
             Job::Level(n) => self.changes[usize::from(n.saturating_sub(1))],
             // A snapshot covers the latest TXID; merges below it do not move that.
             Job::Snapshot => self.changes[0],
-            Job::L0Retention => self.changes[0] + self.changes[1],
+            // New L0 files are never deletable before L1 covers them: only L1 (and time) can
+            // give L0 retention something to do.
+            Job::L0Retention => self.changes[1],
         }
     }
 

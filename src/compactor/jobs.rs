@@ -137,21 +137,31 @@ pub fn enforce_l0_retention(
 
 /// [`enforce_l0_retention`], also returning when the L0 files it kept will all be old enough to
 /// delete (`None`: none of them will be before L1 changes; see `retention::l0_settles_at`).
+///
+/// Lists levels 0 and 1 only. When there is something to delete, the deletion is checked
+/// against levels 0, 1 and 9 (one more LIST): the newest TXID is always in L0, and more files
+/// only let a restore reach further, so a latest restore that these levels keep intact is kept
+/// by the whole replica. Only when that check fails is every level listed and checked.
 pub fn l0_retention_pass(
     client: &dyn ReplicaClient,
     retention: std::time::Duration,
     now: std::time::SystemTime,
 ) -> Result<(Vec<LtxFileInfo>, Option<std::time::SystemTime>), CompactError> {
-    let all = client.list_all()?;
-    let l1_max = all
-        .iter()
-        .filter(|f| f.level == 1)
-        .map(|f| f.max_txid)
-        .max()
-        .unwrap_or(0);
-    let l0: Vec<LtxFileInfo> = all.iter().filter(|f| f.level == 0).cloned().collect();
+    let l0 = client.list(0)?;
+    let l1 = client.list(1)?;
+    let l1_max = l1.iter().map(|f| f.max_txid).max().unwrap_or(0);
     let doomed = retention::l0_deletions(&l0, l1_max, retention, now);
-    let deleted = delete_checked(client, &all, doomed, "l0 retention enforced")?;
+    let deleted = if doomed.is_empty() {
+        doomed
+    } else {
+        let mut some: Vec<LtxFileInfo> = l0.iter().chain(&l1).cloned().collect();
+        some.extend(client.list(SNAPSHOT_LEVEL)?);
+        if retention::keeps_latest_restorable(&some, &doomed).is_ok() {
+            delete_unchecked(client, doomed, "l0 retention enforced")?
+        } else {
+            delete_checked(client, &client.list_all()?, doomed, "l0 retention enforced")?
+        }
+    };
     let kept: Vec<LtxFileInfo> = l0.into_iter().filter(|f| !deleted.contains(f)).collect();
     // A moment already past means retention refused to delete (logged): wait for new input.
     let settles = retention::l0_settles_at(&kept, l1_max, retention).filter(|t| *t > now);
@@ -185,6 +195,15 @@ fn delete_checked(
         tracing::warn!(replica = %client.describe(), files = doomed.len(), reason = %reason, "retention skipped: deleting these files would break the latest restore");
         return Ok(Vec::new());
     }
+    delete_unchecked(client, doomed, what)
+}
+
+/// Deletes `doomed` (already checked by the caller) and logs it.
+fn delete_unchecked(
+    client: &dyn ReplicaClient,
+    doomed: Vec<LtxFileInfo>,
+    what: &str,
+) -> Result<Vec<LtxFileInfo>, CompactError> {
     client.delete(&doomed)?;
     tracing::info!(replica = %client.describe(), deleted = doomed.len(), "{what}");
     for f in &doomed {

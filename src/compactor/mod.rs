@@ -199,17 +199,10 @@ pub fn run_due(db: &Database, schedule: &mut Schedule, settings: &Settings, now:
                     if !written.is_empty() {
                         schedule.activity.stored(level);
                     }
-                    let mut ok = true;
-                    if level == 1 && !written.is_empty() && settings.retention_enabled {
-                        if let Err(e) = enforce_l0_retention(client, settings.l0_retention, now) {
-                            log("l0 retention", &e);
-                            ok = false;
-                        }
-                    }
                     if !written.is_empty() && !schedule.has_snapshot {
                         schedule.snapshot_soon();
                     }
-                    ok
+                    true
                 }
                 Err(e) => {
                     log("compaction", &e);

@@ -510,3 +510,59 @@ fn jobs_write_nothing_while_another_writer_holds_the_lease() {
     client.delete_object(LEASE_OBJECT).unwrap();
     assert_eq!(compact_level(&fenced, 1, &s.work()).unwrap().len(), 1);
 }
+
+#[test]
+fn l0_retention_lists_levels_0_and_1_and_checks_against_snapshots_only_when_deleting() {
+    use crate::replica::counting::Counting;
+    let s = sim_with(21, 6);
+    let client = Counting::new(FileReplica::new(s.dir.path().join("replica")));
+    // Nothing merged into L1 yet: nothing to delete, two LISTs.
+    let (gone, _) = l0_retention_pass(&client, Duration::from_secs(1), age(&s, 1000)).unwrap();
+    assert!(gone.is_empty());
+    assert_eq!(client.listed(), vec![0, 1]);
+    // L1 covers 1..=6: L0 1..=5 go, checked against levels 0, 1 and 9.
+    compact_level(&s.client, 1, &s.work()).unwrap();
+    let client = Counting::new(FileReplica::new(s.dir.path().join("replica")));
+    let (gone, _) = l0_retention_pass(&client, Duration::from_secs(1), age(&s, 1000)).unwrap();
+    assert_eq!(gone.len(), 5);
+    assert_eq!(client.listed(), vec![0, 1, 9]);
+    assert_eq!(s.restored(Target::Latest, "after-l0.db"), s.expect(6));
+
+    // L1 starts at TXID 3 and an L2 file holds 1..=2: levels 0, 1 and 9 cannot prove the
+    // restore, the whole replica can.
+    let s = sim_with(22, 6);
+    compact_level(&s.client, 1, &s.work()).unwrap();
+    compact_level(&s.client, 2, &s.work()).unwrap();
+    let l1 = s.client.list(1).unwrap();
+    s.client.delete(&l1).unwrap();
+    let l2 = s.client.list(2).unwrap();
+    s.client.delete(&l2).unwrap();
+    let every_page =
+        |t: usize| -> Vec<(u32, Vec<u8>)> { (1u32..).zip(s.states[t].iter().cloned()).collect() };
+    put_ltx(
+        &s.client,
+        2,
+        1,
+        2,
+        s.states[2].len() as u32,
+        &every_page(2),
+        ts(2),
+    );
+    put_ltx(
+        &s.client,
+        1,
+        3,
+        6,
+        s.states[6].len() as u32,
+        &every_page(6),
+        ts(6),
+    );
+    let client = Counting::new(FileReplica::new(s.dir.path().join("replica")));
+    let (gone, _) = l0_retention_pass(&client, Duration::from_secs(1), age(&s, 1000)).unwrap();
+    assert_eq!(gone.len(), 5);
+    assert_eq!(client.listed(), vec![0, 1, 9, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    assert_eq!(
+        s.restored(Target::Latest, "after-full-check.db"),
+        s.expect(6)
+    );
+}

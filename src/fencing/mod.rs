@@ -76,6 +76,7 @@ pub enum FenceError {
 struct Held {
     version: String,
     expires_ms: i64,
+    acquired_ms: i64,
 }
 
 struct DbLease {
@@ -267,6 +268,30 @@ fn acquire(l: &mut DbLease, now: i64) -> Result<(), FenceError> {
     let db = l.db.display().to_string();
     let ttl = LEASE_TTL.as_millis() as i64;
     let had = l.held.take();
+    if let Some(h) = &had {
+        // Renewal: a write conditional on the version we wrote last needs no read first. It
+        // fails only if someone else wrote the lease since; then read it, as below.
+        let lease = Lease {
+            acquired_ms: h.acquired_ms,
+            ..lease::mine(&db, now, now + ttl)
+        };
+        let cond = WriteCondition::IfMatch(h.version.clone());
+        match l.client.write_object(LEASE_OBJECT, &lease.encode(), cond) {
+            Ok(version) => {
+                l.held = Some(Held {
+                    version,
+                    expires_ms: now + ttl,
+                    acquired_ms: h.acquired_ms,
+                });
+                return Ok(());
+            }
+            Err(ReplicaError::Precondition { .. } | ReplicaError::NotFound { .. }) => {}
+            Err(e) => {
+                l.held = had;
+                return Err(lease_err(l, e));
+            }
+        }
+    }
     for _ in 0..ACQUIRE_ATTEMPTS {
         let (cond, acquired_ms, ours) = match l.client.read_object(LEASE_OBJECT) {
             Err(ReplicaError::NotFound { .. }) => (WriteCondition::IfAbsent, now, false),
@@ -309,6 +334,7 @@ fn acquire(l: &mut DbLease, now: i64) -> Result<(), FenceError> {
                 l.held = Some(Held {
                     version,
                     expires_ms: now + ttl,
+                    acquired_ms,
                 });
                 l.took_over |= !ours;
                 return Ok(());

@@ -197,3 +197,24 @@ fn a_lapsed_lease_is_retaken_and_a_takeover_is_reported_once() {
     assert!(took_over(&db));
     assert!(!took_over(&db));
 }
+
+/// Renewing a lease this process wrote last is one conditional write, with no read before it.
+#[test]
+fn renewal_writes_without_reading_the_lease_first() {
+    use crate::replica::counting::Counting;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let counting = Arc::new(Counting::new(FileReplica::new(dir.path().join("replica"))));
+    let client: Arc<dyn ReplicaClient> = counting.clone();
+    ensure_lease(&db, &client).unwrap();
+    assert!(took_over(&db), "the first acquisition is one");
+    let first = stored(&client);
+    let reads = counting.object_reads();
+    let later = now_ms() + 20_000;
+    acquire(&mut entry(&db, &client).lock(), later).unwrap();
+    assert_eq!(counting.object_reads(), reads, "the renewal read nothing");
+    let renewed = stored(&client);
+    assert_eq!(renewed.expires_ms, later + LEASE_TTL.as_millis() as i64);
+    assert_eq!(renewed.acquired_ms, first.acquired_ms);
+    assert!(!took_over(&db), "a renewal is not a takeover");
+}

@@ -1,53 +1,10 @@
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::sync::atomic::AtomicUsize;
 
 use super::*;
 use crate::ffi::osfile::tests::TestConn;
 use crate::ltx::{Encoder, Header, FLAG_NO_CHECKSUM};
-use crate::replica::{FileReplica, ReplicaError};
-
-/// A file replica that counts requests.
-struct Counting {
-    inner: FileReplica,
-    lists: AtomicUsize,
-    gets: AtomicUsize,
-}
-
-impl ReplicaClient for Counting {
-    fn kind(&self) -> &'static str {
-        "file"
-    }
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-    fn key(&self, level: u8, min: TxId, max: TxId) -> String {
-        self.inner.key(level, min, max)
-    }
-    fn list(&self, level: u8) -> Result<Vec<LtxFileInfo>, ReplicaError> {
-        self.lists.fetch_add(1, Ordering::SeqCst);
-        self.inner.list(level)
-    }
-    fn open(&self, level: u8, min: TxId, max: TxId) -> Result<Box<dyn Read + Send>, ReplicaError> {
-        self.gets.fetch_add(1, Ordering::SeqCst);
-        self.inner.open(level, min, max)
-    }
-    fn put(&self, _: u8, _: TxId, _: TxId, _: &Path, _: i64) -> Result<(), ReplicaError> {
-        unreachable!("a follower never writes LTX files")
-    }
-    fn delete(&self, files: &[LtxFileInfo]) -> Result<(), ReplicaError> {
-        self.inner.delete(files)
-    }
-}
-
-impl Counting {
-    fn counts(&self) -> (usize, usize) {
-        (
-            self.lists.load(Ordering::SeqCst),
-            self.gets.load(Ordering::SeqCst),
-        )
-    }
-}
+use crate::replica::counting::Counting;
+use crate::replica::FileReplica;
 
 /// A primary simulated with real SQLite: each step runs SQL on `primary.db` and stores the
 /// changed pages as an LTX file.
@@ -61,11 +18,7 @@ struct Env {
 impl Env {
     fn new() -> Env {
         let dir = tempfile::tempdir().unwrap();
-        let client = Arc::new(Counting {
-            inner: FileReplica::new(dir.path().join("replica")),
-            lists: AtomicUsize::new(0),
-            gets: AtomicUsize::new(0),
-        });
+        let client = Arc::new(Counting::new(FileReplica::new(dir.path().join("replica"))));
         let c = TestConn::open(&dir.path().join("primary.db"));
         c.exec("PRAGMA page_size=1024; PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);")
             .unwrap();

@@ -5,6 +5,8 @@
 
 #[cfg(test)]
 pub mod conformance;
+#[cfg(test)]
+pub mod counting;
 pub mod file;
 mod objects;
 pub mod s3;
