@@ -19,6 +19,7 @@ pub mod database;
 pub mod fencing;
 pub mod ffi;
 pub mod follower;
+pub mod l0_cache;
 pub mod logging;
 pub mod ltx;
 pub mod metrics;

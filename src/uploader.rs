@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::database::Database;
+use crate::l0_cache::L0Cache;
 use crate::ltx::{Encoder, Header, FLAG_NO_CHECKSUM};
 use crate::staging::{self, CommitRecord, StagingError, State};
 use crate::wal::WAL_HEADER_SIZE;
@@ -353,6 +354,8 @@ pub fn sync_database(db: &Database) -> Result<(), SyncError> {
 /// disagree.
 fn reconcile(db: &Database, st: &mut SyncState) -> Result<(), SyncError> {
     let url = db.client.describe();
+    // Copies of earlier uploads may not match the replica any more (see `l0_cache`).
+    L0Cache::new(&db.meta).clear();
     let replica_max = db.client.max_txid()?;
     let pending = db.meta.list_l0()?;
     let s = &mut st.state;
@@ -546,7 +549,12 @@ fn upload_pending(db: &Database, st: &mut SyncState) -> Result<(), SyncError> {
         db.progress.acked(max);
         db.uploads.fetch_add(1, Ordering::Release);
         crate::metrics::record_upload(&db.path, size);
-        let _ = fs::remove_file(&path);
+        if db.client.kind() == "file" {
+            let _ = fs::remove_file(&path);
+        } else {
+            // The next L1 merge reads it from here instead of downloading it.
+            L0Cache::new(&db.meta).keep(&path, min, max);
+        }
         tracing::debug!(db = %db.path.display(), replica = %db.client.describe(), txid = %crate::format_txid(max), bytes = size, "sync complete");
     }
     Ok(())

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use super::merge::{contiguous_prefix, merge};
 use super::retention;
 use super::CompactError;
+use crate::l0_cache::L0Cache;
 use crate::replica::{LtxFileInfo, ReplicaClient, SNAPSHOT_LEVEL};
 use crate::restore::{plan, Target};
 use crate::TxId;
@@ -36,6 +37,7 @@ fn merge_and_put(
     level: u8,
     inputs: &[LtxFileInfo],
     work_dir: &Path,
+    cache: Option<&L0Cache>,
 ) -> Result<LtxFileInfo, CompactError> {
     fs::create_dir_all(work_dir).map_err(CompactError::io(work_dir))?;
     let min = inputs.first().map(|f| f.min_txid).unwrap_or(0);
@@ -44,7 +46,7 @@ fn merge_and_put(
         "{level}-{}.tmp",
         crate::ltx::format_file_name(min, max)
     )));
-    let merged = merge(client, inputs, &tmp.0, work_dir)?;
+    let merged = merge(client, inputs, &tmp.0, work_dir, cache)?;
     client.put(level, min, max, &tmp.0, merged.header.timestamp_ms)?;
     Ok(LtxFileInfo {
         level,
@@ -57,11 +59,12 @@ fn merge_and_put(
 
 /// Compacts level `level - 1` into `level` (1..=8): every source file whose min TXID is above
 /// the highest max TXID already at `level` (spec §2.2). Returns the files written (none when
-/// there was nothing new).
+/// there was nothing new). L0 inputs are read from `cache` where it holds them.
 pub fn compact_level(
     client: &dyn ReplicaClient,
     level: u8,
     work_dir: &Path,
+    cache: Option<&L0Cache>,
 ) -> Result<Vec<LtxFileInfo>, CompactError> {
     assert!(
         (1..SNAPSHOT_LEVEL).contains(&level),
@@ -90,7 +93,7 @@ pub fn compact_level(
     }
     let mut written = Vec::new();
     for inputs in chain.chunks(MAX_MERGE_INPUTS) {
-        let f = merge_and_put(client, level, inputs, work_dir)?;
+        let f = merge_and_put(client, level, inputs, work_dir, cache)?;
         tracing::info!(replica = %client.describe(), level, min = %crate::format_txid(f.min_txid), max = %crate::format_txid(f.max_txid), inputs = inputs.len(), size = f.size, "compaction complete");
         written.push(f);
     }
@@ -120,7 +123,7 @@ pub fn snapshot(
     if snaps.any(|f| f.max_txid >= latest || fresh(f)) {
         return Ok(None);
     }
-    let f = merge_and_put(client, SNAPSHOT_LEVEL, &planned, work_dir)?;
+    let f = merge_and_put(client, SNAPSHOT_LEVEL, &planned, work_dir, None)?;
     tracing::info!(replica = %client.describe(), txid = %crate::format_txid(f.max_txid), inputs = planned.len(), size = f.size, "snapshot complete");
     Ok(Some(f))
 }

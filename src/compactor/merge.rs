@@ -12,6 +12,7 @@ use std::io::{self, BufWriter, Read};
 use std::path::{Path, PathBuf};
 
 use super::CompactError;
+use crate::l0_cache::L0Cache;
 use crate::ltx::{Decoder, Encoder, Header, FLAG_NO_CHECKSUM};
 use crate::replica::{LtxFileInfo, ReplicaClient};
 use crate::TxId;
@@ -66,7 +67,13 @@ fn open_input(
     f: &LtxFileInfo,
     spool_dir: &Path,
     spools: &mut Vec<Spool>,
+    cache: Option<&L0Cache>,
 ) -> Result<Box<dyn Read + Send>, CompactError> {
+    if f.level == 0 {
+        if let Some(local) = cache.and_then(|c| c.open(f.min_txid, f.max_txid, f.size)) {
+            return Ok(Box::new(local));
+        }
+    }
     let key = client.key(f.level, f.min_txid, f.max_txid);
     let reader = client.open(f.level, f.min_txid, f.max_txid)?;
     if client.kind() == "file" {
@@ -102,13 +109,14 @@ fn check_link(key: &str, prev: &Header, next: &Header) -> Result<(), CompactErro
 
 /// Merges `inputs` (a contiguous chain, in TXID order) into a new LTX file at `out`, named
 /// `<first min>-<last max>`, with the newest input's timestamp. `spool_dir` holds downloads of
-/// remote inputs while the merge runs. Every input's checksum is verified before the output is
+/// remote inputs while the merge runs; L0 inputs that `cache` holds are read from there. Every input's checksum is verified before the output is
 /// complete; on error `out` may hold a partial file that the caller removes.
 pub fn merge(
     client: &dyn ReplicaClient,
     inputs: &[LtxFileInfo],
     out: &Path,
     spool_dir: &Path,
+    cache: Option<&L0Cache>,
 ) -> Result<Merged, CompactError> {
     let Some(first) = inputs.first() else {
         return Err(CompactError::Chain("nothing to merge".to_string()));
@@ -119,7 +127,7 @@ pub fn merge(
     let mut newest_ts = i64::MIN;
     for f in inputs {
         let key = client.key(f.level, f.min_txid, f.max_txid);
-        let reader = open_input(client, f, spool_dir, &mut spools)?;
+        let reader = open_input(client, f, spool_dir, &mut spools, cache)?;
         let dec = Decoder::new(reader).map_err(|source| CompactError::Ltx {
             key: key.clone(),
             source,

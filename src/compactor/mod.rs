@@ -33,6 +33,7 @@ pub use merge::{merge, Merged};
 pub use schedule::{next_boundary, previous_boundary, Schedule, Settings};
 
 use crate::database::Database;
+use crate::l0_cache::L0Cache;
 use crate::replica::ReplicaError;
 
 #[derive(Debug, Error)]
@@ -187,6 +188,7 @@ pub fn run_due(db: &Database, schedule: &mut Schedule, settings: &Settings, now:
     let log = |what: &str, e: &CompactError| {
         tracing::warn!(db = %db.path.display(), replica = %client.describe(), job = what, error = %e, "compaction job failed; will retry at its next interval");
     };
+    let cache = L0Cache::new(&db.meta);
     for job in due.jobs {
         // Checked again here: a level merged earlier in this round is new input for the next.
         if !schedule.activity.needed(job, now) {
@@ -194,10 +196,13 @@ pub fn run_due(db: &Database, schedule: &mut Schedule, settings: &Settings, now:
         }
         let inputs = schedule.activity.inputs(job);
         let ok = match job {
-            schedule::Job::Level(level) => match compact_level(client, level, &dir) {
+            schedule::Job::Level(level) => match compact_level(client, level, &dir, Some(&cache)) {
                 Ok(written) => {
                     if !written.is_empty() {
                         schedule.activity.stored(level);
+                    }
+                    if let (1, Some(last)) = (level, written.last()) {
+                        cache.prune_through(last.max_txid);
                     }
                     if !written.is_empty() && !schedule.has_snapshot {
                         schedule.snapshot_soon();

@@ -166,7 +166,7 @@ fn sim_with(seed: u64, n: usize) -> Sim {
 fn merged_level_restores_like_its_inputs() {
     for seed in 0..20 {
         let mut s = sim_with(seed, 12);
-        let written = compact_level(&s.client, 1, &s.work()).unwrap();
+        let written = compact_level(&s.client, 1, &s.work(), None).unwrap();
         assert_eq!(written.len(), 1);
         assert_eq!((written[0].min_txid, written[0].max_txid), (1, 12));
         // The merged file alone restores the latest state.
@@ -187,14 +187,16 @@ fn merged_level_restores_like_its_inputs() {
         for _ in 0..5 {
             s.commit();
         }
-        assert!(compact_level(&s.client, 2, &s.work()).unwrap().len() == 1);
-        let written = compact_level(&s.client, 1, &s.work()).unwrap();
+        assert!(compact_level(&s.client, 2, &s.work(), None).unwrap().len() == 1);
+        let written = compact_level(&s.client, 1, &s.work(), None).unwrap();
         assert_eq!((written[0].min_txid, written[0].max_txid), (13, 17));
         assert!(
-            compact_level(&s.client, 1, &s.work()).unwrap().is_empty(),
+            compact_level(&s.client, 1, &s.work(), None)
+                .unwrap()
+                .is_empty(),
             "nothing new"
         );
-        let written = compact_level(&s.client, 2, &s.work()).unwrap();
+        let written = compact_level(&s.client, 2, &s.work(), None).unwrap();
         assert_eq!((written[0].min_txid, written[0].max_txid), (13, 17));
         let l1 = s.client.list(1).unwrap();
         let l0 = s.client.list(0).unwrap();
@@ -213,11 +215,11 @@ fn merged_level_restores_like_its_inputs() {
 fn level_three_merges_level_two() {
     let mut s = sim_with(7, 4);
     for level in 1..=3 {
-        compact_level(&s.client, level, &s.work()).unwrap();
+        compact_level(&s.client, level, &s.work(), None).unwrap();
     }
     s.commit();
     for level in 1..=3 {
-        compact_level(&s.client, level, &s.work()).unwrap();
+        compact_level(&s.client, level, &s.work(), None).unwrap();
     }
     let l3: Vec<_> = s.levels().into_iter().filter(|l| l.0 == 3).collect();
     assert_eq!(l3, vec![(3, 1, 4), (3, 5, 5)]);
@@ -233,7 +235,7 @@ fn level_three_merges_level_two() {
 fn snapshot_is_built_from_the_replica_and_restores_alone() {
     for seed in 100..110 {
         let mut s = sim_with(seed, 6);
-        compact_level(&s.client, 1, &s.work()).unwrap();
+        compact_level(&s.client, 1, &s.work(), None).unwrap();
         for _ in 0..4 {
             s.commit();
         }
@@ -292,7 +294,7 @@ fn merge_refuses_a_corrupt_input_and_stores_nothing() {
     let mid = b.len() / 2;
     b[mid] ^= 0xff;
     std::fs::write(&p, b).unwrap();
-    assert!(compact_level(&s.client, 1, &s.work()).is_err());
+    assert!(compact_level(&s.client, 1, &s.work(), None).is_err());
     assert!(s.client.list(1).unwrap().is_empty());
     assert!(snapshot(&s.client, &s.work(), None).is_err());
     assert!(s.client.list(9).unwrap().is_empty());
@@ -308,7 +310,7 @@ fn a_gap_in_the_source_level_is_merged_up_to() {
     let s = sim_with(5, 5);
     let f3 = s.client.list(0).unwrap()[2].clone();
     s.client.delete(&[f3]).unwrap();
-    let written = compact_level(&s.client, 1, &s.work()).unwrap();
+    let written = compact_level(&s.client, 1, &s.work(), None).unwrap();
     assert_eq!(written.len(), 1);
     assert_eq!((written[0].min_txid, written[0].max_txid), (1, 2));
 }
@@ -316,7 +318,7 @@ fn a_gap_in_the_source_level_is_merged_up_to() {
 #[test]
 fn big_backlogs_are_merged_in_several_files() {
     let s = sim_with(9, MAX_MERGE_INPUTS + 3);
-    let written = compact_level(&s.client, 1, &s.work()).unwrap();
+    let written = compact_level(&s.client, 1, &s.work(), None).unwrap();
     assert_eq!(written.len(), 2);
     assert_eq!(written[1].max_txid, MAX_MERGE_INPUTS as u64 + 3);
     let l0 = s.client.list(0).unwrap();
@@ -331,12 +333,12 @@ fn age(s: &Sim, secs_after_last: u64) -> std::time::SystemTime {
 #[test]
 fn retention_keeps_the_chain_restorable_and_pitr_works_after_it() {
     let mut s = sim_with(11, 6);
-    compact_level(&s.client, 1, &s.work()).unwrap();
+    compact_level(&s.client, 1, &s.work(), None).unwrap();
     snapshot(&s.client, &s.work(), None).unwrap().unwrap(); // 9/1-6
     for _ in 0..6 {
         s.commit();
     }
-    compact_level(&s.client, 1, &s.work()).unwrap(); // 1/7-12
+    compact_level(&s.client, 1, &s.work(), None).unwrap(); // 1/7-12
     snapshot(&s.client, &s.work(), None).unwrap().unwrap(); // 9/1-12
     for _ in 0..3 {
         s.commit(); // L0 13..15
@@ -405,7 +407,7 @@ fn retention_never_breaks_the_latest_restore() {
     assert_eq!(s.client.list(0).unwrap().len(), 5);
     // A level-1 file whose L0 inputs are partly missing from L1's coverage: refused as a whole.
     let s = sim_with(14, 5);
-    compact_level(&s.client, 1, &s.work()).unwrap();
+    compact_level(&s.client, 1, &s.work(), None).unwrap();
     let l1 = s.client.list(1).unwrap();
     s.client.delete(&l1).unwrap();
     put_ltx(
@@ -443,7 +445,7 @@ fn merge_keeps_page_size_and_drops_pages_past_the_last_commit() {
     let out = s.dir.path().join("m.ltx");
     std::fs::create_dir_all(s.work()).unwrap();
     let files = s.client.list(0).unwrap();
-    let m = merge(&s.client, &files, &out, &s.work()).unwrap();
+    let m = merge(&s.client, &files, &out, &s.work(), None).unwrap();
     assert_eq!(
         (m.header.min_txid, m.header.max_txid, m.header.commit),
         (1, 3, 3)
@@ -469,7 +471,7 @@ fn merge_refuses_page_size_changes_and_gaps() {
     put_ltx(&s.client, 0, 3, 3, 1, &[(1, p)], ts(3));
     std::fs::create_dir_all(s.work()).unwrap();
     let files = s.client.list(0).unwrap();
-    let err = merge(&s.client, &files, &s.dir.path().join("x"), &s.work()).unwrap_err();
+    let err = merge(&s.client, &files, &s.dir.path().join("x"), &s.work(), None).unwrap_err();
     assert!(err.to_string().contains("do not continue"), "{err}");
     let _ = Path::new("");
 }
@@ -499,7 +501,7 @@ fn jobs_write_nothing_while_another_writer_holds_the_lease() {
         .write_object(LEASE_OBJECT, &theirs.encode(), WriteCondition::Always)
         .unwrap();
     // Reads work, writes are refused: nothing is stored or deleted.
-    let err = compact_level(&fenced, 1, &s.work()).unwrap_err();
+    let err = compact_level(&fenced, 1, &s.work(), None).unwrap_err();
     assert!(
         err.to_string().contains("being written by another process"),
         "{err}"
@@ -508,7 +510,7 @@ fn jobs_write_nothing_while_another_writer_holds_the_lease() {
     assert_eq!(s.client.list_all().unwrap().len(), 4);
     // Once it is released, this process takes over and the jobs write.
     client.delete_object(LEASE_OBJECT).unwrap();
-    assert_eq!(compact_level(&fenced, 1, &s.work()).unwrap().len(), 1);
+    assert_eq!(compact_level(&fenced, 1, &s.work(), None).unwrap().len(), 1);
 }
 
 #[test]
@@ -521,7 +523,7 @@ fn l0_retention_lists_levels_0_and_1_and_checks_against_snapshots_only_when_dele
     assert!(gone.is_empty());
     assert_eq!(client.listed(), vec![0, 1]);
     // L1 covers 1..=6: L0 1..=5 go, checked against levels 0, 1 and 9.
-    compact_level(&s.client, 1, &s.work()).unwrap();
+    compact_level(&s.client, 1, &s.work(), None).unwrap();
     let client = Counting::new(FileReplica::new(s.dir.path().join("replica")));
     let (gone, _) = l0_retention_pass(&client, Duration::from_secs(1), age(&s, 1000)).unwrap();
     assert_eq!(gone.len(), 5);
@@ -531,8 +533,8 @@ fn l0_retention_lists_levels_0_and_1_and_checks_against_snapshots_only_when_dele
     // L1 starts at TXID 3 and an L2 file holds 1..=2: levels 0, 1 and 9 cannot prove the
     // restore, the whole replica can.
     let s = sim_with(22, 6);
-    compact_level(&s.client, 1, &s.work()).unwrap();
-    compact_level(&s.client, 2, &s.work()).unwrap();
+    compact_level(&s.client, 1, &s.work(), None).unwrap();
+    compact_level(&s.client, 2, &s.work(), None).unwrap();
     let l1 = s.client.list(1).unwrap();
     s.client.delete(&l1).unwrap();
     let l2 = s.client.list(2).unwrap();
@@ -565,4 +567,50 @@ fn l0_retention_lists_levels_0_and_1_and_checks_against_snapshots_only_when_dele
         s.restored(Target::Latest, "after-full-check.db"),
         s.expect(6)
     );
+}
+
+#[test]
+fn l1_merge_reads_cached_l0_copies_and_still_verifies_them() {
+    use crate::l0_cache::L0Cache;
+    use crate::replica::counting::Counting;
+    use crate::staging::MetaDir;
+    let s = sim_with(23, 8);
+    let cache = L0Cache::new(&MetaDir {
+        root: s.dir.path().join("meta"),
+    });
+    let l0 = s.client.list(0).unwrap();
+    let copy = s.dir.path().join("copy.ltx");
+    for f in &l0[..6] {
+        std::fs::copy(s.client.key(0, f.min_txid, f.max_txid), &copy).unwrap();
+        cache.keep(&copy, f.min_txid, f.max_txid);
+    }
+    // A damaged copy of the right size is read, and the merge refuses it.
+    let f = &l0[6];
+    let mut bytes = std::fs::read(s.client.key(0, f.min_txid, f.max_txid)).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&copy, bytes).unwrap();
+    cache.keep(&copy, f.min_txid, f.max_txid);
+    let client = Counting::new(FileReplica::new(s.dir.path().join("replica")));
+    assert!(compact_level(&client, 1, &s.work(), Some(&cache)).is_err());
+    assert!(s.client.list(1).unwrap().is_empty());
+
+    // Without it: six inputs from the cache, two from the replica.
+    std::fs::remove_file(
+        s.dir
+            .path()
+            .join("meta/uploaded")
+            .join(crate::ltx::format_file_name(7, 7)),
+    )
+    .unwrap();
+    let client = Counting::new(FileReplica::new(s.dir.path().join("replica")));
+    compact_level(&client, 1, &s.work(), Some(&cache)).unwrap();
+    assert_eq!(
+        client.counts().1,
+        2,
+        "only TXIDs 7 and 8 are read from the replica"
+    );
+    let l0 = s.client.list(0).unwrap();
+    s.client.delete(&l0[..7]).unwrap();
+    assert_eq!(s.restored(Target::Latest, "from-l1.db"), s.expect(8));
 }
