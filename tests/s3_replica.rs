@@ -351,8 +351,8 @@ fn requests_since(proxy: &FaultProxy, from: usize) -> Vec<String> {
     proxy.request_lines().split_off(from)
 }
 
-/// Scope "Cost": steady writes make at most one L0 PUT per `sync-interval` and no LIST; an idle
-/// database makes no request at all (due compaction jobs with nothing new are skipped, the
+/// Scope "Cost": steady writes make at most one L0 PUT per `sync-interval` and no LIST, and
+/// merges read the L0 files from local copies; an idle database makes no request at all (due compaction jobs with nothing new are skipped, the
 /// lease is not renewed), not even when its lease expires; a write after that replicates.
 #[test]
 fn steady_writes_put_once_per_interval_and_an_idle_database_makes_no_requests() {
@@ -409,6 +409,44 @@ fn steady_writes_put_once_per_interval_and_an_idle_database_makes_no_requests() 
         "unexpected requests while writing: {other:?}"
     );
     assert!(wait_restore_equals(&s, &url, &db), "steady writes");
+    w.close();
+
+    // Steady writes with merges and snapshots every second or two: they read the L0 files
+    // from the copies this process uploaded, never from the store. (The first round of a new
+    // process downloads what earlier processes uploaded; the window starts after it.)
+    let mut w = start(FAST_COMPACTION, "merging.log");
+    w.exec("INSERT INTO t(v) VALUES ('merging')");
+    assert!(wait_restore_equals(&s, &url, &db), "write before merging");
+    std::thread::sleep(Duration::from_secs(3));
+    let from = proxy.request_lines().len();
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(6) {
+        w.exec("INSERT INTO t(v) VALUES (randomblob(100))");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let window = requests_since(&proxy, from);
+    let l0_gets: Vec<&String> = window
+        .iter()
+        .filter(|l| l.starts_with(&format!("GET /{bucket}/db/0000/")))
+        .collect();
+    let merged = window
+        .iter()
+        .filter(|l| l.starts_with(&format!("PUT /{bucket}/db/0001/")))
+        .count();
+    let mut kinds = std::collections::BTreeMap::<String, usize>::new();
+    for l in &window {
+        let what: String = l.split('/').take(4).collect::<Vec<_>>().join("/");
+        *kinds
+            .entry(what.split('?').next().unwrap_or("").to_string())
+            .or_default() += 1;
+    }
+    eprintln!("merging: {} requests: {kinds:?}", window.len());
+    assert!(merged >= 3, "L1 merges ran: {window:?}");
+    assert!(
+        l0_gets.is_empty(),
+        "merges downloaded L0 files: {l0_gets:?}"
+    );
+    assert!(wait_restore_equals(&s, &url, &db), "merging");
     w.close();
 
     // Idle, with compaction due every second: once its work after the last write is done,

@@ -105,10 +105,12 @@ pub fn compact_level(
 /// it). Reads no live database and takes no SQLite lock. `None` when the newest snapshot
 /// already covers `T`, when a snapshot was made at or after `not_before` (the last scheduled
 /// boundary, so that restarting a process does not snapshot again), or the replica is empty.
+/// L0 inputs are read from `cache` where it holds them.
 pub fn snapshot(
     client: &dyn ReplicaClient,
     work_dir: &Path,
     not_before: Option<std::time::SystemTime>,
+    cache: Option<&L0Cache>,
 ) -> Result<Option<LtxFileInfo>, CompactError> {
     let all = client.list_all()?;
     if all.is_empty() {
@@ -123,7 +125,7 @@ pub fn snapshot(
     if snaps.any(|f| f.max_txid >= latest || fresh(f)) {
         return Ok(None);
     }
-    let f = merge_and_put(client, SNAPSHOT_LEVEL, &planned, work_dir, None)?;
+    let f = merge_and_put(client, SNAPSHOT_LEVEL, &planned, work_dir, cache)?;
     tracing::info!(replica = %client.describe(), txid = %crate::format_txid(f.max_txid), inputs = planned.len(), size = f.size, "snapshot complete");
     Ok(Some(f))
 }

@@ -216,7 +216,7 @@ pub fn run_due(db: &Database, schedule: &mut Schedule, settings: &Settings, now:
             },
             schedule::Job::Snapshot => {
                 let not_before = previous_boundary(now, settings.snapshot_interval);
-                let mut ok = match snapshot(client, &dir, Some(not_before)) {
+                let mut ok = match snapshot(client, &dir, Some(not_before), Some(&cache)) {
                     Ok(Some(_)) => {
                         schedule.has_snapshot = true;
                         schedule.activity.stored(crate::replica::SNAPSHOT_LEVEL);

@@ -239,22 +239,24 @@ fn snapshot_is_built_from_the_replica_and_restores_alone() {
         for _ in 0..4 {
             s.commit();
         }
-        let snap = snapshot(&s.client, &s.work(), None)
+        let snap = snapshot(&s.client, &s.work(), None, None)
             .unwrap()
             .expect("a snapshot");
         assert_eq!((snap.level, snap.min_txid, snap.max_txid), (9, 1, 10));
         assert!(
-            snapshot(&s.client, &s.work(), None).unwrap().is_none(),
+            snapshot(&s.client, &s.work(), None, None)
+                .unwrap()
+                .is_none(),
             "already covered"
         );
         // A newer TXID, but a snapshot made since the last boundary: skipped too.
         s.commit();
         let boundary = UNIX_EPOCH + Duration::from_millis(ts(10) as u64);
-        assert!(snapshot(&s.client, &s.work(), Some(boundary))
+        assert!(snapshot(&s.client, &s.work(), Some(boundary), None)
             .unwrap()
             .is_none());
         let later = boundary + Duration::from_millis(1);
-        let snap = snapshot(&s.client, &s.work(), Some(later))
+        let snap = snapshot(&s.client, &s.work(), Some(later), None)
             .unwrap()
             .unwrap();
         assert_eq!(snap.max_txid, 11);
@@ -296,7 +298,7 @@ fn merge_refuses_a_corrupt_input_and_stores_nothing() {
     std::fs::write(&p, b).unwrap();
     assert!(compact_level(&s.client, 1, &s.work(), None).is_err());
     assert!(s.client.list(1).unwrap().is_empty());
-    assert!(snapshot(&s.client, &s.work(), None).is_err());
+    assert!(snapshot(&s.client, &s.work(), None, None).is_err());
     assert!(s.client.list(9).unwrap().is_empty());
     assert_eq!(
         std::fs::read_dir(s.work()).unwrap().count(),
@@ -334,12 +336,12 @@ fn age(s: &Sim, secs_after_last: u64) -> std::time::SystemTime {
 fn retention_keeps_the_chain_restorable_and_pitr_works_after_it() {
     let mut s = sim_with(11, 6);
     compact_level(&s.client, 1, &s.work(), None).unwrap();
-    snapshot(&s.client, &s.work(), None).unwrap().unwrap(); // 9/1-6
+    snapshot(&s.client, &s.work(), None, None).unwrap().unwrap(); // 9/1-6
     for _ in 0..6 {
         s.commit();
     }
     compact_level(&s.client, 1, &s.work(), None).unwrap(); // 1/7-12
-    snapshot(&s.client, &s.work(), None).unwrap().unwrap(); // 9/1-12
+    snapshot(&s.client, &s.work(), None, None).unwrap().unwrap(); // 9/1-12
     for _ in 0..3 {
         s.commit(); // L0 13..15
     }
@@ -506,7 +508,7 @@ fn jobs_write_nothing_while_another_writer_holds_the_lease() {
         err.to_string().contains("being written by another process"),
         "{err}"
     );
-    assert!(snapshot(&fenced, &s.work(), None).is_err());
+    assert!(snapshot(&fenced, &s.work(), None, None).is_err());
     assert_eq!(s.client.list_all().unwrap().len(), 4);
     // Once it is released, this process takes over and the jobs write.
     client.delete_object(LEASE_OBJECT).unwrap();
