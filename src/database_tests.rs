@@ -27,6 +27,19 @@ fn mark(w: &WalBuilder, max_frame: u32) -> Option<WalIndexMark> {
 }
 
 /// (commit points validated, first mismatch)
+/// `test.db` of two pages, opened, with one committed WAL frame (page 1, salts 1/2) captured.
+fn one_commit() -> (tempfile::TempDir, std::path::PathBuf, Arc<Database>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("test.db");
+    std::fs::write(&path, page_image(&[0x11, 0x11])).unwrap();
+    let mut w = WalBuilder::new(PS, 1, 2);
+    w.frame(1, 2, 0xaa);
+    std::fs::write(wal_path(&path), &w.bytes).unwrap();
+    let db = open(dir.path(), &path);
+    db.on_commit(mark(&w, 1));
+    (dir, path, db)
+}
+
 fn validated(db: &Database) -> (u64, Option<String>) {
     let inner = db.inner.lock();
     let v = inner.validator.as_ref().expect("validator");
@@ -45,14 +58,7 @@ fn page_image(pages: &[u8]) -> Vec<u8> {
 /// closed generation: the next replica file must hold every page.
 #[test]
 fn database_replaced_after_its_generation_closed_gets_a_full_image() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("test.db");
-    std::fs::write(&path, page_image(&[0x11, 0x11])).unwrap();
-    let mut w = WalBuilder::new(PS, 1, 2);
-    w.frame(1, 2, 0xaa);
-    std::fs::write(wal_path(&path), &w.bytes).unwrap();
-    let db = open(dir.path(), &path);
-    db.on_commit(mark(&w, 1));
+    let (_dir, path, db) = one_commit();
     assert_eq!(validated(&db), (1, None));
 
     // Checkpoint, then the last connection deletes the WAL: the generation ends cleanly.
@@ -74,14 +80,7 @@ fn database_replaced_after_its_generation_closed_gets_a_full_image() {
 /// database file is unchanged.
 #[test]
 fn unchanged_database_continues_the_closed_generation() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("test.db");
-    std::fs::write(&path, page_image(&[0x11, 0x11])).unwrap();
-    let mut w = WalBuilder::new(PS, 1, 2);
-    w.frame(1, 2, 0xaa);
-    std::fs::write(wal_path(&path), &w.bytes).unwrap();
-    let db = open(dir.path(), &path);
-    db.on_commit(mark(&w, 1));
+    let (_dir, path, db) = one_commit();
     std::fs::write(&path, page_image(&[0xaa, 0x11])).unwrap();
     db.before_wal_reset();
     let closed = db.inner.lock().capture.closed;
@@ -102,14 +101,7 @@ fn unchanged_database_continues_the_closed_generation() {
 /// trial: the staging segment grew to 1 GiB while nothing was shipped).
 #[test]
 fn a_closed_generation_marker_alone_notifies_the_uploader() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("test.db");
-    std::fs::write(&path, page_image(&[0x11, 0x11])).unwrap();
-    let mut w = WalBuilder::new(PS, 1, 2);
-    w.frame(1, 2, 0xaa);
-    std::fs::write(wal_path(&path), &w.bytes).unwrap();
-    let db = open(dir.path(), &path);
-    db.on_commit(mark(&w, 1));
+    let (_dir, path, db) = one_commit();
     // The uploader takes the work.
     db.dirty.store(false, Ordering::Release);
     std::fs::write(&path, page_image(&[0xaa, 0x11])).unwrap();

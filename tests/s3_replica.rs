@@ -346,6 +346,18 @@ const SLOW_COMPACTION: &str =
 const FAST_COMPACTION: &str = "levels: [{interval: 1s}, {interval: 2s}]\n\
     snapshot: {interval: 2s, retention: 10s}\nl0-retention: 1s\nl0-retention-check-interval: 500ms\n";
 
+/// About 10 commits per second for 6 s: the requests the proxy saw meanwhile, and how long it
+/// took.
+fn write_steadily(w: &mut Session, proxy: &FaultProxy) -> (Vec<String>, Duration) {
+    let from = proxy.request_lines().len();
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(6) {
+        w.exec("INSERT INTO t(v) VALUES (randomblob(100))");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (requests_since(proxy, from), started.elapsed())
+}
+
 /// The requests the proxy saw since `from` (an index into its request lines).
 fn requests_since(proxy: &FaultProxy, from: usize) -> Vec<String> {
     proxy.request_lines().split_off(from)
@@ -377,14 +389,7 @@ fn steady_writes_put_once_per_interval_and_an_idle_database_makes_no_requests() 
     w.exec("PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)");
     assert!(wait_restore_equals(&s, &url, &db), "first write");
     std::thread::sleep(Duration::from_secs(2)); // the start-up compaction round
-    let from = proxy.request_lines().len();
-    let started = std::time::Instant::now();
-    while started.elapsed() < Duration::from_secs(6) {
-        w.exec("INSERT INTO t(v) VALUES (randomblob(100))");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let elapsed = started.elapsed();
-    let window = requests_since(&proxy, from);
+    let (window, elapsed) = write_steadily(&mut w, &proxy);
     let puts = window.iter().filter(|l| l.starts_with(&l0_put)).count();
     let lists: Vec<&String> = window.iter().filter(|l| l.contains("list-type")).collect();
     let other: Vec<&String> = window
@@ -418,13 +423,7 @@ fn steady_writes_put_once_per_interval_and_an_idle_database_makes_no_requests() 
     w.exec("INSERT INTO t(v) VALUES ('merging')");
     assert!(wait_restore_equals(&s, &url, &db), "write before merging");
     std::thread::sleep(Duration::from_secs(3));
-    let from = proxy.request_lines().len();
-    let started = std::time::Instant::now();
-    while started.elapsed() < Duration::from_secs(6) {
-        w.exec("INSERT INTO t(v) VALUES (randomblob(100))");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let window = requests_since(&proxy, from);
+    let (window, _) = write_steadily(&mut w, &proxy);
     let l0_gets: Vec<&String> = window
         .iter()
         .filter(|l| l.starts_with(&format!("GET /{bucket}/db/0000/")))

@@ -97,21 +97,11 @@ impl Activity {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compactor::schedule::tests::settings;
     use std::time::{Duration, UNIX_EPOCH};
 
     fn at(s: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(1_000_000 + s)
-    }
-
-    fn settings() -> Settings {
-        Settings {
-            levels: vec![Duration::from_secs(10), Duration::from_secs(20)],
-            snapshot_interval: Duration::from_secs(30),
-            snapshot_retention: Duration::from_secs(60),
-            l0_retention: Duration::from_secs(15),
-            l0_retention_check_interval: Duration::from_secs(5),
-            retention_enabled: true,
-        }
     }
 
     /// Runs every needed job at `now` as the compactor would: `stores` says which level a job

@@ -143,7 +143,7 @@ impl Schedule {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn at(ms: u64) -> SystemTime {
@@ -165,7 +165,9 @@ mod tests {
         assert_eq!(previous_boundary(at(30_000), s30), at(30_000));
     }
 
-    fn settings() -> Settings {
+    /// Short intervals for the schedule and activity tests: levels of 10 s and 20 s, snapshots
+    /// every 30 s, L0 retention 15 s checked every 5 s.
+    pub(crate) fn settings() -> Settings {
         Settings {
             levels: vec![Duration::from_secs(10), Duration::from_secs(20)],
             snapshot_interval: Duration::from_secs(30),
