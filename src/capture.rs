@@ -86,6 +86,17 @@ impl WalIndexMark {
     }
 }
 
+/// Where the capture stands, when a commit may be recorded lazily.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LazyBase {
+    pub salt1: u32,
+    pub salt2: u32,
+    /// Frames of this generation already captured.
+    pub captured_frames: u32,
+    /// Bytes per frame (header + page).
+    pub frame_bytes: u64,
+}
+
 #[derive(Debug, Error)]
 pub enum CaptureError {
     #[error("reading the WAL at byte {offset}: {source}")]
@@ -268,6 +279,26 @@ impl CaptureState {
             Some(p) if p.salt1 == h.salt1 && p.salt2 == h.salt2 && p.offset > end => None,
             _ => Some((h, end)),
         }
+    }
+
+    /// Where a commit may be recorded lazily (see [`crate::pending`]): the position lies in the
+    /// WAL generation whose header was read last, and no full image is due.
+    pub fn lazy_base(&self) -> Option<LazyBase> {
+        if self.need_full.is_some() {
+            return None;
+        }
+        let h = self.scratch.wal_header?;
+        let p = self.pos?;
+        if (p.salt1, p.salt2) != (h.salt1, h.salt2) {
+            return None;
+        }
+        let frames = p.offset.checked_sub(WAL_HEADER_SIZE)? / h.frame_size();
+        Some(LazyBase {
+            salt1: h.salt1,
+            salt2: h.salt2,
+            captured_frames: u32::try_from(frames).ok()?,
+            frame_bytes: h.frame_size(),
+        })
     }
 
     /// Forgets the WAL header read last (the capture's `-wal` descriptor was replaced).

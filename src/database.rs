@@ -9,14 +9,60 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
 use crate::capture::{CaptureError, CaptureState, WalIndexMark};
 use crate::config::DbConfig;
+use crate::pending::{CommitAction, LazyBase, PendingCommits};
 use crate::replica::ReplicaClient;
-use crate::staging::{DbFingerprint, MetaDir, Record, SegmentReader, SegmentWriter, StagingError};
+use crate::staging::{
+    DbFingerprint, MetaDir, Record, SegmentReader, SegmentWriter, StagingError, State,
+};
+
+/// Replication position and bookkeeping of one database, owned by the uploader thread
+/// (`crate::uploader`), read by the compactor, fencing and status.
+pub struct SyncState {
+    pub state: State,
+    /// The replica was compared with `state` in this process.
+    pub(crate) reconciled: bool,
+    /// Batches are discarded until one holds a full image (the chain restarts).
+    pub(crate) discard_until_full: bool,
+    /// Last successful sync (for the schedule and the status).
+    pub last_sync: Option<Instant>,
+    pub last_error: Option<String>,
+    pub(crate) backoff: Duration,
+}
+
+impl SyncState {
+    pub fn new(state: State) -> SyncState {
+        SyncState {
+            state,
+            reconciled: false,
+            discard_until_full: false,
+            last_sync: None,
+            last_error: None,
+            backoff: Duration::ZERO,
+        }
+    }
+}
+
+/// What a database asks of whoever ships it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// New work: sync at the next `sync-interval` boundary.
+    Sync,
+    /// Sync now, ignoring `sync-interval` (the last handle closed).
+    SyncNow,
+    /// Copy the commits recorded lazily into staging soon (no seal, no upload), so that little
+    /// is left for a WAL restart to copy on the application's thread.
+    Copy,
+}
+
+/// Hands a database's [`Request`] to whoever ships it. The registry passes the uploader's
+/// `notify` at open, so this layer never names the uploader.
+pub type Notify = fn(&Arc<Database>, Request);
 
 /// Capture and active-segment state, guarded by [`Database::inner`].
 struct Inner {
@@ -39,6 +85,9 @@ struct Inner {
     /// A closed-generation marker was staged by this capture: work for the uploader even
     /// without a transaction (see [`Database::capture_now`]).
     marked_closed: bool,
+    /// This process's hold on the stager lock ([`crate::stager`]); `None` while another
+    /// process stages the database.
+    stager: Option<crate::stager::StagerLock>,
 }
 
 pub struct Database {
@@ -49,7 +98,13 @@ pub struct Database {
     pub client: Arc<dyn ReplicaClient>,
     inner: Mutex<Inner>,
     /// Replication position; owned by the uploader thread (see `uploader`).
-    pub(crate) sync_state: Mutex<crate::uploader::SyncState>,
+    pub(crate) sync_state: Mutex<SyncState>,
+    /// Commits recorded at their commit point, copied into staging by the uploader (a leaf lock:
+    /// nothing else is taken while it is held).
+    pending: Mutex<PendingCommits>,
+    /// Set when this process took the stager lock over from another one: the uploader reloads
+    /// `sync_state` from `state.json` before its next sync.
+    reload_sync_state: AtomicBool,
     /// Set by a capture that staged something, cleared by the uploader when it takes the work.
     /// Only the capture that sets it (false → true) notifies the uploader, so every path that
     /// stages data must go through [`Database::capture_now`]'s check.
@@ -59,6 +114,8 @@ pub struct Database {
     /// L0 files this process stored in the replica: the compactor's cue that its jobs have
     /// something new to read (`compactor::activity`).
     pub(crate) uploads: AtomicU64,
+    /// Wakes the uploader (see [`Notify`]).
+    notify: Notify,
 }
 
 fn now_ms() -> i64 {
@@ -92,107 +149,133 @@ fn open_noatime(path: &Path) -> std::io::Result<File> {
     }
 }
 
+/// True in a child forked after replication started. The hooks then do nothing: they take
+/// none of our locks (a parent thread may have held one at the fork, and it would never be
+/// released here), and what the child commits is in the WAL, where the parent captures it.
+fn forked_child() -> bool {
+    !crate::stager::replicating_here()
+}
+
 fn wal_path(db: &Path) -> PathBuf {
     let mut s = db.as_os_str().to_owned();
     s.push("-wal");
     PathBuf::from(s)
 }
 
+/// Where a lazy commit may continue from (see [`crate::pending`]): only in the stager, with
+/// both descriptors open, no validation, and a capture that stands in the WAL generation whose
+/// header it read last with nothing unusual due.
+fn lazy_base(inner: &Inner) -> Option<LazyBase> {
+    let ready = inner.validator.is_none()
+        && inner.disabled.is_none()
+        && inner.db_file.is_some()
+        && inner.wal_file.is_some()
+        && inner.stager.as_ref().is_some_and(|l| l.held_here());
+    if !ready {
+        return None;
+    }
+    inner.capture.lazy_base()
+}
+
 impl Database {
-    /// Opens the meta directory and recovers the capture position from staged data.
+    /// Opens the meta directory. When this process can take the stager lock
+    /// ([`crate::stager`]), it recovers the capture position from staged data; otherwise
+    /// another process stages this database and this one stays on standby until it can take
+    /// the lock (see [`Database::capture_now`]).
     pub fn open(
         path: PathBuf,
         config: DbConfig,
         client: Arc<dyn ReplicaClient>,
+        notify: Notify,
     ) -> Result<Arc<Database>, StagingError> {
         let meta = MetaDir::for_db(&path, config.meta_path.as_deref());
         meta.create_dirs()?;
-        let state = meta.load_state()?.unwrap_or_default();
-        let mut capture = CaptureState {
-            pos: state.wal,
-            closed: state.closed,
-            need_full: None,
-            db_size: state.commit,
-            page_size: state.page_size,
-            scratch: Default::default(),
+        let stager = if crate::stager::replicating_here() {
+            crate::stager::try_lock(&meta)?
+        } else {
+            None
         };
+        let state = meta.load_state()?.unwrap_or_default();
         let progress = crate::progress::Progress::new(state.txid, state.replicated_txid);
-        crate::progress::recover_sealed(&progress, &meta, state.replicated_txid);
-        // Replay commit and closed records of segments not sealed yet.
-        let segments: Vec<u64> = meta
-            .list_segments()?
-            .into_iter()
-            .filter(|s| *s > state.sealed_segment)
-            .collect();
-        for &seq in &segments {
-            let mut r = SegmentReader::open(&meta.segment_path(seq))?;
-            let mut page_bytes = 0u64;
-            while let Some(rec) = r.next_record()? {
-                match rec {
-                    Record::Page { len, .. } => page_bytes += u64::from(len),
-                    Record::Commit(c) => {
-                        progress.captured(seq, 1, std::mem::take(&mut page_bytes), c.timestamp_ms);
-                        capture.pos = Some(c.wal);
-                        capture.closed = None;
-                        capture.db_size = c.db_size;
-                        capture.page_size = c.page_size;
-                    }
-                    Record::Closed(f) => capture.closed = Some(f),
-                }
-            }
+        let mut inner = Inner {
+            capture: CaptureState::default(),
+            segment: None,
+            segment_seq: state.sealed_segment + 1,
+            db_file: None,
+            wal_file: None,
+            open_handles: 0,
+            disabled: None,
+            validator: crate::validate::enabled().then(crate::validate::Validator::new),
+            marked_closed: false,
+            stager: None,
+        };
+        let mut staged = false;
+        if let Some(lock) = stager {
+            staged = takeover::recover(&path, &meta, &progress, &mut inner)?;
+            inner.stager = Some(lock);
+        } else {
+            tracing::info!(db = %path.display(), "another process stages this database; this one captures nothing until it can take over");
         }
-        if capture.pos.is_none() {
-            capture.require_full("no replicated position yet");
-        } else if let Some(f) = capture.closed {
-            // The WAL generation had ended cleanly: the database file must be as we left it.
-            let wal_has_frames = std::fs::metadata(wal_path(&path))
-                .map(|m| m.len() > 32)
-                .unwrap_or(false);
-            if fingerprint(&path) != Some(f) && !wal_has_frames {
-                capture.require_full("database changed without litestream since the last run");
-            }
-        }
-        let segment_seq = segments
-            .last()
-            .copied()
-            .unwrap_or(state.sealed_segment + 1)
-            .max(state.sealed_segment + 1);
         let db = Database {
             path,
             meta,
             client,
-            inner: Mutex::new(Inner {
-                capture,
-                segment: None,
-                segment_seq,
-                db_file: None,
-                wal_file: None,
-                open_handles: 0,
-                disabled: None,
-                validator: crate::validate::enabled().then(crate::validate::Validator::new),
-                marked_closed: false,
-            }),
-            sync_state: Mutex::new(crate::uploader::SyncState::new(state)),
-            dirty: AtomicBool::new(!segments.is_empty()),
+            inner: Mutex::new(inner),
+            sync_state: Mutex::new(SyncState::new(state)),
+            pending: Mutex::new(PendingCommits::default()),
+            reload_sync_state: AtomicBool::new(false),
+            dirty: AtomicBool::new(staged),
             progress,
             uploads: AtomicU64::new(0),
             config,
+            notify,
         };
         Ok(Arc::new(db))
     }
 
+    /// Tells the uploader that this database has work (see [`Notify`]).
+    pub fn request_sync(self: &Arc<Self>, urgent: bool) {
+        (self.notify)(
+            self,
+            if urgent {
+                Request::SyncNow
+            } else {
+                Request::Sync
+            },
+        );
+    }
+
+    /// Main-database handles of SQLite open in this process.
+    pub(crate) fn open_handles(&self) -> usize {
+        self.inner.lock().open_handles
+    }
+
     /// A main-database handle is about to be opened by SQLite.
     pub fn handle_opened(&self) {
+        if forked_child() {
+            return;
+        }
         self.inner.lock().open_handles += 1;
     }
 
     /// A main-database handle was closed. After the last one, our descriptors are closed and
     /// the active segment is flushed, and the uploader is asked to sync now.
     pub fn handle_closed(self: &Arc<Self>) {
+        if forked_child() {
+            return;
+        }
         let last = {
             let mut inner = self.inner.lock();
             inner.open_handles = inner.open_handles.saturating_sub(1);
             if inner.open_handles == 0 {
+                // Copy what was recorded lazily while our descriptors are still open.
+                let recorded = self.pending.lock().recorded();
+                if let Some((mark, at_ms)) = recorded {
+                    if inner.db_file.is_some() && inner.wal_file.is_some() {
+                        self.capture_in(&mut inner, false, false, Some(mark), at_ms);
+                    }
+                }
+                self.pending.lock().captured(None);
                 if let Some(v) = inner.validator.as_mut() {
                     crate::validate::log_summary(v, &self.path);
                 }
@@ -205,32 +288,62 @@ impl Database {
             }
         };
         if last {
-            crate::uploader::notify(self, true);
+            self.request_sync(true);
         }
     }
 
     /// The commit point of a connection: the WAL write lock is about to be released (or the
     /// transaction committed in exclusive locking mode).
     /// `mark`: the wal-index header's committed frame count, when the shm is mapped.
+    /// Usually only records the mark (lazy capture, [`crate::pending`]): the uploader copies
+    /// the frames later.
     pub fn on_commit(self: &Arc<Self>, mark: Option<WalIndexMark>) {
-        self.capture_now(true, false, mark);
+        if forked_child() {
+            return;
+        }
+        let now = now_ms();
+        let action = self.pending.lock().on_commit(mark, now);
+        match action {
+            CommitAction::Recorded { copy } => {
+                self.progress.committed(now);
+                if !self.dirty.swap(true, Ordering::AcqRel) {
+                    self.request_sync(false);
+                }
+                if copy {
+                    (self.notify)(self, Request::Copy);
+                }
+            }
+            CommitAction::Nothing => {}
+            CommitAction::CaptureNow => {
+                self.capture_now(true, false, mark);
+            }
+        }
     }
 
     /// SQLite is about to write a new WAL header (restart) or truncate the WAL: everything in
     /// the old generation is checkpointed. Capture what is left, then mark the generation
     /// closed so the next one continues the chain.
     pub fn before_wal_reset(self: &Arc<Self>) {
+        if forked_child() {
+            return;
+        }
         self.capture_now(false, true, None);
     }
 
-    /// SQLite deleted the WAL (last connection closed after a full checkpoint).
+    /// SQLite is about to delete the WAL: the last connection is closing after a complete
+    /// checkpoint and holds the database exclusively, so the database file is stable and a
+    /// full image may be staged here (there is no later commit point to defer it to: e.g. the
+    /// last of several processes closing after another one restarted the WAL).
     pub fn on_wal_deleted(self: &Arc<Self>) {
-        self.capture_now(false, true, None);
+        if forked_child() {
+            return;
+        }
+        self.capture_now(true, true, None);
         self.inner.lock().wal_file = None;
     }
 
-    /// Captures what SQLite committed since the last capture; true when this capture handed
-    /// new work to the uploader.
+    /// Captures what SQLite committed since the last capture, on the calling (application)
+    /// thread; true when this capture handed new work to the uploader.
     fn capture_now(
         self: &Arc<Self>,
         allow_full: bool,
@@ -239,35 +352,74 @@ impl Database {
     ) -> bool {
         let staged = {
             let mut guard = self.inner.lock();
-            let inner = &mut *guard;
-            if inner.disabled.is_some() {
-                return false;
-            }
-            let len = |i: &Inner| i.segment.as_ref().map_or(0, |s| s.len());
-            let (seq, before) = (inner.segment_seq, len(inner));
-            let n = match self.capture_locked(inner, allow_full, close_generation, mark) {
-                Ok(n) => {
-                    let bytes = len(inner).saturating_sub(before);
-                    self.progress.captured(seq, n, bytes, now_ms());
-                    n
-                }
-                Err(e) => {
-                    // Never fail the application's commit: the data is still in the WAL, and
-                    // the next capture retries from the recorded position.
-                    tracing::error!(db = %self.path.display(), error = %e, "capture failed; will retry at the next commit");
-                    self.progress.capture_failed(e.to_string());
-                    0
-                }
-            };
-            n > 0 || std::mem::take(&mut inner.marked_closed)
+            self.capture_in(&mut guard, allow_full, close_generation, mark, now_ms())
         };
         // Only the capture that sets `dirty` notifies: a staged marker that set it silently
         // would leave every later commit without a notification (replication would stall).
         let notify = staged && !self.dirty.swap(true, Ordering::AcqRel);
         if notify {
-            crate::uploader::notify(self, false);
+            self.request_sync(false);
         }
         notify
+    }
+
+    /// Copies the commits recorded lazily (see [`crate::pending`]) into staging. Called by the
+    /// uploader before it seals, and by the last close.
+    pub(crate) fn capture_pending(&self) {
+        let Some((mark, at_ms)) = self.pending.lock().recorded() else {
+            return;
+        };
+        let mut inner = self.inner.lock();
+        // Our descriptors are opened by a synchronous capture on an application thread, and
+        // only closed with the last handle (which copies what is recorded first): never here.
+        if inner.db_file.is_none() || inner.wal_file.is_none() {
+            return;
+        }
+        self.capture_in(&mut inner, false, false, Some(mark), at_ms);
+    }
+
+    /// The capture under `inner`, at commit time `at_ms`: stager check, capture, progress and
+    /// the lazy-capture base; true when something was staged.
+    fn capture_in(
+        &self,
+        inner: &mut Inner,
+        allow_full: bool,
+        close_generation: bool,
+        mark: Option<WalIndexMark>,
+        at_ms: i64,
+    ) -> bool {
+        if inner.disabled.is_some() {
+            return false;
+        }
+        match self.ensure_stager(inner) {
+            Ok(true) => {}
+            // Another process stages: it reads this process's frames from the WAL.
+            Ok(false) => return false,
+            Err(e) => {
+                tracing::error!(db = %self.path.display(), error = %e, "capture failed; will retry at the next commit");
+                self.progress.capture_failed(e.to_string());
+                return false;
+            }
+        }
+        let len = |i: &Inner| i.segment.as_ref().map_or(0, |s| s.len());
+        let (seq, before) = (inner.segment_seq, len(inner));
+        let n = match self.capture_locked(inner, allow_full, close_generation, mark, at_ms) {
+            Ok(n) => {
+                let bytes = len(inner).saturating_sub(before);
+                self.progress.captured(seq, n, bytes, at_ms);
+                self.pending.lock().captured(lazy_base(inner));
+                n
+            }
+            Err(e) => {
+                // Never fail the application's commit: the data is still in the WAL, and
+                // the next capture retries from the recorded position.
+                tracing::error!(db = %self.path.display(), error = %e, "capture failed; will retry at the next commit");
+                self.progress.capture_failed(e.to_string());
+                self.pending.lock().disable();
+                0
+            }
+        };
+        n > 0 || std::mem::take(&mut inner.marked_closed)
     }
 
     fn capture_locked(
@@ -276,6 +428,7 @@ impl Database {
         allow_full: bool,
         close_generation: bool,
         mark: Option<WalIndexMark>,
+        at_ms: i64,
     ) -> Result<usize, CaptureError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
@@ -329,7 +482,7 @@ impl Database {
         };
         let captured = inner
             .capture
-            .capture(wal, db, seg, now_ms(), allow_full, mark)?;
+            .capture(wal, db, seg, at_ms, allow_full, mark)?;
         tracing::debug!(db = %self.path.display(), allow_full, close_generation, txns = captured.txns, pages = captured.pages, full = captured.full, pos = ?inner.capture.pos.map(|p| (p.salt1, p.offset)), ?mark, "capture");
         if let Some(v) = inner.validator.as_mut() {
             use crate::validate::Committed;
@@ -407,6 +560,9 @@ impl Database {
     /// SQLite opened a rollback journal: the database is (still) in rollback mode, as while a
     /// new database is switched to WAL. Its history can no longer be proven from the WAL.
     pub fn on_rollback_journal(&self) {
+        if forked_child() {
+            return;
+        }
         let mut inner = self.inner.lock();
         if inner.capture.pos.is_some() && inner.capture.need_full.is_none() {
             tracing::warn!(db = %self.path.display(), "database is not in WAL mode; litestream needs journal_mode=WAL");
@@ -414,13 +570,19 @@ impl Database {
         inner
             .capture
             .require_full("database was written outside WAL mode");
+        self.pending.lock().disable();
     }
 
     /// Asks the next capture to stage a full image (the uploader decided the chain restarts).
+    /// Lazy commits stop until then: a full image can only be staged at a commit point.
     pub(crate) fn require_full(&self, reason: &str) {
-        self.inner.lock().capture.require_full(reason);
+        let mut inner = self.inner.lock();
+        inner.capture.require_full(reason);
+        self.pending.lock().disable();
     }
 }
+
+mod takeover;
 
 #[cfg(test)]
 #[path = "database_tests.rs"]

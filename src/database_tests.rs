@@ -12,7 +12,7 @@ fn open(dir: &Path, path: &Path) -> Arc<Database> {
     let client: Arc<dyn ReplicaClient> = crate::replica::client_for(&cfg.replica)
         .expect("file replica")
         .into();
-    let db = Database::open(path.to_path_buf(), cfg, client).expect("open");
+    let db = Database::open(path.to_path_buf(), cfg, client, crate::uploader::wake).expect("open");
     db.inner.lock().validator = Some(Validator::recording());
     db.handle_opened();
     db
@@ -124,6 +124,79 @@ fn a_directory_where_the_wal_belongs_is_no_wal() {
     std::fs::create_dir(wal_path(&path)).unwrap();
     let db = open(dir.path(), &path);
     let mut guard = db.inner.lock();
-    let captured = db.capture_locked(&mut guard, true, false, None);
+    let captured = db.capture_locked(&mut guard, true, false, None, 0);
     assert!(matches!(captured, Ok(0)), "{captured:?}");
+}
+
+/// Two processes on one meta directory (two `Database`s here: their stager locks are two open
+/// file descriptions, which conflict as two processes' do). Only the holder stages; the other
+/// captures nothing at its commit points, and takes over from the holder's recorded position
+/// (incrementally, not with a full image) once the holder released the lock.
+#[test]
+fn only_the_stager_captures_and_the_next_stager_continues_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("test.db");
+    std::fs::write(&path, page_image(&[0x11, 0x11])).unwrap();
+    let mut w = WalBuilder::new(PS, 1, 2);
+    w.frame(1, 2, 0xaa);
+    std::fs::write(wal_path(&path), &w.bytes).unwrap();
+    let a = open(dir.path(), &path);
+    let b = open(dir.path(), &path);
+    assert!(a.is_stager());
+    assert!(!b.is_stager(), "the second opener waits");
+    a.on_commit(mark(&w, 1));
+    assert_eq!(a.progress.newest(), 1);
+
+    // The other process commits frame 2: its commit point stages nothing.
+    w.frame(2, 2, 0xbb);
+    std::fs::write(wal_path(&path), &w.bytes).unwrap();
+    b.on_commit(mark(&w, 2));
+    assert!(!b.is_stager());
+    assert_eq!(b.progress.newest(), 0, "a non-stager tracks nothing");
+    assert!(
+        b.inner.lock().segment.is_none(),
+        "a non-stager writes no segment"
+    );
+
+    // The holder is still open: it keeps the lock.
+    assert!(!a.release_stager_if_idle());
+    a.inner.lock().open_handles = 0;
+    a.dirty.store(false, Ordering::Release);
+    assert!(a.release_stager_if_idle());
+    assert!(!a.is_stager());
+
+    // The next commit point of the other process takes over: it replays what the first one
+    // staged (one transaction) and continues after it with frame 2 alone.
+    b.on_commit(mark(&w, 2));
+    assert!(b.is_stager());
+    let inner = b.inner.lock();
+    assert!(
+        inner.capture.need_full.is_none(),
+        "{:?}",
+        inner.capture.need_full
+    );
+    let frame = u64::from(PS) + 24;
+    assert_eq!(inner.capture.pos.map(|p| p.offset), Some(32 + 2 * frame));
+    drop(inner);
+    assert_eq!(b.progress.newest(), 2);
+    assert_eq!(validated(&b), (1, None));
+}
+
+/// After the uploader asks for a full image, the next commit is not recorded lazily: a full
+/// image can only be staged at a commit point, so that commit captures (and stages it) at once.
+#[test]
+fn a_full_image_request_stops_lazy_commits() {
+    let (_dir, path, db) = one_commit();
+    let mut w = WalBuilder::new(PS, 1, 2);
+    w.frame(1, 2, 0xaa).frame(2, 2, 0xbb);
+    std::fs::write(wal_path(&path), &w.bytes).unwrap();
+    db.require_full("test: the chain restarts");
+    db.on_commit(mark(&w, 2));
+    let inner = db.inner.lock();
+    assert!(
+        inner.capture.need_full.is_none(),
+        "the full image was staged"
+    );
+    let frame = u64::from(PS) + 24;
+    assert_eq!(inner.capture.pos.map(|p| p.offset), Some(32 + 2 * frame));
 }

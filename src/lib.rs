@@ -1,14 +1,22 @@
 //! liblitestream: continuous replication of SQLite to object storage, built into SQLite as a VFS.
 //!
-//! Layers, top uses bottom (see `docs/architecture.md`):
-//! - [`ffi`]: the only `unsafe` code: extension entry point, VFS trampolines.
-//! - [`vfs`]: safe per-file hooks behind the trampolines (which file is managed, commit points).
-//! - [`database`], [`capture`], [`staging`], [`uploader`]: the write path of one managed database.
-//! - [`progress`], [`status`], [`sql`], [`metrics`], [`monitor`]: what users see of it (pragmas,
-//!   SQL functions, Prometheus metrics, lag alerts).
-//! - [`restore`]: plan + apply, shared by the CLI and restore-on-open.
-//! - [`ltx`], [`wal`]: pure codecs. [`replica`]: storage backends. [`config`]: `litestream.yml`.
-//! - [`replicate_all`], [`validate`]: test modes (replicate every database; check each capture).
+//! Layers, top uses bottom; a module never names one of a higher layer (checked by
+//! `layering_tests`, drawn in `docs/architecture.md`):
+//! - entry points: [`ffi`] (the only `unsafe` code: extension entry point, VFS trampolines,
+//!   SQL functions) and [`cli`] (the `litestream` binary).
+//! - surface: [`sql`], [`vfs`] (safe per-file hooks behind the trampolines), [`status`],
+//!   [`monitor`] (lag alerts).
+//! - process: [`registry`], one [`database::Database`] per managed path.
+//! - background work: [`uploader`], [`compactor`], [`fencing`].
+//! - one database: [`database`] (the write path's hooks), [`bootstrap`] (restore on open),
+//!   [`follower`] (read replicas).
+//! - local state: [`capture`], [`pending`] (lazy capture: commits recorded, copied later),
+//!   [`stager`] (which process stages a database), [`staging`], [`restore`], [`progress`],
+//!   [`l0_cache`], [`validate`] (validation mode).
+//! - backends: [`replica`]. Foundation: [`config`], [`metrics`] (counters, `/metrics`),
+//!   [`logging`], [`replicate_all`] (test mode: replicate every database), `panic_guard`
+//!   (the panic guard of the FFI and the supervision of background threads).
+//! - format: [`ltx`] (with the chain-link rule, [`ltx::check_link`]), [`wal`], pure codecs.
 
 pub mod bootstrap;
 pub mod capture;
@@ -19,17 +27,23 @@ pub mod database;
 pub mod fencing;
 pub mod ffi;
 pub mod follower;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod l0_cache;
 pub mod logging;
 pub mod ltx;
 pub mod metrics;
 pub mod monitor;
+mod panic_guard;
+pub mod pending;
 pub mod progress;
 pub mod registry;
 pub mod replica;
 pub mod replicate_all;
 pub mod restore;
+pub mod small_file;
 pub mod sql;
+pub mod stager;
 pub mod staging;
 pub mod status;
 pub mod uploader;
@@ -52,6 +66,9 @@ pub fn parse_txid(s: &str) -> Option<TxId> {
     }
     u64::from_str_radix(s, 16).ok()
 }
+
+#[cfg(test)]
+mod layering_tests;
 
 #[cfg(test)]
 mod tests {

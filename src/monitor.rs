@@ -68,35 +68,34 @@ pub fn start_if_configured(config: Option<&crate::config::Config>) {
 
 fn run() {
     let mut alerts: HashMap<std::path::PathBuf, Alert> = HashMap::new();
-    loop {
+    crate::panic_guard::supervise("litestream-monitor", || {
         std::thread::sleep(LAG_CHECK_INTERVAL);
-        crate::ffi::guard((), || {
-            for db in crate::registry::all() {
-                let Some(threshold) = db.config.lag_alert else {
-                    continue;
-                };
-                let s = crate::status::of(&db);
-                let alert = alerts.entry(db.path.clone()).or_default();
-                match alert.observe(Instant::now(), s.lag, threshold.as_secs_f64()) {
-                    Some(Event::Exceeded) => tracing::warn!(
-                        db = %s.db,
-                        replica = %s.replica,
-                        lag_seconds = s.lag,
-                        lag_alert = %crate::config::format_go_duration(threshold),
-                        pending_transactions = s.pending_transactions,
-                        last_error = s.last_error.as_deref().unwrap_or("none"),
-                        "replication lag exceeds lag-alert; check the replica (last_error) and PRAGMA litestream.status"
-                    ),
-                    Some(Event::Recovered) => tracing::warn!(
-                        db = %s.db,
-                        lag_seconds = s.lag,
-                        "replication lag back under lag-alert"
-                    ),
-                    None => {}
-                }
+        for db in crate::registry::all() {
+            let Some(threshold) = db.config.lag_alert else {
+                continue;
+            };
+            let s = crate::status::of(&db);
+            let alert = alerts.entry(db.path.clone()).or_default();
+            match alert.observe(Instant::now(), s.lag, threshold.as_secs_f64()) {
+                Some(Event::Exceeded) => tracing::warn!(
+                    db = %s.db,
+                    replica = %s.replica,
+                    lag_seconds = s.lag,
+                    lag_alert = %crate::config::format_go_duration(threshold),
+                    pending_transactions = s.pending_transactions,
+                    last_error = s.last_error.as_deref().unwrap_or("none"),
+                    "replication lag exceeds lag-alert; check the replica (last_error) and PRAGMA litestream.status"
+                ),
+                Some(Event::Recovered) => tracing::warn!(
+                    db = %s.db,
+                    lag_seconds = s.lag,
+                    "replication lag back under lag-alert"
+                ),
+                None => {}
             }
-        });
-    }
+        }
+        std::ops::ControlFlow::Continue(())
+    });
 }
 
 #[cfg(test)]

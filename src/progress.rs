@@ -57,6 +57,8 @@ fn merge_opt(a: Option<Span>, b: Span) -> Span {
 struct State {
     /// Sequence number of the next captured transaction (the first is 1).
     next: u64,
+    /// Committed and recorded at the commit point, not copied into staging yet (lazy capture).
+    uncopied: Option<Span>,
     /// Captured, not sealed yet: by staging segment.
     unsealed: BTreeMap<u64, Span>,
     /// Sealed without producing a file (the chain restarts with the next full image), or sealed
@@ -70,12 +72,16 @@ struct State {
     last_error: Option<String>,
     /// Set while the newest capture failed: the transactions it missed are not counted anywhere.
     capture_error: Option<String>,
+    /// Set when replication of the database stopped for good in this process (a background
+    /// thread panicked again right after its restart); never cleared.
+    stopped: Option<String>,
 }
 
 impl State {
     fn spans(&self) -> impl Iterator<Item = &Span> {
-        self.unsealed
-            .values()
+        self.uncopied
+            .iter()
+            .chain(self.unsealed.values())
             .chain(self.carried.iter())
             .chain(self.sealed.values())
     }
@@ -102,6 +108,8 @@ pub struct Snapshot {
     pub last_sync: Option<SystemTime>,
     pub last_error: Option<String>,
     pub capture_error: Option<String>,
+    /// Why replication of the database stopped in this process, if it did.
+    pub stopped: Option<String>,
 }
 
 impl Snapshot {
@@ -140,20 +148,63 @@ impl Progress {
         }
     }
 
-    /// `txns` transactions committed at `at_ms` were appended (`bytes`) to staging segment
-    /// `segment`. Also used when recovering segments at open.
+    /// Forgets everything tracked and starts over at `txid` / `replicated_txid` (this process
+    /// took over staging from another one, whose records it then replays).
+    pub fn reset(&self, txid: TxId, replicated_txid: TxId) {
+        let mut st = self.state.lock();
+        let (last_sync, stopped) = (st.last_sync, st.stopped.take());
+        *st = State {
+            next: 1,
+            txid,
+            replicated_txid,
+            last_sync,
+            stopped,
+            ..State::default()
+        };
+        drop(st);
+        self.changed.notify_all();
+    }
+
+    /// One transaction committed at `at_ms` and recorded at its commit point; it is copied
+    /// into staging later (lazy capture) and counted as pending from now on.
+    pub fn committed(&self, at_ms: i64) {
+        let mut st = self.state.lock();
+        let span = Span {
+            first: st.next,
+            last: st.next,
+            oldest_ms: at_ms,
+            bytes: 0,
+        };
+        st.next += 1;
+        st.uncopied = Some(merge_opt(st.uncopied.take(), span));
+    }
+
+    /// `txns` transactions committed (the newest at `at_ms`) were appended (`bytes`) to staging
+    /// segment `segment`: the commits recorded before (see [`Progress::committed`]) and, past
+    /// their count, others (e.g. another process's). Also used when recovering segments at
+    /// open.
     pub fn captured(&self, segment: u64, txns: usize, bytes: u64, at_ms: i64) {
         if txns == 0 {
             return;
         }
         let mut st = self.state.lock();
-        let span = Span {
-            first: st.next,
-            last: st.next + txns as u64 - 1,
-            oldest_ms: at_ms,
-            bytes,
+        let recorded = st.uncopied.take();
+        let extra = (txns as u64).saturating_sub(recorded.map_or(0, |r| r.txns()));
+        let span = match recorded {
+            Some(r) => Span {
+                first: r.first,
+                last: r.last + extra,
+                oldest_ms: r.oldest_ms.min(at_ms),
+                bytes,
+            },
+            None => Span {
+                first: st.next,
+                last: st.next + extra - 1,
+                oldest_ms: at_ms,
+                bytes,
+            },
         };
-        st.next += txns as u64;
+        st.next += extra;
         st.capture_error = None;
         let merged = merge_opt(st.unsealed.get(&segment).copied(), span);
         st.unsealed.insert(segment, merged);
@@ -241,6 +292,13 @@ impl Progress {
         self.changed.notify_all();
     }
 
+    /// Replication of the database stopped for good in this process, for `msg`: every later
+    /// snapshot reports it (a first reason is kept).
+    pub fn stopped(&self, msg: String) {
+        self.state.lock().stopped.get_or_insert(msg);
+        self.changed.notify_all();
+    }
+
     /// The sequence number of the newest captured transaction (0: none yet).
     pub fn newest(&self) -> u64 {
         self.state.lock().next - 1
@@ -269,6 +327,7 @@ impl Progress {
             last_sync: st.last_sync,
             last_error: st.last_error.clone(),
             capture_error: st.capture_error.clone(),
+            stopped: st.stopped.clone(),
             ..Snapshot::default()
         };
         for s in st.spans() {

@@ -107,3 +107,16 @@ fn recovered_files_and_errors() {
     p.captured(9, 1, 1, 1);
     assert_eq!(p.snapshot().capture_error, None);
 }
+
+#[test]
+fn a_stop_is_kept_through_later_syncs_and_resets() {
+    let p = Progress::new(0, 0);
+    p.stopped("replication stopped: first".into());
+    p.stopped("replication stopped: second".into());
+    p.sync_ok();
+    p.reset(0, 0);
+    assert_eq!(
+        p.snapshot().stopped.as_deref(),
+        Some("replication stopped: first")
+    );
+}

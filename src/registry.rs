@@ -1,4 +1,5 @@
-//! Process-wide state: the configuration (loaded once) and one [`Database`] per managed path.
+//! Process-wide state: one [`Database`] per managed path (the configuration is
+//! [`crate::config::global`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -6,21 +7,34 @@ use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 
-use crate::config::{self, Config, DbConfig};
+use crate::bootstrap::BootstrapError;
+use crate::config::{self, ConfigError, DbConfig};
 use crate::database::Database;
+use crate::replica::ReplicaError;
+use crate::staging::StagingError;
 
-static CONFIG: OnceLock<Result<Option<Config>, String>> = OnceLock::new();
-static DATABASES: OnceLock<Mutex<HashMap<PathBuf, Arc<Database>>>> = OnceLock::new();
-
-/// The configuration from `LITESTREAM_CONFIG` or `/etc/litestream.yml`, loaded on first use.
-/// `Ok(None)`: no configuration file (only `?replica=` URIs are replicated).
-pub fn config() -> Result<Option<&'static Config>, String> {
-    CONFIG
-        .get_or_init(|| config::load_default().map_err(|e| e.to_string()))
-        .as_ref()
-        .map(Option::as_ref)
-        .map_err(Clone::clone)
+/// Why a managed database's replication cannot be set up when SQLite opens it (the open
+/// fails with this message in the log).
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The configuration file (`LITESTREAM_CONFIG` or the default path) cannot be loaded.
+    #[error("{0}")]
+    Config(String),
+    /// The `replica=` URI parameter is not a valid replica URL.
+    #[error(transparent)]
+    ReplicaUrl(#[from] ConfigError),
+    /// The replica's client cannot be built.
+    #[error(transparent)]
+    Replica(#[from] ReplicaError),
+    /// Restoring the missing database from its replica failed.
+    #[error(transparent)]
+    Restore(#[from] BootstrapError),
+    /// The local replication state (meta directory, staging) cannot be opened.
+    #[error("{path}: {source}")]
+    State { path: PathBuf, source: StagingError },
 }
+
+static DATABASES: OnceLock<Mutex<HashMap<PathBuf, Arc<Database>>>> = OnceLock::new();
 
 fn databases() -> &'static Mutex<HashMap<PathBuf, Arc<Database>>> {
     DATABASES.get_or_init(|| Mutex::new(HashMap::new()))
@@ -35,13 +49,16 @@ pub fn open(
     path: &Path,
     uri_replica: Option<&str>,
     uri_restore: bool,
-) -> Result<Option<Arc<Database>>, String> {
+) -> Result<Option<Arc<Database>>, OpenError> {
     if let Some(db) = get(path) {
         return Ok(Some(db));
     }
     let db_config: DbConfig = match uri_replica {
-        Some(url) => config::from_replica_url(path, url).map_err(|e| e.to_string())?,
-        None => match config()?.and_then(|c| c.find_db(path)) {
+        Some(url) => config::from_replica_url(path, url)?,
+        None => match config::global()
+            .map_err(OpenError::Config)?
+            .and_then(|c| c.find_db(path))
+        {
             Some(c) => c.clone(),
             None => match crate::replicate_all::db_config(path) {
                 Some(c) => c,
@@ -50,20 +67,21 @@ pub fn open(
         },
     };
     let client: std::sync::Arc<dyn crate::replica::ReplicaClient> =
-        crate::replica::client_for(&db_config.replica)
-            .map_err(|e| e.to_string())?
-            .into();
+        crate::replica::client_for(&db_config.replica)?.into();
     if uri_restore || db_config.restore_if_db_not_exists {
         // Without the registry lock: a restore can take long; it serializes per path itself.
-        crate::bootstrap::restore_if_missing(path, &db_config, client.as_ref())
-            .map_err(|e| e.to_string())?;
+        crate::bootstrap::restore_if_missing(path, &db_config, client.as_ref())?;
     }
     let mut dbs = databases().lock();
     if let Some(db) = dbs.get(path) {
         return Ok(Some(Arc::clone(db)));
     }
-    let db = Database::open(path.to_path_buf(), db_config, client)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let db = Database::open(path.to_path_buf(), db_config, client, crate::uploader::wake).map_err(
+        |source| OpenError::State {
+            path: path.to_path_buf(),
+            source,
+        },
+    )?;
     tracing::info!(db = %path.display(), replica = %db.client.describe(), "replicating");
     dbs.insert(path.to_path_buf(), Arc::clone(&db));
     crate::compactor::watch(&db);

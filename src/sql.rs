@@ -17,6 +17,29 @@ pub const DEFAULT_CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(30);
 /// litestream.<name>`); on a main database they carry the `litestream_` prefix instead.
 pub const PRAGMAS: [&str; 4] = ["checkpoint", "status", "lag", "checkpoint_timeout"];
 
+/// Why a pragma or SQL function of ours fails (the statement's error message).
+#[derive(Debug, thiserror::Error)]
+pub enum SqlError {
+    #[error("litestream: unknown checkpoint mode {0:?}; use PASSIVE, FULL, RESTART or TRUNCATE")]
+    UnknownMode(String),
+    #[error(
+        "litestream: bad checkpoint_timeout {0:?}: give milliseconds or a duration such as 5s"
+    )]
+    BadTimeout(String),
+    #[error(
+        "litestream: this connection's database is not replicated (open it through the litestream \
+         VFS, with ?vfs=litestream or LD_PRELOAD, and name it in the configuration or add a \
+         replica= URI parameter)"
+    )]
+    NotReplicated,
+    #[error("litestream: not checkpointed: {0}")]
+    NotCheckpointed(#[from] crate::uploader::SyncNowError),
+    /// The replica has everything up to `txid` (16 hex digits), but SQLite's checkpoint
+    /// failed with `message`.
+    #[error("litestream: the replica has everything up to TXID {txid}, but the WAL checkpoint failed: {message} (run it outside a transaction)")]
+    WalCheckpoint { txid: String, message: String },
+}
+
 /// `sqlite3_wal_checkpoint_v2` modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CheckpointMode {
@@ -28,18 +51,14 @@ pub enum CheckpointMode {
 
 impl CheckpointMode {
     /// `PASSIVE`, `FULL`, `RESTART`, `TRUNCATE` (any case); `None`/empty means PASSIVE.
-    pub fn parse(arg: Option<&str>) -> Result<CheckpointMode, String> {
+    pub fn parse(arg: Option<&str>) -> Result<CheckpointMode, SqlError> {
         let a = arg.map(str::trim).unwrap_or("");
         Ok(match a.to_ascii_uppercase().as_str() {
             "" | "PASSIVE" => CheckpointMode::Passive,
             "FULL" => CheckpointMode::Full,
             "RESTART" => CheckpointMode::Restart,
             "TRUNCATE" => CheckpointMode::Truncate,
-            _ => {
-                return Err(format!(
-                "litestream: unknown checkpoint mode {a:?}; use PASSIVE, FULL, RESTART or TRUNCATE"
-            ))
-            }
+            _ => return Err(SqlError::UnknownMode(a.to_string())),
         })
     }
 }
@@ -82,11 +101,9 @@ pub fn ours(name: &str, via: Via) -> Option<&'static str> {
     PRAGMAS.iter().copied().find(|p| *p == short)
 }
 
+/// The error of a pragma or function on a connection whose database is not replicated.
 pub fn not_replicated() -> String {
-    "litestream: this connection's database is not replicated (open it through the litestream \
-     VFS, with ?vfs=litestream or LD_PRELOAD, and name it in the configuration or add a \
-     replica= URI parameter)"
-        .to_string()
+    SqlError::NotReplicated.to_string()
 }
 
 /// Answers pragma `name` (`None`: not ours, SQLite goes on) with argument `arg`.
@@ -96,19 +113,19 @@ pub fn pragma(
     arg: Option<&str>,
     via: Via,
     conn: &dyn Conn,
-) -> Option<Result<String, String>> {
+) -> Option<Result<String, SqlError>> {
     let short = ours(name, via)?;
     Some(run(short, arg, conn))
 }
 
-fn run(short: &str, arg: Option<&str>, conn: &dyn Conn) -> Result<String, String> {
+fn run(short: &str, arg: Option<&str>, conn: &dyn Conn) -> Result<String, SqlError> {
     if short == "checkpoint_timeout" {
         if let Some(a) = arg {
             conn.set_checkpoint_timeout(parse_timeout(a)?);
         }
         return Ok(conn.checkpoint_timeout().as_millis().to_string());
     }
-    let db = conn.database().ok_or_else(not_replicated)?;
+    let db = conn.database().ok_or(SqlError::NotReplicated)?;
     match short {
         "status" => Ok(crate::status::of(&db).to_json()),
         // `{:?}` keeps the decimal point (0.0), as SQLite prints REAL values.
@@ -118,16 +135,12 @@ fn run(short: &str, arg: Option<&str>, conn: &dyn Conn) -> Result<String, String
 }
 
 /// `checkpoint_timeout` values: milliseconds, or a Go duration (`5s`, `1m30s`).
-pub fn parse_timeout(a: &str) -> Result<Duration, String> {
+pub fn parse_timeout(a: &str) -> Result<Duration, SqlError> {
     let a = a.trim();
     if let Ok(ms) = a.parse::<u64>() {
         return Ok(Duration::from_millis(ms));
     }
-    crate::config::parse_duration(a).map_err(|_| {
-        format!(
-            "litestream: bad checkpoint_timeout {a:?}: give milliseconds or a duration such as 5s"
-        )
-    })
+    crate::config::parse_duration(a).map_err(|_| SqlError::BadTimeout(a.to_string()))
 }
 
 /// Ships everything committed, waits for the replica, then checkpoints the WAL.
@@ -135,17 +148,15 @@ pub fn checkpoint(
     db: &Arc<Database>,
     arg: Option<&str>,
     conn: &dyn Conn,
-) -> Result<String, String> {
+) -> Result<String, SqlError> {
     let mode = CheckpointMode::parse(arg)?;
-    let txid = crate::uploader::sync_now(db, conn.checkpoint_timeout())
-        .map_err(|e| format!("litestream: not checkpointed: {e}"))?;
-    let ck = conn.wal_checkpoint(mode).map_err(|e| {
-        format!(
-            "litestream: the replica has everything up to TXID {}, but the WAL checkpoint failed: {e} \
-             (run it outside a transaction)",
-            crate::format_txid(txid)
-        )
-    })?;
+    let txid = crate::uploader::sync_now(db, conn.checkpoint_timeout())?;
+    let ck = conn
+        .wal_checkpoint(mode)
+        .map_err(|message| SqlError::WalCheckpoint {
+            txid: crate::format_txid(txid),
+            message,
+        })?;
     Ok(checkpoint_json(txid, &ck))
 }
 
@@ -205,20 +216,23 @@ mod tests {
         );
         assert_eq!(ours("journal_mode", Via::Control), None);
         assert_eq!(ours("litestream_nosuch", Via::Database), None);
-        assert_eq!(CheckpointMode::parse(None), Ok(CheckpointMode::Passive));
         assert_eq!(
-            CheckpointMode::parse(Some("truncate")),
-            Ok(CheckpointMode::Truncate)
+            CheckpointMode::parse(None).ok(),
+            Some(CheckpointMode::Passive)
         );
         assert_eq!(
-            CheckpointMode::parse(Some(" FULL ")),
-            Ok(CheckpointMode::Full)
+            CheckpointMode::parse(Some("truncate")).ok(),
+            Some(CheckpointMode::Truncate)
         );
         assert_eq!(
-            CheckpointMode::parse(Some("Restart")),
-            Ok(CheckpointMode::Restart)
+            CheckpointMode::parse(Some(" FULL ")).ok(),
+            Some(CheckpointMode::Full)
         );
-        let e = CheckpointMode::parse(Some("hard")).unwrap_err();
+        assert_eq!(
+            CheckpointMode::parse(Some("Restart")).ok(),
+            Some(CheckpointMode::Restart)
+        );
+        let e = CheckpointMode::parse(Some("hard")).unwrap_err().to_string();
         assert!(e.contains("\"hard\"") && e.contains("TRUNCATE"), "{e}");
     }
 
@@ -228,7 +242,11 @@ mod tests {
             timeout: Cell::new(DEFAULT_CHECKPOINT_TIMEOUT),
             ck: Cell::new(None),
         };
-        let get = |arg| pragma("checkpoint_timeout", arg, Via::Control, &f).unwrap();
+        let get = |arg| {
+            pragma("checkpoint_timeout", arg, Via::Control, &f)
+                .unwrap()
+                .map_err(|e| e.to_string())
+        };
         assert_eq!(get(None), Ok("30000".to_string()));
         assert_eq!(get(Some("1500")), Ok("1500".to_string()));
         assert_eq!(get(Some("2s")), Ok("2000".to_string()));
@@ -241,13 +259,11 @@ mod tests {
             "litestream_status",
             "litestream_lag",
         ] {
-            assert_eq!(
-                pragma(p, None, Via::Database, &f),
-                Some(Err(not_replicated()))
-            );
+            let e = pragma(p, None, Via::Database, &f).map(|r| r.map_err(|e| e.to_string()));
+            assert_eq!(e, Some(Err(not_replicated())));
         }
         assert_eq!(f.ck.get(), None, "no checkpoint without a managed database");
-        assert_eq!(pragma("user_version", None, Via::Control, &f), None);
+        assert!(pragma("user_version", None, Via::Control, &f).is_none());
     }
 
     #[test]

@@ -1,8 +1,8 @@
-//! Local staging in the meta directory (`.<db>-litestream/` beside the database, Litestream's
+//! Local staging in the meta directory (`.<db>-liblitestream/` beside the database, Litestream's
 //! meta-path convention). Design: `docs/staging.md`.
 //!
 //! ```text
-//! .<db>-litestream/
+//! .<db>-liblitestream/
 //!   state.json                    replicated position (written atomically, off the commit path)
 //!   staging/<seq as 16 hex>.seg   captured committed pages, append-only; the newest is active
 //!   ltx/0/<min>-<max>.ltx         sealed L0 files waiting for the replica's acknowledgement
@@ -115,17 +115,11 @@ pub struct MetaDir {
 }
 
 impl MetaDir {
-    /// `.<db name>-litestream` beside the database, unless `meta-path` says otherwise.
+    /// [`crate::config::default_meta_dir`], unless `meta-path` says otherwise.
     pub fn for_db(db_path: &Path, meta_path: Option<&Path>) -> MetaDir {
         let root = match meta_path {
             Some(p) => p.to_path_buf(),
-            None => {
-                let name = db_path
-                    .file_name()
-                    .map(|n| n.to_string_lossy())
-                    .unwrap_or_default();
-                db_path.with_file_name(format!(".{name}-litestream"))
-            }
+            None => crate::config::default_meta_dir(db_path),
         };
         MetaDir { root }
     }
@@ -159,8 +153,9 @@ impl MetaDir {
 
     pub fn load_state(&self) -> Result<Option<State>, StagingError> {
         let path = self.state_path();
-        match fs::read(&path) {
-            Ok(bytes) => {
+        match crate::small_file::read_bounded(&path, crate::small_file::MAX_SMALL_FILE) {
+            Ok(None) => Ok(None),
+            Ok(Some(bytes)) => {
                 serde_json::from_slice(&bytes)
                     .map(Some)
                     .map_err(|e| StagingError::BadState {
@@ -168,7 +163,6 @@ impl MetaDir {
                         reason: e.to_string(),
                     })
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(StagingError::Io { path, source: e }),
         }
     }

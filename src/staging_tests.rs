@@ -101,7 +101,7 @@ fn corrupt_commit_record_ends_the_segment() {
 fn state_round_trip_and_listing() {
     let dir = tempfile::tempdir().unwrap();
     let meta = MetaDir::for_db(&dir.path().join("app.db"), None);
-    assert!(meta.root.ends_with(".app.db-litestream"));
+    assert!(meta.root.ends_with(".app.db-liblitestream"));
     meta.create_dirs().unwrap();
     assert_eq!(meta.load_state().unwrap(), None);
     let s = State {

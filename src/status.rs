@@ -13,8 +13,6 @@ use serde::Serialize;
 
 use crate::database::Database;
 use crate::progress::now_ms;
-use crate::replica::ReplicaError;
-use crate::uploader::SyncError;
 use crate::TxId;
 
 /// The replication status of one managed (primary) database.
@@ -87,9 +85,10 @@ pub fn rfc3339(t: SystemTime) -> String {
 pub fn of(db: &Database) -> Status {
     let snap = db.progress.snapshot();
     let lag = snap.lag_seconds(now_ms());
-    let last_error = match (snap.capture_error, snap.last_error) {
-        (Some(c), _) => Some(format!("capture failed: {c}")),
-        (None, e) => e,
+    let last_error = match (snap.stopped, snap.capture_error, snap.last_error) {
+        (Some(s), _, _) => Some(s),
+        (None, Some(c), _) => Some(format!("capture failed: {c}")),
+        (None, None, e) => e,
     };
     Status {
         db: db.path.display().to_string(),
@@ -103,6 +102,24 @@ pub fn of(db: &Database) -> Status {
         lag,
         lag_alert: db.config.lag_alert.map(|d| d.as_secs_f64()),
     }
+}
+
+/// The gauges of every managed database for a metrics scrape ([`crate::metrics::GaugeSource`]).
+pub fn metric_gauges() -> Vec<crate::metrics::DbGauges> {
+    crate::registry::all()
+        .iter()
+        .map(|db| {
+            let s = of(db);
+            crate::metrics::DbGauges {
+                db: db.path.display().to_string(),
+                txid: s.txid,
+                replicated_txid: s.replicated_txid,
+                lag_seconds: s.lag,
+                pending_transactions: s.pending_transactions,
+                pending_bytes: s.pending_bytes,
+            }
+        })
+        .collect()
 }
 
 /// `litestream_lag()` for the database file at `path`: the primary's lag, or the seconds since a
@@ -133,33 +150,6 @@ pub fn json_for_path(path: &Path) -> Option<String> {
         obj.insert("db".into(), path.display().to_string().into());
     }
     Some(j.to_string())
-}
-
-/// What to do about a failed sync, for the log line.
-pub fn remedy(e: &SyncError, db: &Database) -> String {
-    let meta = db.meta.root.display();
-    match e {
-        SyncError::Replica(ReplicaError::Transient { .. }) => format!(
-            "the replica is unreachable or failing; commits stay staged in {meta} and are \
-             uploaded when it is back"
-        ),
-        SyncError::Replica(ReplicaError::Fatal { .. }) => format!(
-            "fix the replica's location, permissions or credentials in the configuration; \
-             commits stay staged in {meta} until then"
-        ),
-        SyncError::Replica(
-            ReplicaError::AlreadyExists { .. } | ReplicaError::Precondition { .. },
-        ) => "another process may be writing this replica: replicate each database from one \
-             process only"
-            .to_string(),
-        SyncError::Replica(ReplicaError::NotFound { .. }) => {
-            "a replica file disappeared while in use: check what else deletes files there"
-                .to_string()
-        }
-        SyncError::Staging(_) | SyncError::Ltx { .. } => {
-            format!("local staging failed: check free disk space and permissions of {meta}")
-        }
-    }
 }
 
 #[cfg(test)]

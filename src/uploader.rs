@@ -5,23 +5,26 @@
 //! data is deleted only after the replica acknowledged the file that holds it.
 
 use std::collections::HashMap;
-use std::fs::{self, File};
-use std::io::BufWriter;
+use std::fs;
+use std::ops::ControlFlow;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::database::Database;
+use crate::database::{Database, Request};
 use crate::l0_cache::L0Cache;
-use crate::ltx::{Encoder, Header, FLAG_NO_CHECKSUM};
-use crate::staging::{self, CommitRecord, StagingError, State};
+use crate::panic_guard::AfterPanic;
+use crate::staging::{CommitRecord, StagingError};
 use crate::wal::WAL_HEADER_SIZE;
 use crate::TxId;
 
 pub mod bound;
+mod l0file;
+mod remedy;
 mod scan;
+mod supervise;
 
 /// First retry delay after a failed upload; doubles up to [`MAX_BACKOFF`], with jitter so many
 /// databases do not retry in step.
@@ -34,31 +37,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(15);
 /// left stays staged and is shipped by the next process that opens the database.
 pub const EXIT_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Replication position and bookkeeping of one database, owned by the uploader thread.
-pub struct SyncState {
-    pub state: State,
-    /// The replica was compared with `state` in this process.
-    reconciled: bool,
-    /// Batches are discarded until one holds a full image (the chain restarts).
-    discard_until_full: bool,
-    /// Last successful sync (for the schedule and the status).
-    pub last_sync: Option<Instant>,
-    pub last_error: Option<String>,
-    backoff: Duration,
-}
-
-impl SyncState {
-    pub fn new(state: State) -> SyncState {
-        SyncState {
-            state,
-            reconciled: false,
-            discard_until_full: false,
-            last_sync: None,
-            last_error: None,
-            backoff: Duration::ZERO,
-        }
-    }
-}
+pub use crate::database::SyncState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -71,9 +50,18 @@ pub enum SyncError {
     },
     #[error("replica {0}")]
     Replica(#[from] crate::replica::ReplicaError),
+    /// The uploader panicked while syncing the database; the sync restarts.
+    #[error("internal error: the uploader panicked ({message}); its sync restarts in {retry_in}")]
+    Panicked { message: String, retry_in: String },
+    /// The uploader panicked again right after its restart: replication of the database
+    /// stopped in this process.
+    #[error("replication stopped: the uploader panicked again right after restarting ({message})")]
+    Stopped { message: String },
 }
 
 enum Msg {
+    /// Copy the commits `db` recorded lazily into staging now (no seal, no upload).
+    Copy(Arc<Database>),
     /// New captured work (or the last handle closed: `urgent`).
     Work { db: Arc<Database>, urgent: bool },
     /// Sync everything now and reply when done or when `deadline` passes.
@@ -97,7 +85,7 @@ fn handle() -> Option<&'static Handle> {
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start the uploader thread; nothing will be replicated");
         }
-        register_atexit();
+        crate::stager::set_replicating_process();
         Handle { tx, pid: std::process::id() }
     });
     if h.pid != std::process::id() {
@@ -117,6 +105,19 @@ pub fn notify(db: &Arc<Database>, urgent: bool) {
             db: Arc::clone(db),
             urgent,
         });
+    }
+}
+
+/// A database's request (the [`crate::database::Notify`] the registry hands it).
+pub fn wake(db: &Arc<Database>, request: Request) {
+    match request {
+        Request::Sync => notify(db, false),
+        Request::SyncNow => notify(db, true),
+        Request::Copy => {
+            if let Some(h) = handle() {
+                let _ = h.tx.send(Msg::Copy(Arc::clone(db)));
+            }
+        }
     }
 }
 
@@ -180,30 +181,39 @@ pub fn flush(timeout: Duration) -> bool {
         .unwrap_or(false)
 }
 
-extern "C" fn flush_at_exit() {
-    // SAFETY-free: plain Rust; a panic must not unwind into libc's exit path.
-    let _ = std::panic::catch_unwind(|| {
-        // `shutdown-sync-timeout` from the configuration, as Litestream uses it at shutdown.
-        let timeout = crate::registry::config()
-            .ok()
-            .flatten()
-            .map_or(EXIT_FLUSH_TIMEOUT, |c| c.shutdown_sync_timeout);
-        if !flush(timeout) {
-            tracing::warn!(
-                "exit: not everything reached the replica; it stays staged for the next run"
-            );
-        }
-        crate::fencing::release_all();
-    });
+/// The exit-time flush and lease release (see [`flush_at_exit`]).
+fn exit_flush() {
+    // `shutdown-sync-timeout` from the configuration, as Litestream uses it at shutdown.
+    let timeout = crate::config::global()
+        .ok()
+        .flatten()
+        .map_or(EXIT_FLUSH_TIMEOUT, |c| c.shutdown_sync_timeout);
+    if !flush(timeout) {
+        tracing::warn!(
+            "exit: not everything reached the replica; it stays staged for the next run"
+        );
+    }
+    crate::fencing::release_all();
 }
 
-fn register_atexit() {
-    // SAFETY: `flush_at_exit` is a plain `extern "C" fn()` that lives as long as the process
-    // (the library is never unloaded: it is loaded with SQLITE_OK_LOAD_PERMANENTLY/nodelete).
-    let rc = unsafe { libc::atexit(flush_at_exit) };
-    if rc != 0 {
-        tracing::warn!("cannot register the exit-time flush");
-    }
+/// Runs at `exit` (the extension's shim registers it with `atexit`), where glibc has already
+/// run the exiting thread's thread-local destructors: anything touching a thread-local there
+/// (the log formatter's buffer, among others) panics. So the work runs on a fresh thread,
+/// whose thread-locals are intact, and this one waits. Never panics.
+pub fn flush_at_exit() {
+    // A panic must not unwind into libc's exit path.
+    let _ = std::panic::catch_unwind(|| {
+        let worker = std::thread::Builder::new()
+            .name("litestream-exit".into())
+            .spawn(|| {
+                let _ = std::panic::catch_unwind(exit_flush);
+            });
+        // Without a thread (resource limits), nothing can run safely here: what is pending
+        // stays staged for the next run, and the lease expires on its own.
+        if let Ok(worker) = worker {
+            let _ = worker.join();
+        }
+    });
 }
 
 struct Scheduled {
@@ -211,11 +221,23 @@ struct Scheduled {
     due: Instant,
 }
 
+/// The uploader thread's state; it survives a panic in a step (see [`supervise`]).
+#[derive(Default)]
+struct Loop {
+    work: HashMap<usize, Scheduled>,
+    flushes: Vec<(Sender<bool>, Instant)>,
+    supervised: supervise::Supervised,
+}
+
 fn run(rx: Receiver<Msg>) {
-    let mut work: HashMap<usize, Scheduled> = HashMap::new();
-    let mut flushes: Vec<(Sender<bool>, Instant)> = Vec::new();
-    loop {
-        let next_due = work.values().map(|s| s.due).min();
+    let mut lp = Loop::default();
+    crate::panic_guard::supervise("litestream-uploader", || lp.step(&rx));
+}
+
+impl Loop {
+    /// Waits for the next message or due database, then syncs what is due.
+    fn step(&mut self, rx: &Receiver<Msg>) -> ControlFlow<()> {
+        let next_due = self.work.values().map(|s| s.due).min();
         let msg = match next_due {
             Some(due) => rx.recv_deadline(due),
             None => rx
@@ -223,7 +245,7 @@ fn run(rx: Receiver<Msg>) {
                 .map_err(|_| crossbeam_channel::RecvTimeoutError::Disconnected),
         };
         match msg {
-            Ok(Msg::Work { db, urgent }) => {
+            Ok(Msg::Work { db, urgent }) if !self.supervised.is_stopped(&db) => {
                 let key = Arc::as_ptr(&db) as usize;
                 let interval = db.config.replica.sync_interval;
                 let last = db.sync_state.lock().last_sync;
@@ -231,79 +253,101 @@ fn run(rx: Receiver<Msg>) {
                     (true, _) | (_, None) => Instant::now(),
                     (false, Some(t)) => (t + interval).max(Instant::now()),
                 };
-                let entry = work.entry(key).or_insert(Scheduled { db, due });
+                let entry = self.work.entry(key).or_insert(Scheduled { db, due });
                 entry.due = entry.due.min(due);
             }
-            Ok(Msg::Flush { reply, deadline }) => {
-                for s in work.values_mut() {
-                    s.due = Instant::now();
-                }
-                flushes.push((reply, deadline));
-            }
+            Ok(m) => self.handle_queued(m),
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return ControlFlow::Break(()),
         }
         // Drain what else is queued before doing I/O, so bursts coalesce.
         while let Ok(m) = rx.try_recv() {
-            match m {
-                Msg::Work { db, urgent } => {
-                    let key = Arc::as_ptr(&db) as usize;
-                    let entry = work.entry(key).or_insert(Scheduled {
-                        db,
-                        due: Instant::now(),
-                    });
-                    if urgent {
-                        // A checkpoint or a last close: do not wait out a retry backoff.
-                        entry.due = Instant::now();
-                    }
-                }
-                Msg::Flush { reply, deadline } => {
-                    for s in work.values_mut() {
-                        s.due = Instant::now();
-                    }
-                    flushes.push((reply, deadline));
-                }
-            }
+            self.handle_queued(m);
         }
         let now = Instant::now();
-        let due: Vec<usize> = work
+        let due: Vec<usize> = self
+            .work
             .iter()
             .filter(|(_, s)| s.due <= now)
             .map(|(k, _)| *k)
             .collect();
         for key in due {
-            let db = Arc::clone(&work[&key].db);
+            let db = Arc::clone(&self.work[&key].db);
             db.dirty.store(false, Ordering::Release);
-            match sync_database(&db) {
-                Ok(()) => {
-                    work.remove(&key);
+            match self.supervised.run(&db, || sync_database(&db)) {
+                Ok(Ok(())) => {
+                    self.work.remove(&key);
+                    if db.is_stager() && !db.dirty.load(Ordering::Acquire) {
+                        hand_over_if_closed(&db);
+                    }
                     // Work captured while we synced is picked up at the next interval.
                     if db.dirty.load(Ordering::Acquire) {
                         let next = Instant::now() + db.config.replica.sync_interval;
-                        work.insert(key, Scheduled { db, due: next });
+                        self.work.insert(key, Scheduled { db, due: next });
                     }
                 }
-                Err(e) => {
+                Ok(Err(e)) => {
                     let delay = record_failure(&db, &e);
                     bound::enforce(&db);
-                    if let Some(s) = work.get_mut(&key) {
+                    if let Some(s) = self.work.get_mut(&key) {
                         s.due = Instant::now() + delay;
                     }
+                }
+                Err(AfterPanic::Restart(delay)) => {
+                    if let Some(s) = self.work.get_mut(&key) {
+                        s.due = Instant::now() + delay;
+                    }
+                }
+                Err(AfterPanic::Stop) => {
+                    self.work.remove(&key);
                 }
             }
         }
         let now = Instant::now();
-        flushes.retain(|(reply, deadline)| {
-            if work.is_empty() {
+        // A database whose replication stopped never reaches the replica from this process.
+        let all_done = self.work.is_empty() && !self.supervised.any_stopped();
+        self.flushes.retain(|(reply, deadline)| {
+            if all_done {
                 let _ = reply.send(true);
                 false
-            } else if now >= *deadline {
+            } else if now >= *deadline || self.work.is_empty() {
                 let _ = reply.send(false);
                 false
             } else {
                 true
             }
         });
+        ControlFlow::Continue(())
+    }
+
+    /// A message taken while draining the queue (and every `Copy` or `Flush`).
+    fn handle_queued(&mut self, m: Msg) {
+        match m {
+            Msg::Copy(db) => {
+                // A panic while copying is handled like one while syncing.
+                if let Err(AfterPanic::Stop) = self.supervised.run(&db, || db.capture_pending()) {
+                    self.work.remove(&(Arc::as_ptr(&db) as usize));
+                }
+            }
+            Msg::Work { db, .. } if self.supervised.is_stopped(&db) => {}
+            Msg::Work { db, urgent } => {
+                let key = Arc::as_ptr(&db) as usize;
+                let entry = self.work.entry(key).or_insert(Scheduled {
+                    db,
+                    due: Instant::now(),
+                });
+                if urgent {
+                    // A checkpoint or a last close: do not wait out a retry backoff.
+                    entry.due = Instant::now();
+                }
+            }
+            Msg::Flush { reply, deadline } => {
+                for s in self.work.values_mut() {
+                    s.due = Instant::now();
+                }
+                self.flushes.push((reply, deadline));
+            }
+        }
     }
 }
 
@@ -314,14 +358,37 @@ fn record_failure(db: &Database, e: &SyncError) -> Duration {
     st.last_error = Some(e.to_string());
     db.progress.sync_failed(e.to_string());
     crate::metrics::record_sync_error(&db.path);
-    tracing::warn!(db = %db.path.display(), replica = %db.client.describe(), error = %e, hint = crate::status::remedy(e, db), retry_in_ms = (st.backoff + jitter).as_millis() as u64, "sync failed; will retry");
+    tracing::warn!(db = %db.path.display(), replica = %db.client.describe(), error = %e, hint = e.remedy(db), retry_in_ms = (st.backoff + jitter).as_millis() as u64, "sync failed; will retry");
     st.backoff + jitter
 }
 
-/// Seals closed segments into the next L0 file and uploads every sealed file.
+/// After everything staged was shipped and no connection of this process has the database
+/// open: gives up the writer lease, then the stager lock, so that another process of this
+/// machine that still writes the database can take over at once (in that order: a process that
+/// takes the stager lock finds the lease free).
+fn hand_over_if_closed(db: &Database) {
+    if db.open_handles() > 0 {
+        return;
+    }
+    crate::fencing::release_db(&db.path);
+    db.release_stager_if_idle();
+}
+
+/// Seals closed segments into the next L0 file and uploads every sealed file. Does nothing in
+/// a process that does not hold the stager lock (another process stages and ships).
 pub fn sync_database(db: &Database) -> Result<(), SyncError> {
     let started = Instant::now();
+    if !db.is_stager() {
+        return Ok(());
+    }
+    // Commits recorded lazily at their commit points are copied into staging here, off the
+    // application's threads.
+    db.capture_pending();
     let mut st = db.sync_state.lock();
+    if db.take_reload_sync_state() {
+        // Took over from another process: its position on disk is newer than ours.
+        *st = SyncState::new(db.meta.load_state()?.unwrap_or_default());
+    }
     if !crate::fencing::gate(db, &st.state)? {
         return Ok(()); // stays staged; the compactor's fence poll calls us back when cleared
     }
@@ -356,7 +423,7 @@ fn reconcile(db: &Database, st: &mut SyncState) -> Result<(), SyncError> {
     let url = db.client.describe();
     // Copies of earlier uploads may not match the replica any more (see `l0_cache`).
     L0Cache::new(&db.meta).clear();
-    let replica_max = db.client.max_txid()?;
+    let replica_max = crate::replica::continuable_max_txid(db.client.as_ref())?;
     let pending = db.meta.list_l0()?;
     let s = &mut st.state;
     if s.replica == url && replica_max > s.replicated_txid {
@@ -440,21 +507,36 @@ fn seal(db: &Database, st: &mut SyncState, segments: &[u64]) -> Result<(), SyncE
             tracing::error!(db = %db.path.display(), "staged data lacks a full image; waiting for the next commit");
         } else {
             let txid = st.state.txid + 1;
-            write_l0(
+            // A full image holds every page; otherwise every page the database grew by.
+            let complete_from = if any_full { 1 } else { st.state.commit + 1 };
+            let sealed = l0file::write_l0(
                 db,
                 txid,
                 &c,
                 first_wal_start.unwrap_or(WAL_HEADER_SIZE),
+                complete_from,
                 &pages,
                 &files,
-            )?;
-            st.discard_until_full = false;
-            written = Some(txid);
-            st.state.txid = txid;
-            st.state.wal = Some(c.wal);
-            st.state.page_size = c.page_size;
-            st.state.commit = c.db_size;
-            tracing::debug!(db = %db.path.display(), txid = %crate::format_txid(txid), pages = pages.len(), full = any_full, "sealed L0 file");
+            );
+            match sealed {
+                Ok(()) => {
+                    st.discard_until_full = false;
+                    written = Some(txid);
+                    st.state.txid = txid;
+                    st.state.wal = Some(c.wal);
+                    st.state.page_size = c.page_size;
+                    st.state.commit = c.db_size;
+                }
+                Err(SyncError::Ltx { path, source }) if source.is_page_rule() => {
+                    // The staged pages cannot make a restorable file (a page the file must
+                    // hold is missing): never store it; the chain continues with a full image.
+                    tracing::error!(db = %db.path.display(), file = %path, error = %source, "staged changes are incomplete; the next replica file holds every page");
+                    db.require_full("staged changes were incomplete");
+                    st.discard_until_full = true;
+                }
+                Err(e) => return Err(e),
+            }
+            tracing::debug!(db = %db.path.display(), txid = %crate::format_txid(txid), pages = pages.len(), full = any_full, sealed = written.is_some(), "sealed L0 file");
         }
     } else if discard && last.is_some() {
         tracing::info!(db = %db.path.display(), "discarding staged changes until the next full image");
@@ -474,64 +556,6 @@ fn seal(db: &Database, st: &mut SyncState, segments: &[u64]) -> Result<(), SyncE
     Ok(())
 }
 
-fn write_l0(
-    db: &Database,
-    txid: TxId,
-    c: &CommitRecord,
-    wal_start: u64,
-    pages: &scan::PageMap,
-    files: &[File],
-) -> Result<(), SyncError> {
-    let final_path = db.meta.l0_path(txid, txid);
-    let tmp = final_path.with_extension("ltx.tmp");
-    let ltx_err = |source| SyncError::Ltx {
-        path: tmp.display().to_string(),
-        source,
-    };
-    let header = Header {
-        flags: FLAG_NO_CHECKSUM,
-        page_size: c.page_size,
-        commit: c.db_size,
-        min_txid: txid,
-        max_txid: txid,
-        timestamp_ms: c.timestamp_ms,
-        wal_offset: wal_start as i64,
-        wal_size: c.wal.offset.saturating_sub(wal_start) as i64,
-        wal_salt1: c.wal.salt1,
-        wal_salt2: c.wal.salt2,
-        ..Header::default()
-    };
-    let out = File::create(&tmp).map_err(|e| StagingError::Io {
-        path: tmp.clone(),
-        source: e,
-    })?;
-    let mut enc =
-        Encoder::new(BufWriter::with_capacity(256 * 1024, out), &header).map_err(ltx_err)?;
-    let mut buf = vec![0u8; c.page_size as usize];
-    for (pgno, segment, offset) in pages.iter_upto(c.db_size) {
-        scan::read_page(files, segment, offset, &mut buf).map_err(|e| StagingError::Io {
-            path: db.meta.staging_dir(),
-            source: e,
-        })?;
-        enc.write_page(pgno, &buf).map_err(ltx_err)?;
-    }
-    let (w, _) = enc.finish().map_err(ltx_err)?;
-    let file = w.into_inner().map_err(|e| StagingError::Io {
-        path: tmp.clone(),
-        source: e.into_error(),
-    })?;
-    file.sync_all().map_err(|e| StagingError::Io {
-        path: tmp.clone(),
-        source: e,
-    })?;
-    fs::rename(&tmp, &final_path).map_err(|e| StagingError::Io {
-        path: final_path.clone(),
-        source: e,
-    })?;
-    staging::sync_dir(&db.meta.l0_dir())?;
-    Ok(())
-}
-
 /// Uploads sealed files in TXID order; each acknowledged one is recorded, then deleted locally.
 fn upload_pending(db: &Database, st: &mut SyncState) -> Result<(), SyncError> {
     for (min, max) in db.meta.list_l0()? {
@@ -540,8 +564,9 @@ fn upload_pending(db: &Database, st: &mut SyncState) -> Result<(), SyncError> {
             continue;
         }
         let path = db.meta.l0_path(min, max);
-        let ts = read_timestamp(&path)?;
+        let ts = l0file::read_timestamp(&path)?;
         let size = fs::metadata(&path).map_or(0, |m| m.len());
+        crate::panic_guard::inject("uploader");
         db.client.put(0, min, max, &path, ts)?;
         // Recorded in memory only: the next seal's (fsynced) state save persists it, and after
         // a crash `reconcile` finds it on the replica (a TXID we sealed), so no extra fsync.
@@ -549,7 +574,7 @@ fn upload_pending(db: &Database, st: &mut SyncState) -> Result<(), SyncError> {
         db.progress.acked(max);
         db.uploads.fetch_add(1, Ordering::Release);
         crate::metrics::record_upload(&db.path, size);
-        if db.client.kind() == "file" {
+        if db.client.is_local() {
             let _ = fs::remove_file(&path);
         } else {
             // The next L1 merge reads it from here instead of downloading it.
@@ -558,21 +583,4 @@ fn upload_pending(db: &Database, st: &mut SyncState) -> Result<(), SyncError> {
         tracing::debug!(db = %db.path.display(), replica = %db.client.describe(), txid = %crate::format_txid(max), bytes = size, "sync complete");
     }
     Ok(())
-}
-
-fn read_timestamp(path: &std::path::Path) -> Result<i64, SyncError> {
-    let mut buf = [0u8; crate::ltx::HEADER_SIZE];
-    let f = File::open(path).map_err(|e| StagingError::Io {
-        path: path.to_path_buf(),
-        source: e,
-    })?;
-    staging::read_page_at(&f, 0, &mut buf).map_err(|e| StagingError::Io {
-        path: path.to_path_buf(),
-        source: e,
-    })?;
-    let h = Header::decode(&buf).map_err(|source| SyncError::Ltx {
-        path: path.display().to_string(),
-        source,
-    })?;
-    Ok(h.timestamp_ms)
 }

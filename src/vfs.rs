@@ -15,6 +15,17 @@ pub const OPEN_MAIN_DB: i32 = 0x0000_0100;
 pub const OPEN_MAIN_JOURNAL: i32 = 0x0000_0800;
 pub const OPEN_WAL: i32 = 0x0008_0000;
 
+/// Why a file SQLite opens cannot be set up for replication or as a read replica.
+#[derive(Debug, thiserror::Error)]
+pub enum ClassifyError {
+    /// A read replica (configured, or `replica=` on a read-only open) cannot be set up.
+    #[error("{0}")]
+    ReadReplica(String),
+    /// A managed database's replication cannot be set up.
+    #[error(transparent)]
+    Open(#[from] crate::registry::OpenError),
+}
+
 /// The part a file plays for replication.
 pub enum Role {
     /// The main database file of a managed database.
@@ -37,13 +48,20 @@ pub fn classify(
     flags: i32,
     uri_replica: Option<&str>,
     uri_restore: bool,
-) -> Result<Role, String> {
+) -> Result<Role, ClassifyError> {
     let Some(path) = path else {
         return Ok(Role::Other);
     };
+    if !crate::stager::replicating_here() {
+        // A child forked after replication started: its parent's threads (which may have held
+        // any of our locks at the fork) do not exist here. Every file passes through untouched:
+        // the child never takes one of our locks, so it cannot hang on one, and what it
+        // commits is in the WAL, where the parent's capture reads it.
+        return Ok(Role::Other);
+    }
     if flags & OPEN_MAIN_DB != 0 {
         use crate::follower::registry::{route_main, MainRoute};
-        match route_main(Path::new(path), flags, uri_replica)? {
+        match route_main(Path::new(path), flags, uri_replica).map_err(ClassifyError::ReadReplica)? {
             MainRoute::Replica => return Ok(Role::ReadOnly { rename: None }),
             MainRoute::Failover { name } => return Ok(Role::ReadOnly { rename: Some(name) }),
             MainRoute::Normal => {}

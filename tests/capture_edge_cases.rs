@@ -318,7 +318,7 @@ fn database_not_named_in_the_config_passes_through() {
             db.display()
         );
     }
-    for meta in [".other.db-litestream", ".plain.db-litestream"] {
+    for meta in [".other.db-liblitestream", ".plain.db-liblitestream"] {
         assert!(
             !c.s.join(meta).exists(),
             "{meta} was created for an unreplicated database"

@@ -26,7 +26,7 @@ fn preloaded_sqlite3(db: &Path, cfg: &Path, sql: &str) -> Output {
 
 fn meta_dir(db: &Path) -> std::path::PathBuf {
     let name = db.file_name().unwrap().to_string_lossy();
-    db.with_file_name(format!(".{name}-litestream"))
+    db.with_file_name(format!(".{name}-liblitestream"))
 }
 
 #[test]

@@ -74,7 +74,7 @@ fn runs_the_command_replicated_and_returns_its_status() {
 }
 
 #[test]
-fn forwards_sigint_and_sigterm() {
+fn forwards_termination_and_user_signals() {
     let s = Scratch::new("run-signals");
     let cfg = Config::new()
         .db(&s.join("app.db"), &s.join("replica"))
@@ -85,9 +85,21 @@ fn forwards_sigint_and_sigterm() {
     let code = "import signal, sys, time\n\
                 signal.signal(signal.SIGTERM, lambda *a: sys.exit(3))\n\
                 signal.signal(signal.SIGINT, lambda *a: sys.exit(4))\n\
+                signal.signal(signal.SIGHUP, lambda *a: sys.exit(5))\n\
+                signal.signal(signal.SIGQUIT, lambda *a: sys.exit(6))\n\
+                signal.signal(signal.SIGUSR1, lambda *a: sys.exit(7))\n\
+                signal.signal(signal.SIGUSR2, lambda *a: sys.exit(8))\n\
                 print('ready', flush=True)\n\
                 for _ in range(2400): time.sleep(0.05)\n";
-    for (sig, want) in [(libc::SIGTERM, 3), (libc::SIGINT, 4)] {
+    // SIGHUP once killed `run` alone (exit 129) and orphaned the program.
+    for (sig, want) in [
+        (libc::SIGTERM, 3),
+        (libc::SIGINT, 4),
+        (libc::SIGHUP, 5),
+        (libc::SIGQUIT, 6),
+        (libc::SIGUSR1, 7),
+        (libc::SIGUSR2, 8),
+    ] {
         let mut child = run_cmd(&["-config", &cfg.to_string_lossy(), "--", &py, "-c", code])
             .stdout(Stdio::piped())
             .spawn()

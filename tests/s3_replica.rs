@@ -202,9 +202,6 @@ fn writer(uri: &str, cfg: &Path, log: &Path, extra: &[(&str, &str)]) -> Session 
     Session::open(uri, 1, &env, log)
 }
 
-/// Faults the proxy must have injected for the fault test to mean something.
-const MIN_FAULTS: u64 = 5;
-
 #[test]
 fn a_third_of_requests_failing_never_fails_writes_and_the_replica_catches_up() {
     set_credentials();
@@ -216,31 +213,7 @@ fn a_third_of_requests_failing_never_fails_writes_and_the_replica_catches_up() {
     let cfg = s3_config(&s, &db, &bucket, "db", &proxy.endpoint(), "100ms");
     let mut w = writer(&vfs_uri(&db, None), &cfg, &s.join("writer.log"), &[]);
     w.exec("PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)");
-    let mut faults = FaultConfig::failing(1.0 / 3.0, &Fault::ALL);
-    faults.stall = Duration::from_secs(2);
-    proxy.set(faults);
-    // At least 150 writes, and on until the faults have hit: the replicator makes only a few
-    // requests per second (nothing besides its uploads), so 150 writes may meet few faults.
-    let mut i = 0;
-    while i < 150 || (proxy.faults() < MIN_FAULTS && i < 1500) {
-        w.exec(&format!(
-            "INSERT INTO t(v) VALUES (randomblob({})); UPDATE t SET v = randomblob(200) WHERE id = {}",
-            100 + (i * 397) % 6000,
-            1 + i / 2
-        ));
-        i += 1;
-        std::thread::sleep(Duration::from_millis(40));
-    }
-    let injected = proxy.faults();
-    proxy.set(FaultConfig::none());
-    w.exec("INSERT INTO t(v) VALUES ('after the faults')");
-    let log = w.close();
-    // The SDK retries most faults itself; the rest show up as "sync failed; will retry".
-    eprintln!(
-        "proxy: {injected} faults in {} requests; uploader retries: {}",
-        proxy.requests(),
-        log.matches("will retry").count()
-    );
+    let FaultRun { injected, log } = write_through_faults(w, &proxy);
     assert!(
         injected >= MIN_FAULTS,
         "the proxy injected only {injected} faults in {} requests",
@@ -278,14 +251,24 @@ fn staged_backlog_is_bounded_while_the_store_is_down() {
     let url = s3_url(&bucket, "db", &srv.endpoint());
     assert!(wait_restore_equals(&s, &url, &db), "initial replication");
     proxy.set(FaultConfig::failing(1.0, &[Fault::ServerError]));
-    // Each transaction rewrites the whole table: the backlog outgrows twice the database fast.
-    for _ in 0..40 {
+    // Each transaction rewrites the whole table; every failed retry seals the newest rewrites
+    // into another L0 file (~30 KB) that waits in the meta directory. Keep writing until those
+    // pass the bound (twice the ~45 KB database) and the backlog is dropped. Without the bound
+    // they would stay until the store is back.
+    let meta = s.join(".app.db-liblitestream");
+    let log_path = s.join("writer.log");
+    let dropped = wait_until(Duration::from_secs(90), || {
         w.exec("UPDATE t SET v = randomblob(3000)");
         std::thread::sleep(Duration::from_millis(50));
-    }
-    // 40 rewrites of ~30 KB stage > 1 MB; once the next retry fails, the bound (twice the
-    // ~45 KB database) drops it. Without the bound it would stay until the store is back.
-    let meta = s.join(".app.db-litestream");
+        std::fs::read_to_string(&log_path)
+            .unwrap_or_default()
+            .contains("dropping the staged backlog")
+    });
+    assert!(
+        dropped,
+        "the bound was never enforced; staged {} bytes",
+        dir_size(&meta)
+    );
     assert!(
         wait_until(Duration::from_secs(60), || dir_size(&meta) < 256 * 1024),
         "staged data stayed at {} bytes while the store was down",

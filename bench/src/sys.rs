@@ -31,6 +31,17 @@ pub fn process_cpu_secs() -> f64 {
     tv(u.ru_utime) + tv(u.ru_stime)
 }
 
+/// CPU time (user + system, seconds) used so far by the calling thread alone: the
+/// application's own thread, without the extension's background threads.
+pub fn thread_cpu_secs() -> f64 {
+    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is a valid out-pointer; RUSAGE_THREAD needs nothing else.
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
 /// How a child ended and its peak resident set size.
 #[derive(Debug, Clone, Copy)]
 pub struct Exit {

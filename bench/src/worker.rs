@@ -237,6 +237,7 @@ fn tps(args: &Args) -> Result<serde_json::Value> {
             .ctx(|| "prepare insert".to_string())?;
         let per_txn = if kind == "batch" { BATCH_ROWS } else { 1 };
         let cpu0 = crate::sys::process_cpu_secs();
+        let thread0 = crate::sys::thread_cpu_secs();
         let t0 = Instant::now();
         let mut txns = 0u64;
         while t0.elapsed() < dur {
@@ -254,9 +255,11 @@ fn tps(args: &Args) -> Result<serde_json::Value> {
         }
         let secs = t0.elapsed().as_secs_f64();
         let cpu = crate::sys::process_cpu_secs() - cpu0;
-        results.push(
-            json!({"workload": kind, "sync": sync, "txns": txns, "secs": secs, "cpu_secs": cpu}),
-        );
+        let thread_cpu = crate::sys::thread_cpu_secs() - thread0;
+        results.push(json!({
+            "workload": kind, "sync": sync, "txns": txns, "secs": secs,
+            "cpu_secs": cpu, "thread_cpu_secs": thread_cpu,
+        }));
     }
     drop(conn);
     Ok(json!({ "results": results }))

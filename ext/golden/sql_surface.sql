@@ -60,9 +60,9 @@ DETACH litestream;
 PRAGMA litestream.lag;
 PRAGMA litestream_lag;
 SELECT v FROM t ORDER BY id;
--- The same file through SQLite's default VFS: nothing attached, no checkpoint from here (the
--- capture would not see it), but the lag of the database this process replicates is known.
-.open @DIR@/app.db
+-- The same file through the system VFS (named: loading made `litestream` the default): no
+-- checkpoint from here (the capture would not see it), but the replicated database's lag is known.
+.open file:@DIR@/app.db?vfs=unix
 PRAGMA database_list;
 SELECT litestream_checkpoint();
 SELECT litestream_lag() IS NOT NULL;

@@ -8,10 +8,10 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use super::flags::FlagSet;
+use super::flags::{FlagSet, Parsed};
 use super::restore::is_url;
-use super::CliError;
-use crate::config::{self, Backend, Config};
+use super::{config_arg, CliError};
+use crate::config;
 use crate::format_txid;
 use crate::replica::{self, LtxFileInfo, ReplicaClient, SNAPSHOT_LEVEL};
 
@@ -29,6 +29,9 @@ Arguments:
 \t-config PATH
 \t    Specifies the configuration file.
 \t    Defaults to $LITESTREAM_CONFIG or /etc/litestream.yml
+
+\t-no-expand-env
+\t    Disables environment variable expansion in configuration file.
 
 \t-level LEVEL
 \t    Compaction level to list (0-9 or \"all\").
@@ -61,6 +64,9 @@ Arguments:
 
 \t-json
 \t    Output raw JSON instead of human-readable text.
+
+\t-no-expand-env
+\t    Disables environment variable expansion in configuration file.
 ";
 
 fn usage(msg: impl Into<String>) -> CliError {
@@ -98,18 +104,26 @@ pub fn rfc3339_seconds(t: SystemTime) -> String {
     dt.format(&fmt).unwrap_or_else(|_| format!("{t:?}"))
 }
 
-fn load_config(path: Option<&str>) -> Result<Config, CliError> {
-    let cfg = match path {
-        Some(p) => config::load(Path::new(p))?,
-        None => config::load_default()?.ok_or_else(|| {
-            usage(format!(
-                "config file not found: {}; use -config PATH",
-                config::default_path().display()
-            ))
-        })?,
+/// The replica named by the one argument: a replica URL, or a database path looked up in the
+/// configuration (`-config`, `-no-expand-env`).
+pub(crate) fn client_for_arg(f: &Parsed) -> Result<Box<dyn ReplicaClient>, CliError> {
+    let arg = match f.args.as_slice() {
+        [a] if !a.is_empty() => a.clone(),
+        [] | [_] => return Err(usage("database path or replica URL required")),
+        _ => return Err(usage("too many arguments")),
     };
-    crate::logging::init(&cfg.logging);
-    Ok(cfg)
+    if is_url(&arg) {
+        if f.get("config").is_some() {
+            return Err(usage("cannot specify a replica URL and the -config flag"));
+        }
+        crate::logging::init_from_env();
+        return Ok(replica::client_for(&config::parse_replica_url(&arg)?)?);
+    }
+    let cfg = config_arg::load_parsed(f)?;
+    let dbc = cfg
+        .find_db(Path::new(&arg))
+        .ok_or_else(|| usage(format!("database not found in config: {arg}")))?;
+    Ok(replica::client_for(&dbc.replica)?)
 }
 
 /// `-level`: `None` for `all`.
@@ -139,34 +153,12 @@ struct LtxJson {
 }
 
 pub fn run_ltx(args: &[String], out: &mut dyn Write) -> Result<(), CliError> {
-    let f = FlagSet::new()
-        .value("config")
+    let f = config_arg::flags(FlagSet::new())
         .value("level")
         .bool("json")
-        .bool("no-expand-env")
         .parse(args)?;
-    if f.flag("no-expand-env") {
-        return Err(usage("-no-expand-env is not supported"));
-    }
     let level = parse_level(f.get("level"))?;
-    let arg = match f.args.as_slice() {
-        [a] if !a.is_empty() => a.clone(),
-        [] | [_] => return Err(usage("database path or replica URL required")),
-        _ => return Err(usage("too many arguments")),
-    };
-    let client: Box<dyn ReplicaClient> = if is_url(&arg) {
-        if f.get("config").is_some() {
-            return Err(usage("cannot specify a replica URL and the -config flag"));
-        }
-        crate::logging::init_from_env();
-        replica::client_for(&config::parse_replica_url(&arg)?)?
-    } else {
-        let cfg = load_config(f.get("config"))?;
-        let dbc = cfg
-            .find_db(Path::new(&arg))
-            .ok_or_else(|| usage(format!("database not found in config: {arg}")))?;
-        replica::client_for(&dbc.replica)?
-    };
+    let client = client_for_arg(&f)?;
     let files: Vec<LtxFileInfo> = match level {
         Some(l) => client.list(l)?,
         None => client.list_all()?,
@@ -213,27 +205,17 @@ struct DatabaseJson {
 }
 
 pub fn run_databases(args: &[String], out: &mut dyn Write) -> Result<(), CliError> {
-    let f = FlagSet::new()
-        .value("config")
-        .bool("json")
-        .bool("no-expand-env")
-        .parse(args)?;
-    if f.flag("no-expand-env") {
-        return Err(usage("-no-expand-env is not supported"));
-    }
+    let f = config_arg::flags(FlagSet::new()).bool("json").parse(args)?;
     if !f.args.is_empty() {
         return Err(usage("too many arguments"));
     }
-    let cfg = load_config(f.get("config"))?;
+    let cfg = config_arg::load_parsed(&f)?;
     let dbs: Vec<DatabaseJson> = cfg
         .dbs
         .iter()
         .map(|d| DatabaseJson {
             path: d.path.display().to_string(),
-            replica: match d.replica.backend {
-                Backend::File { .. } => "file".to_string(),
-                Backend::S3(_) => "s3".to_string(),
-            },
+            replica: d.replica.backend.kind().to_string(),
         })
         .collect();
     if f.flag("json") {

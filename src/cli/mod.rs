@@ -1,10 +1,15 @@
-//! The `litestream` command line: `restore`, `ltx`, `databases`, `run`, `read-replica`,
-//! `version`, `help`. It never calls SQLite (the library links SQLite through the
+//! The `litestream` command line: Litestream 0.5's commands (`replicate -exec`, `restore`,
+//! `ltx`/`wal`, `databases`, `status`, `reset`, `snapshots`, `generations`, `version`, `help`)
+//! plus `run` and `read-replica`. It never calls SQLite (the library links SQLite through the
 //! loadable-extension API table, which is unset in the binary).
 
+mod config_arg;
 mod flags;
 mod listing;
+mod local;
+mod misc;
 mod read_replica;
+pub mod replicate;
 mod restore;
 pub mod run;
 
@@ -37,8 +42,8 @@ pub fn version_string() -> String {
 }
 
 const USAGE: &str = "\
-litestream restores SQLite databases from Litestream 0.5 replicas, and runs programs with
-their databases replicated.
+litestream replicates SQLite databases: in-process, through the liblitestream extension,
+to Litestream 0.5 replicas.
 
 Usage:
 
@@ -46,21 +51,35 @@ Usage:
 
 The commands are:
 
-\trestore      recovers database backup from a replica
-\tread-replica syncs, shows or promotes the read replicas of the config
-\tversion      prints the binary version
+\tdatabases    list databases specified in config file
+\tgenerations  explains that 0.5 replicas have no generations (see ltx)
 \thelp         prints this help
+\tltx          list available LTX files for a database
+\tread-replica syncs, shows or promotes the read replicas of the config
+\treplicate    runs a program with its databases replicated (-exec)
+\treset        reset local state for a database
+\trestore      recovers database backup from a replica
+\trun          runs a program with liblitestream preloaded
+\tsnapshots    list available snapshots (level 9) for a database
+\tstatus       display replication status for databases
+\tversion      prints the binary version
+\twal          deprecated alias of ltx
+
+Use \"litestream <command> -h\" for more information about a command.
 ";
 
 /// Runs the command line `args` (including the program name) and returns the exit status.
+///
+/// The streams are not locked for the whole command: stderr is shared with the log subscriber,
+/// which writes from other threads too (the S3 runtime thread logs credential and TLS
+/// warnings while this thread waits for its answer). Holding the lock here would deadlock.
 pub fn main(args: Vec<String>) -> i32 {
-    let stdout = std::io::stdout();
-    let stderr = std::io::stderr();
-    run(&args, &mut stdout.lock(), &mut stderr.lock())
+    run(&args, &mut std::io::stdout(), &mut std::io::stderr())
 }
 
 /// [`main`] with explicit output streams.
 pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    crate::ffi::osfile::install_for_followers();
     let result = match args.get(1).map(String::as_str) {
         None => {
             let _ = write!(out, "{USAGE}");
@@ -70,9 +89,21 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             let _ = write!(out, "{USAGE}");
             return 0;
         }
-        Some("version") => writeln!(out, "{}", version_string()).map_err(CliError::from),
+        Some("version") => misc::run_version(&args[2..], out),
         Some("restore") => restore::run(&args[2..], out, err),
         Some("run") => return run::main(&args[2..], out, err),
+        Some("replicate") => return replicate::main(&args[2..], out, err),
+        Some("wal") => {
+            let _ = writeln!(
+                err,
+                "Warning: 'wal' command is deprecated, please use 'ltx' instead"
+            );
+            listing::run_ltx(&args[2..], out)
+        }
+        Some("status") => local::run_status(&args[2..], out),
+        Some("reset") => local::run_reset(&args[2..], out),
+        Some("snapshots") => misc::run_snapshots(&args[2..], out),
+        Some("generations") => misc::run_generations(&args[2..]),
         Some("read-replica") => match read_replica::run(&args[2..], out, err) {
             Err(CliError::Flag(FlagError::Help)) => {
                 let _ = write!(out, "{}", read_replica::USAGE);
@@ -90,8 +121,13 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         Ok(()) => 0,
         Err(CliError::Flag(FlagError::Help)) => {
             let usage = match args.get(1).map(String::as_str) {
-                Some("ltx") => listing::LTX_USAGE,
+                Some("ltx" | "wal") => listing::LTX_USAGE,
                 Some("databases") => listing::DATABASES_USAGE,
+                Some("status") => local::STATUS_USAGE,
+                Some("reset") => local::RESET_USAGE,
+                Some("snapshots") => misc::SNAPSHOTS_USAGE,
+                Some("generations") => misc::GENERATIONS_USAGE,
+                Some("version") => misc::VERSION_USAGE,
                 _ => restore::USAGE,
             };
             let _ = write!(out, "{usage}");
@@ -133,7 +169,25 @@ mod tests {
         );
         let (code, out, _) = run_args(&["help"]);
         assert_eq!(code, 0);
-        assert!(out.contains("restore") && out.contains("version"));
+        for cmd in [
+            "databases",
+            "generations",
+            "ltx",
+            "read-replica",
+            "replicate",
+            "reset",
+            "restore",
+            "run",
+            "snapshots",
+            "status",
+            "version",
+            "wal",
+        ] {
+            assert!(
+                out.contains(&format!("\t{cmd} ")),
+                "help lists {cmd}: {out}"
+            );
+        }
         let (code, out, _) = run_args(&[]);
         assert_eq!(code, 1);
         assert!(out.contains("restore"));
@@ -141,10 +195,10 @@ mod tests {
 
     #[test]
     fn unknown_command() {
-        let (code, _, err) = run_args(&["replicate"]);
+        let (code, _, err) = run_args(&["frobnicate"]);
         assert_eq!(code, 1);
         assert!(
-            err.starts_with("Error: unknown command \"replicate\""),
+            err.starts_with("Error: unknown command \"frobnicate\""),
             "{err}"
         );
     }

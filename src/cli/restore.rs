@@ -28,6 +28,9 @@ Arguments:
 \t    Specifies the configuration file.
 \t    Defaults to $LITESTREAM_CONFIG or /etc/litestream.yml
 
+\t-no-expand-env
+\t    Disables environment variable expansion in configuration file.
+
 \t-o PATH
 \t    Output path of the restored database.
 \t    Defaults to the original DB path (required with a replica URL).
@@ -58,6 +61,19 @@ Arguments:
 \t-json
 \t    Print the result (or with -dry-run, the plan) as JSON.
 
+\t-f
+\t    Follow mode. After restoring, continuously poll for and apply
+\t    new changes (as a read replica does), until interrupted. The restored
+\t    database should only be opened read-only by consumers.
+\t    Cannot be used with -txid or -timestamp.
+
+\t-follow-interval DURATION
+\t    Polling interval for follow mode. Defaults to 1s.
+
+\t-integrity-check MODE
+\t    Post-restore integrity check: only none (the default) is available yet;
+\t    every page checksum is verified during the restore in any case.
+
 Examples:
 
 \t# Restore the latest state of a database listed in the config file.
@@ -74,6 +90,9 @@ pub(crate) fn is_url(s: &str) -> bool {
         _ => false,
     }
 }
+
+/// Default `-follow-interval` (Litestream's).
+const DEFAULT_FOLLOW_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn usage(msg: impl Into<String>) -> CliError {
     CliError::Usage(msg.into())
@@ -139,17 +158,13 @@ fn from_url(url: &str, output: Option<&str>, config: Option<&str>) -> Result<Sou
     })
 }
 
-fn from_config(db: &str, output: Option<&str>, config: Option<&str>) -> Result<Source, CliError> {
-    let cfg = match config {
-        Some(p) => config::load(Path::new(p))?,
-        None => config::load_default()?.ok_or_else(|| {
-            usage(format!(
-                "config file not found: {}; use -config PATH, or restore from a replica URL with -o",
-                config::default_path().display()
-            ))
-        })?,
-    };
-    crate::logging::init(&cfg.logging);
+fn from_config(
+    db: &str,
+    output: Option<&str>,
+    config: Option<&str>,
+    expand: bool,
+) -> Result<Source, CliError> {
+    let cfg = super::config_arg::load(config, expand)?;
     let dbc = cfg
         .find_db(Path::new(db))
         .ok_or_else(|| usage(format!("database not found in config: {db}")))?;
@@ -165,14 +180,27 @@ fn from_config(db: &str, output: Option<&str>, config: Option<&str>) -> Result<S
 
 pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> Result<(), CliError> {
     let f = flag_set().parse(args)?;
-    if f.flag("f") || f.is_set("follow-interval") {
-        return Err(usage("follow mode (-f, -follow-interval) is not supported"));
+    let follow = match (f.flag("f"), f.get("follow-interval")) {
+        (false, _) => None,
+        (true, None) => Some(DEFAULT_FOLLOW_INTERVAL),
+        (true, Some(d)) => Some(
+            config::parse_duration(d)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    usage(format!(
+                        "invalid -follow-interval {d:?}: use a positive duration such as 1s"
+                    ))
+                })?,
+        ),
+    };
+    if follow.is_some() && (f.is_set("txid") || f.is_set("timestamp")) {
+        return Err(usage(
+            "cannot use follow mode (-f) with -txid or -timestamp",
+        ));
     }
     if f.get("integrity-check").is_some_and(|m| m != "none") {
         return Err(usage("-integrity-check is not supported (only \"none\"); run PRAGMA integrity_check with sqlite3 after the restore"));
-    }
-    if f.flag("no-expand-env") {
-        return Err(usage("-no-expand-env is not supported"));
     }
     let arg = match f.args.as_slice() {
         [] => return Err(usage("database path or replica URL required")),
@@ -196,7 +224,7 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> Result<
     let src = if is_url(&arg) {
         from_url(&arg, f.get("o"), f.get("config"))?
     } else {
-        from_config(&arg, f.get("o"), f.get("config"))?
+        from_config(&arg, f.get("o"), f.get("config"), !f.flag("no-expand-env"))?
     };
 
     if f.flag("dry-run") {
@@ -212,8 +240,45 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> Result<
         force: f.flag("force"),
         parallelism,
     };
+    if let Some(interval) = follow {
+        // The follower restores a missing file itself and records its position beside it.
+        return follow_forever(src, interval);
+    }
     let started = Instant::now();
-    match restore(src.client.as_ref(), &opts)? {
+    let outcome = restore(src.client.as_ref(), &opts)?;
+    report(&outcome, &src, started, f.flag("json"), out, err)
+}
+
+/// `-f`: keeps applying new replica files to the restored database, as a read replica does,
+/// until the process is interrupted (each apply is one transaction, so an interrupt leaves a
+/// consistent file).
+fn follow_forever(src: Source, interval: std::time::Duration) -> Result<(), CliError> {
+    use crate::follower::follow::{Follower, FollowerConfig};
+    let follower = Follower::open(FollowerConfig {
+        name: None,
+        path: src.output.clone(),
+        client: std::sync::Arc::from(src.client),
+        poll_interval: interval,
+    })
+    .map_err(|e| usage(format!("follow {}: {e}", src.output.display())))?;
+    tracing::info!(db = %src.output.display(), interval_ms = interval.as_millis() as u64, "following the replica; interrupt to stop");
+    loop {
+        if let Err(e) = follower.poll() {
+            tracing::warn!(db = %src.output.display(), error = %e, "follow poll failed; will retry");
+        }
+        std::thread::sleep(interval);
+    }
+}
+
+fn report(
+    outcome: &RestoreOutcome,
+    src: &Source,
+    started: Instant,
+    json: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), CliError> {
+    match *outcome {
         RestoreOutcome::DbExists => {
             writeln!(
                 err,
@@ -235,7 +300,7 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> Result<
             ..
         } => {
             let ms = started.elapsed().as_millis() as u64;
-            if f.flag("json") {
+            if json {
                 let v = serde_json::json!({
                     "db_path": src.output.display().to_string(),
                     "replica": src.client.describe(),

@@ -22,7 +22,14 @@ fn argument_errors() {
     assert!(err_of(&["-txid", "3", "-o", "x", "file:///r"]).starts_with("invalid txid format"));
     assert!(err_of(&["-timestamp", "yesterday", "-o", "x", "file:///r"])
         .starts_with("invalid -timestamp"));
-    assert!(err_of(&["-f", "-o", "x", "file:///r"]).contains("not supported"));
+    assert_eq!(
+        err_of(&["-f", "-txid", "0000000000000001", "-o", "x", "file:///r"]),
+        "cannot use follow mode (-f) with -txid or -timestamp"
+    );
+    assert!(
+        err_of(&["-f", "-follow-interval", "0", "-o", "x", "file:///r"])
+            .starts_with("invalid -follow-interval")
+    );
     assert!(
         err_of(&["-integrity-check", "full", "-o", "x", "file:///r"]).contains("not supported")
     );
@@ -93,7 +100,10 @@ fn replica(dir: &Path) -> (String, Vec<Vec<u8>>) {
         };
         let mut enc = Encoder::new(Vec::new(), &header).unwrap();
         for p in pages {
-            let data = vec![(txid * 16 + u64::from(p)) as u8; 512];
+            let mut data = vec![(txid * 16 + u64::from(p)) as u8; 512];
+            if p == 1 {
+                crate::restore::stamp_header(&mut data, 512);
+            }
             db[(p as usize - 1) * 512..p as usize * 512].copy_from_slice(&data);
             enc.write_page(p, &data).unwrap();
         }

@@ -1,6 +1,6 @@
 //! `litestream run [-config PATH] [-library PATH] -- CMD [ARGS...]`: starts CMD with the
 //! extension preloaded (`LD_PRELOAD`) and the configuration set (`LITESTREAM_CONFIG`), forwards
-//! SIGINT and SIGTERM to it, and exits with its status.
+//! SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1 and SIGUSR2 to it, and exits with its status.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,8 +11,8 @@ use crate::config;
 
 pub const USAGE: &str = "\
 The run command starts a program with liblitestream preloaded, so that the SQLite databases
-named in the configuration are replicated by the program itself. SIGINT and SIGTERM are
-passed on to the program; litestream exits with the program's exit status (128+N if it was
+named in the configuration are replicated by the program itself. SIGHUP, SIGINT, SIGQUIT,
+SIGTERM, SIGUSR1 and SIGUSR2 are passed on to the program; litestream exits with the program's exit status (128+N if it was
 killed by signal N).
 
 Usage:
@@ -125,20 +125,31 @@ pub fn plan(args: &[String], env: &Env) -> Result<Plan, CliError> {
     };
     let library = find_library(f.get("library"), env)?;
     let config = find_config(f.get("config"), env)?;
+    Ok(preload_plan(program, rest, &library, &config, env))
+}
+
+/// Starts `program` with `library` in front of `LD_PRELOAD` and `LITESTREAM_CONFIG` set.
+pub fn preload_plan(
+    program: &str,
+    args: &[String],
+    library: &Path,
+    config: &Path,
+    env: &Env,
+) -> Plan {
     let lib = library.display().to_string();
     let preload = match (env.var)("LD_PRELOAD").filter(|v| !v.trim().is_empty()) {
         Some(old) if old.split([':', ' ']).any(|p| p == lib) => old,
         Some(old) => format!("{lib}:{old}"),
         None => lib,
     };
-    Ok(Plan {
-        program: program.clone(),
-        args: rest.to_vec(),
+    Plan {
+        program: program.to_string(),
+        args: args.to_vec(),
         env: vec![
             ("LD_PRELOAD".into(), preload),
             ("LITESTREAM_CONFIG".into(), config.display().to_string()),
         ],
-    })
+    }
 }
 
 /// Starts the plan, forwarding signals, and returns the exit status to use.

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use super::CompactError;
 use crate::l0_cache::L0Cache;
-use crate::ltx::{Decoder, Encoder, Header, FLAG_NO_CHECKSUM};
+use crate::ltx::{Decoder, Encoder, Header, LinkError, FLAG_NO_CHECKSUM};
 use crate::replica::{LtxFileInfo, ReplicaClient};
 use crate::TxId;
 
@@ -76,7 +76,7 @@ fn open_input(
     }
     let key = client.key(f.level, f.min_txid, f.max_txid);
     let reader = client.open(f.level, f.min_txid, f.max_txid)?;
-    if client.kind() == "file" {
+    if client.is_local() {
         return Ok(reader);
     }
     let path = spool_dir.join(format!(".merge-{:016x}.ltx.part", fastrand::u64(..)));
@@ -92,19 +92,17 @@ fn open_input(
 
 /// Checks that `next` continues the chain ending with `prev` (same page size, no gap, progress).
 fn check_link(key: &str, prev: &Header, next: &Header) -> Result<(), CompactError> {
-    if next.page_size != prev.page_size {
-        return Err(CompactError::Chain(format!(
-            "{key}: page size {} differs from the previous file's {}; the chain cannot be merged",
-            next.page_size, prev.page_size
-        )));
-    }
-    if next.min_txid > prev.max_txid.saturating_add(1) || next.max_txid <= prev.max_txid {
-        return Err(CompactError::Chain(format!(
-            "{key}: TXIDs {:016x}-{:016x} do not continue {:016x}-{:016x}",
-            next.min_txid, next.max_txid, prev.min_txid, prev.max_txid
-        )));
-    }
-    Ok(())
+    crate::ltx::check_link(prev, next).map_err(|e| {
+        CompactError::Chain(match e {
+            LinkError::PageSize { prev, next } => format!(
+                "{key}: page size {next} differs from the previous file's {prev}; the chain cannot be merged"
+            ),
+            LinkError::Txids { prev, next } => format!(
+                "{key}: TXIDs {:016x}-{:016x} do not continue {:016x}-{:016x}",
+                next.0, next.1, prev.0, prev.1
+            ),
+        })
+    })
 }
 
 /// Merges `inputs` (a contiguous chain, in TXID order) into a new LTX file at `out`, named

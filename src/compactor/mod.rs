@@ -18,6 +18,7 @@ mod retention;
 mod schedule;
 
 use std::io;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
@@ -34,6 +35,7 @@ pub use schedule::{next_boundary, previous_boundary, Schedule, Settings};
 
 use crate::database::Database;
 use crate::l0_cache::L0Cache;
+use crate::panic_guard::{AfterPanic, Supervision};
 use crate::replica::ReplicaError;
 
 #[derive(Debug, Error)]
@@ -53,6 +55,13 @@ pub enum CompactError {
     Chain(String),
     #[error("cannot plan a snapshot: {0}")]
     Plan(#[from] crate::restore::PlanError),
+    /// A compaction round panicked; its jobs run again at their next boundary.
+    #[error("internal error: the compactor panicked ({message}); its jobs run again at their next interval")]
+    Panicked { message: String },
+    /// A compaction round panicked again right after the previous one did: compaction,
+    /// snapshots and retention of the database stopped in this process (uploads go on).
+    #[error("compaction stopped: the compactor panicked again right after restarting ({message}); uploads continue, the replica keeps growing until the database is reopened")]
+    Stopped { message: String },
 }
 
 impl CompactError {
@@ -96,7 +105,7 @@ pub fn watch(db: &Arc<Database>) {
 
 /// The effective settings: the configuration file's, else Litestream's defaults.
 fn settings() -> Settings {
-    match crate::registry::config() {
+    match crate::config::global() {
         Ok(Some(c)) => Settings::from_config(c),
         _ => Settings::default(),
     }
@@ -105,38 +114,81 @@ fn settings() -> Settings {
 struct Tracked {
     db: Arc<Database>,
     schedule: Schedule,
+    supervision: Supervision,
 }
 
 fn run(rx: Receiver<Arc<Database>>) {
     let settings = settings();
     let mut tracked: Vec<Tracked> = Vec::new();
-    loop {
-        let now = SystemTime::now();
-        let wait = tracked
-            .iter()
-            .map(|t| t.schedule.next_due())
-            .min()
-            .map(|due| due.duration_since(now).unwrap_or(Duration::ZERO))
-            .unwrap_or(MAX_SLEEP)
-            .min(MAX_SLEEP);
-        match rx.recv_timeout(wait) {
-            Ok(db) => {
-                if !tracked.iter().any(|t| Arc::ptr_eq(&t.db, &db)) {
+    crate::panic_guard::supervise("litestream-compactor", || {
+        step(&rx, &settings, &mut tracked)
+    });
+}
+
+/// Waits for a new database or the next due job, then runs what is due.
+fn step(
+    rx: &Receiver<Arc<Database>>,
+    settings: &Settings,
+    tracked: &mut Vec<Tracked>,
+) -> ControlFlow<()> {
+    let now = SystemTime::now();
+    let wait = tracked
+        .iter()
+        .map(|t| t.schedule.next_due())
+        .min()
+        .map(|due| due.duration_since(now).unwrap_or(Duration::ZERO))
+        .unwrap_or(MAX_SLEEP)
+        .min(MAX_SLEEP);
+    match rx.recv_timeout(wait) {
+        Ok(db) => {
+            if !tracked.iter().any(|t| Arc::ptr_eq(&t.db, &db)) {
+                if db.is_stager() {
+                    // Another process's merge may be under way in a shared meta directory.
                     clean_work_dir(&work_dir(&db));
-                    tracked.push(Tracked {
-                        db,
-                        schedule: Schedule::new(&settings, SystemTime::now()),
-                    });
                 }
+                tracked.push(Tracked {
+                    db,
+                    schedule: Schedule::new(settings, SystemTime::now()),
+                    supervision: Supervision::default(),
+                });
             }
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
         }
-        for t in &mut tracked {
-            crate::fencing::poll(&t.db);
-            run_due(&t.db, &mut t.schedule, &settings, SystemTime::now());
-        }
+        Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return ControlFlow::Break(()),
     }
+    tracked.retain_mut(|t| {
+        let round = crate::panic_guard::catch(|| {
+            crate::fencing::poll(&t.db);
+            run_due(&t.db, &mut t.schedule, settings, SystemTime::now());
+        });
+        match round {
+            Ok(()) => {
+                t.supervision.finished();
+                true
+            }
+            Err(message) => compaction_panicked(&t.db, message, t.supervision.panicked()),
+        }
+    });
+    ControlFlow::Continue(())
+}
+
+/// Reports a panic in a compaction round of `db`; false when compaction of `db` stops (it
+/// panicked again in the first round after the previous panic). The jobs of the round that
+/// panicked run again at their next boundary, which is the restart's backoff.
+fn compaction_panicked(db: &Database, message: String, after: AfterPanic) -> bool {
+    let keep = after != AfterPanic::Stop;
+    let err = if keep {
+        CompactError::Panicked { message }
+    } else {
+        CompactError::Stopped { message }
+    };
+    tracing::error!(db = %db.path.display(), replica = %db.client.describe(), error = %err, "the compactor panicked on this database (please report)");
+    if keep {
+        db.progress.sync_failed(err.to_string());
+    } else {
+        db.progress.stopped(err.to_string());
+    }
+    keep
 }
 
 /// Where merges write their output before it is stored: `<meta dir>/compact`.
@@ -160,7 +212,8 @@ fn clean_work_dir(dir: &Path) {
 /// when a job runs, so an idle database makes no requests.
 pub fn run_due(db: &Database, schedule: &mut Schedule, settings: &Settings, now: SystemTime) {
     let due = schedule.take_due(settings, now);
-    if due.is_empty() {
+    if due.is_empty() || !db.is_stager() {
+        // Nothing due, or another process of this machine stages and ships this database.
         return;
     }
     schedule

@@ -20,8 +20,11 @@ struct Sim {
     states: Vec<Vec<Vec<u8>>>,
 }
 
+/// Random content, starting like a SQLite page 1 (restore checks that header).
 fn page(rng: &mut fastrand::Rng) -> Vec<u8> {
-    (0..PS).map(|_| rng.u8(..)).collect()
+    let mut p: Vec<u8> = (0..PS).map(|_| rng.u8(..)).collect();
+    crate::restore::stamp_header(&mut p, PS);
+    p
 }
 
 fn ts(txid: u64) -> i64 {
@@ -494,6 +497,7 @@ fn jobs_write_nothing_while_another_writer_holds_the_lease() {
         owner: "elsewhere/1/1/x".into(),
         host: "elsewhere".into(),
         pid: 1,
+        pid_ns: String::new(),
         pid_start: 1,
         db: "/elsewhere.db".into(),
         acquired_ms: 0,

@@ -23,6 +23,11 @@ pub(crate) struct RawConfig {
     pub lag_alert: Option<GoDuration>,
     pub shutdown_sync_timeout: Option<GoDuration>,
     pub shutdown_sync_interval: Option<GoDuration>,
+    /// `exec`: the command `litestream replicate` starts (as its `-exec` flag).
+    pub exec: Option<String>,
+    pub heartbeat_url: Option<String>,
+    pub heartbeat_interval: Option<GoDuration>,
+    pub vfs: Option<super::default_vfs::RawVfs>,
 }
 
 #[derive(Deserialize)]
@@ -100,6 +105,26 @@ pub(crate) struct RawReplica {
     pub storage_class: Option<String>,
     pub part_size: Option<ByteSize>,
     pub concurrency: Option<usize>,
+    /// Azure Blob Storage (`abs`).
+    pub account_name: Option<String>,
+    pub account_key: Option<String>,
+    pub sas_token: Option<String>,
+    /// WebDAV (`webdav`).
+    pub webdav_url: Option<String>,
+    pub webdav_username: Option<String>,
+    pub webdav_password: Option<String>,
+    /// NATS (`nats`); `password` is shared with SFTP in Litestream's format.
+    pub jwt: Option<String>,
+    pub seed: Option<String>,
+    pub creds: Option<String>,
+    pub nkey: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub token: Option<String>,
+    pub tls: Option<bool>,
+    pub root_cas: Option<Vec<String>>,
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
     /// Encryption: Litestream 0.5 refuses it, and so do we.
     pub age: Option<IgnoredAny>,
 }

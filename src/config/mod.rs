@@ -7,16 +7,24 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod cloud;
+mod default_vfs;
 mod duration;
 mod error;
 mod expand;
 mod file;
+mod global;
+mod nats;
 mod resolve;
 mod url;
 
+pub use cloud::{AbsConfig, GsConfig, WebdavConfig};
+pub use default_vfs::{default_on_load as vfs_default_on_load, DefaultVfs};
 pub use duration::{format_go_duration, parse_byte_size};
 pub use error::ConfigError;
 pub use expand::expand_env;
+pub use global::global;
+pub use nats::{NatsConfig, DEFAULT_NATS_URL};
 pub(crate) use url::ensure_scheme as ensure_endpoint_scheme;
 pub(crate) use url::redact as redact_url;
 
@@ -39,6 +47,14 @@ pub const DEFAULT_SHUTDOWN_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_SHUTDOWN_SYNC_INTERVAL: Duration = Duration::from_millis(500);
 /// Default `poll-interval` of a read replica.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// Default `heartbeat-interval` (Litestream 0.5's).
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5 * 60);
+/// Shorter `heartbeat-interval`s are raised to this, as Litestream does: health-check
+/// services count pings per minute at best.
+pub const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(60);
+/// Environment variable that turns `$VAR` expansion of the config file off (set by
+/// `litestream replicate -no-expand-env` for the program it starts).
+pub const NO_EXPAND_ENV: &str = "LITESTREAM_NO_EXPAND_ENV";
 /// At most this many compaction levels (L1..L8) may be configured; L9 is the snapshot level.
 pub const MAX_LEVELS: usize = 8;
 /// Where the config is read from when `LITESTREAM_CONFIG` is not set.
@@ -67,6 +83,13 @@ pub struct Config {
     pub addr: Option<String>,
     pub shutdown_sync_timeout: Duration,
     pub shutdown_sync_interval: Duration,
+    /// `exec`: the command `litestream replicate` starts.
+    pub exec: Option<String>,
+    /// `heartbeat-url`: GET after each `heartbeat-interval` in which every database synced.
+    pub heartbeat_url: Option<String>,
+    pub heartbeat_interval: Duration,
+    /// `vfs.default`: whether loading the extension makes `litestream` the default VFS.
+    pub vfs_default: DefaultVfs,
 }
 
 impl Default for Config {
@@ -85,6 +108,10 @@ impl Default for Config {
             addr: None,
             shutdown_sync_timeout: DEFAULT_SHUTDOWN_SYNC_TIMEOUT,
             shutdown_sync_interval: DEFAULT_SHUTDOWN_SYNC_INTERVAL,
+            exec: None,
+            heartbeat_url: None,
+            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
+            vfs_default: DefaultVfs::Auto,
         }
     }
 }
@@ -105,20 +132,39 @@ pub struct DbConfig {
 }
 
 impl DbConfig {
-    /// The effective meta directory: `meta-path`, else `.<db file name>-litestream` beside
-    /// the database (Litestream 0.5's default).
+    /// The effective meta directory: `meta-path`, else [`default_meta_dir`].
     pub fn meta_dir(&self) -> PathBuf {
-        if let Some(p) = &self.meta_path {
-            return p.clone();
+        match &self.meta_path {
+            Some(p) => p.clone(),
+            None => default_meta_dir(&self.path),
         }
-        let name = self
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let dir = self.path.parent().unwrap_or(Path::new("/"));
-        dir.join(format!(".{name}-litestream"))
     }
+}
+
+/// Suffix of the default meta directory, `.<db file name>-liblitestream` beside the database.
+/// Not Litestream's `-litestream`: the official `litestream replicate` keeps its own `ltx/0`
+/// files there, and both must be able to follow one database side by side.
+pub const META_DIR_SUFFIX: &str = "-liblitestream";
+/// Litestream's default suffix, which this library used before; see [`default_meta_dir`].
+pub const LEGACY_META_DIR_SUFFIX: &str = "-litestream";
+
+/// The default meta directory of `db_path`: `.<name>-liblitestream` beside it, unless only
+/// `.<name>-litestream` exists and holds this library's `state.json` or a read replica's
+/// `follower.json` (made before the default changed): that one keeps being used, so the
+/// replica position is kept. (The official binary writes neither file.)
+pub fn default_meta_dir(db_path: &Path) -> PathBuf {
+    let name = db_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dir = db_path.parent().unwrap_or(Path::new("/"));
+    let current = dir.join(format!(".{name}{META_DIR_SUFFIX}"));
+    let legacy = dir.join(format!(".{name}{LEGACY_META_DIR_SUFFIX}"));
+    let ours = ["state.json", "follower.json"];
+    if !current.exists() && ours.iter().any(|f| legacy.join(f).is_file()) {
+        return legacy;
+    }
+    current
 }
 
 /// One entry of `read-replicas`.
@@ -144,6 +190,24 @@ pub struct ReplicaConfig {
 pub enum Backend {
     File { path: PathBuf },
     S3(S3Config),
+    Abs(AbsConfig),
+    Gs(GsConfig),
+    Webdav(WebdavConfig),
+    Nats(NatsConfig),
+}
+
+impl Backend {
+    /// The replica `type` (`file`, `s3`, `abs`, `gs`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Backend::File { .. } => "file",
+            Backend::S3(_) => "s3",
+            Backend::Abs(_) => "abs",
+            Backend::Gs(_) => "gs",
+            Backend::Webdav(_) => "webdav",
+            Backend::Nats(_) => "nats",
+        }
+    }
 }
 
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -219,6 +283,10 @@ impl ReplicaConfig {
     pub fn url(&self) -> String {
         match &self.backend {
             Backend::File { path } => format!("file://{}", path.display()),
+            Backend::Abs(c) => cloud::abs_url(c),
+            Backend::Gs(c) => cloud::gs_url(c),
+            Backend::Webdav(c) => cloud::webdav_url(c),
+            Backend::Nats(c) => nats::nats_url(c),
             Backend::S3(s3) => {
                 let mut out = format!("s3://{}", s3.bucket);
                 if !s3.path.is_empty() {
@@ -278,6 +346,12 @@ fn load_default_from(var: Option<&Path>, system: &Path) -> Result<Option<Config>
 /// Reads, `$VAR`-expands and resolves a config file. Relative paths in it are resolved
 /// against the current directory (as Litestream does), `~` against `$HOME`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let expand = std::env::var_os(NO_EXPAND_ENV).is_none_or(|v| v.is_empty() || v == "0");
+    load_with(path, expand)
+}
+
+/// [`load`], with `$VAR` expansion on or off (`-no-expand-env`).
+pub fn load_with(path: &Path, expand: bool) -> Result<Config, ConfigError> {
     let cwd = std::env::current_dir().map_err(|e| {
         ConfigError::Other(format!(
             "cannot resolve relative paths: current directory: {e}"
@@ -298,7 +372,11 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         cwd: &cwd,
         home: home.as_deref(),
     };
-    let mut config = parse_text(&text, Some(path), &expand::process_env, &env)?;
+    let mut config = if expand {
+        parse_text(&text, Some(path), &expand::process_env, &env)?
+    } else {
+        resolve::parse(&text, Some(path), &env)?
+    };
     config.source = Some(file);
     Ok(config)
 }
@@ -317,7 +395,7 @@ fn parse_text(
 /// sync interval.
 pub fn parse_replica_url(url: &str) -> Result<ReplicaConfig, ConfigError> {
     let parts = url::parse(url).map_err(|m| ConfigError::value("", m))?;
-    let backend = resolve::backend_from_url(parts);
+    let backend = resolve::backend_from_url(parts)?;
     Ok(ReplicaConfig {
         backend,
         sync_interval: DEFAULT_SYNC_INTERVAL,

@@ -12,8 +12,8 @@ use super::file::{non_empty, RawConfig, RawDb, RawLogging, RawReplica};
 use super::url::{self as replica_url, UrlParts, UNSUPPORTED_TYPES};
 use super::{
     normalize_level, Backend, Config, ConfigError, DbConfig, LogFormat, LoggingConfig,
-    ReadReplicaConfig, ReplicaConfig, S3Config, DEFAULT_POLL_INTERVAL, DEFAULT_SYNC_INTERVAL,
-    MAX_LEVELS,
+    ReadReplicaConfig, ReplicaConfig, S3Config, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_POLL_INTERVAL,
+    DEFAULT_SYNC_INTERVAL, MAX_LEVELS, MIN_HEARTBEAT_INTERVAL,
 };
 
 /// What relative paths and `~` are resolved against.
@@ -110,6 +110,9 @@ impl Resolver<'_> {
             .unwrap_or(c.l0_retention_check_interval);
         c.retention_enabled = raw.retention.and_then(|r| r.enabled).unwrap_or(true);
         c.addr = non_empty(&raw.addr);
+        if let Some(a) = &c.addr {
+            check_listen_addr(a).map_err(|m| self.err(&root.key("addr"), m))?;
+        }
         c.logging = self.logging(raw.logging.unwrap_or_default())?;
         c.lag_alert = dur(&raw.lag_alert).filter(|d| !d.is_zero());
         c.shutdown_sync_timeout =
@@ -118,6 +121,16 @@ impl Resolver<'_> {
         c.shutdown_sync_interval = self
             .positive(dur(&raw.shutdown_sync_interval), &p)?
             .unwrap_or(c.shutdown_sync_interval);
+        c.exec = non_empty(&raw.exec);
+        c.heartbeat_url = non_empty(&raw.heartbeat_url);
+        c.heartbeat_interval = dur(&raw.heartbeat_interval)
+            .unwrap_or(DEFAULT_HEARTBEAT_INTERVAL)
+            .max(MIN_HEARTBEAT_INTERVAL);
+        if let Some(d) = raw.vfs.and_then(|v| v.default) {
+            c.vfs_default = d
+                .resolve()
+                .map_err(|m| self.err(&root.key("vfs").key("default"), m))?;
+        }
         if self.global.age.is_some() {
             return Err(self.err(&root.key("age"), AGE_REFUSED));
         }
@@ -127,6 +140,19 @@ impl Resolver<'_> {
                 return Err(self.err(
                     &root.key("dbs").index(i).key("path"),
                     format!("{} is already configured by dbs[{j}]", db.path.display()),
+                ));
+            }
+            if let Some(j) = c
+                .dbs
+                .iter()
+                .position(|d: &DbConfig| same_replica(&d.replica.backend, &db.replica.backend))
+            {
+                return Err(self.err(
+                    &root.key("dbs").index(i).key("replica"),
+                    format!(
+                        "dbs[{j}] already replicates to this replica; two databases in one \
+                         replica overwrite each other's history: give each its own path"
+                    ),
                 ));
             }
             c.dbs.push(db);
@@ -348,6 +374,8 @@ impl Resolver<'_> {
         let kind = match (&parts, non_empty(&r.kind)) {
             (Some(UrlParts::File(_)), _) => "file".to_string(),
             (Some(UrlParts::S3(_)), _) => "s3".to_string(),
+            (Some(UrlParts::Generic(g)), _) if g.scheme == "webdavs" => "webdav".to_string(),
+            (Some(UrlParts::Generic(g)), _) => g.scheme.clone(),
             (None, Some(k)) => k,
             (None, None) => "file".to_string(),
         };
@@ -378,6 +406,28 @@ impl Resolver<'_> {
                 };
                 Backend::S3(self.s3(r, from_url, path, p, db)?)
             }
+            "nats" => {
+                let from_url = match parts {
+                    Some(UrlParts::Generic(u)) => Some(u),
+                    _ => None,
+                };
+                Backend::Nats(
+                    super::nats::nats(r, g, from_url)
+                        .map_err(|m| self.err(p, format!("database {db}: {m}")))?,
+                )
+            }
+            "abs" | "gs" | "webdav" => {
+                let from_url = match parts {
+                    Some(UrlParts::Generic(u)) => Some(u),
+                    _ => None,
+                };
+                let made = match kind.as_str() {
+                    "abs" => super::cloud::abs(r, g, from_url, path).map(Backend::Abs),
+                    "gs" => super::cloud::gs(r, g, from_url, path).map(Backend::Gs),
+                    _ => super::cloud::webdav(r, g, from_url, path).map(Backend::Webdav),
+                };
+                made.map_err(|m| self.err(p, format!("database {db}: {m}")))?
+            }
             k if UNSUPPORTED_TYPES.contains(&k) => {
                 return Err(self.err(
                     &p.key("type"),
@@ -387,7 +437,10 @@ impl Resolver<'_> {
             k => {
                 return Err(self.err(
                     &p.key("type"),
-                    format!("database {db}: unknown replica type {k:?} (supported: file, s3)"),
+                    format!(
+                        "database {db}: unknown replica type {k:?} (supported: {})",
+                        replica_url::SUPPORTED
+                    ),
                 ))
             }
         };
@@ -459,8 +512,23 @@ const AGE_REFUSED: &str = "age encryption is not supported (Litestream 0.5 refus
     remove the `age` key, or use Litestream v0.3.x if you need encrypted replicas";
 
 /// A backend from a URL alone (zero-config `?replica=URL`).
-pub(crate) fn backend_from_url(parts: UrlParts) -> Backend {
-    match parts {
+pub(crate) fn backend_from_url(parts: UrlParts) -> Result<Backend, ConfigError> {
+    let none = RawReplica::default();
+    Ok(match parts {
+        UrlParts::Generic(u) if u.scheme == "abs" => Backend::Abs(
+            super::cloud::abs(&none, &none, Some(u), None)
+                .map_err(|m| ConfigError::value("", m))?,
+        ),
+        UrlParts::Generic(u) if u.scheme == "nats" => Backend::Nats(
+            super::nats::nats(&none, &none, Some(u)).map_err(|m| ConfigError::value("", m))?,
+        ),
+        UrlParts::Generic(u) if u.scheme.starts_with("webdav") => Backend::Webdav(
+            super::cloud::webdav(&none, &none, Some(u), None)
+                .map_err(|m| ConfigError::value("", m))?,
+        ),
+        UrlParts::Generic(u) => Backend::Gs(
+            super::cloud::gs(&none, &none, Some(u), None).map_err(|m| ConfigError::value("", m))?,
+        ),
         UrlParts::File(path) => Backend::File { path },
         UrlParts::S3(u) => Backend::S3(S3Config {
             force_path_style: u.force_path_style.unwrap_or(u.implied_path_style),
@@ -477,5 +545,30 @@ pub(crate) fn backend_from_url(parts: UrlParts) -> Backend {
             require_content_md5: u.require_content_md5,
             storage_class: u.storage_class,
         }),
+    })
+}
+/// Two replica locations that are the same place.
+fn same_replica(a: &super::Backend, b: &super::Backend) -> bool {
+    use super::Backend::*;
+    match (a, b) {
+        (File { path: x }, File { path: y }) => x == y,
+        (S3(x), S3(y)) => {
+            x.bucket == y.bucket
+                && x.path.trim_matches('/') == y.path.trim_matches('/')
+                && x.endpoint == y.endpoint
+        }
+        _ => false,
+    }
+}
+
+/// `addr` must be `[host]:port` with a numeric port (`:9090`, `127.0.0.1:9090`, `[::1]:9090`).
+fn check_listen_addr(addr: &str) -> Result<(), String> {
+    let port = addr.rsplit_once(':').map(|(_, p)| p);
+    match port.map(str::parse::<u16>) {
+        Some(Ok(_)) => Ok(()),
+        _ => Err(format!(
+            "{addr:?} is not a listen address: use HOST:PORT or :PORT with a numeric port, e.g. \
+             \":9090\""
+        )),
     }
 }

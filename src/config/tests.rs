@@ -55,7 +55,7 @@ fn minimal_file_replica_and_defaults() {
     assert_eq!(db.path, Path::new("/data/app.db"));
     assert_eq!(file_dir(&c), Path::new("/backups/app"));
     assert_eq!(db.replica.sync_interval, DEFAULT_SYNC_INTERVAL);
-    assert_eq!(db.meta_dir(), Path::new("/data/.app.db-litestream"));
+    assert_eq!(db.meta_dir(), Path::new("/data/.app.db-liblitestream"));
     assert!(!db.restore_if_db_not_exists);
     assert_eq!(db.lag_alert, None);
     assert_eq!(c.levels, DEFAULT_LEVELS.to_vec());
@@ -231,7 +231,8 @@ fn rule_violations() {
         (db("      url: file:///r\n      path: /s\n"), "line 4 column 7: dbs[0].replica: `url` and `path` are both set"),
         (db("      url: s3://b/p\n      bucket: c\n"), "dbs[0].replica: `url` and `bucket` are both set"),
         (db("      path: s3://b/p\n"), "line 4 column 13: dbs[0].replica.path: \"s3://b/p\" is a URL"),
-        (db("      type: gs\n      path: p\n"), "line 4 column 13: dbs[0].replica.type: database /data/x.db: replica type \"gs\" is not supported by liblitestream yet"),
+        (db("      type: sftp\n      path: p\n"), "line 4 column 13: dbs[0].replica.type: database /data/x.db: replica type \"sftp\" is not supported by liblitestream yet"),
+        (db("      type: gs\n      path: p\n"), "line 4 column 7: dbs[0].replica: database /data/x.db: a gs replica needs `bucket`"),
         (db("      url: sftp://h/p\n"), "dbs[0].replica.url: database /data/x.db: replica type \"sftp\" is not supported by liblitestream yet"),
         (db("      type: ftp\n      path: p\n"), "database /data/x.db: unknown replica type \"ftp\""),
         (db("      url: file://./rel\n"), "dbs[0].replica.url: database /data/x.db: replica url \"file://./rel\": a file url must be file:///absolute/path"),
@@ -253,6 +254,12 @@ fn rule_violations() {
         ("logging: {type: xml}\n".into(), "logging.type: unknown log type \"xml\""),
         ("dbs:\n  - {path: /a.db, replica: {url: file:///r}}\n  - {path: /b/../a.db, replica: {url: file:///s}}\n".into(),
             "dbs[1].path: /a.db is already configured by dbs[0]"),
+        ("dbs:\n  - {path: /a.db, replica: {url: file:///r}}\n  - {path: /b.db, replica: {type: file, path: /r}}\n".into(),
+            "dbs[1].replica: dbs[0] already replicates to this replica"),
+        ("dbs:\n  - {path: /a.db, replica: {url: s3://b/p}}\n  - {path: /b.db, replica: {url: s3://b/p/}}\n".into(),
+            "dbs[1].replica: dbs[0] already replicates to this replica"),
+        ("addr: \":notaport\"\n".into(), "addr: \":notaport\" is not a listen address"),
+        ("addr: \"localhost\"\n".into(), "is not a listen address"),
         ("dbs:\n  - {path: /a.db, snapshot: {interval: 1h}, replica: {url: file:///r}}\n  - {path: /b.db, snapshot: {interval: 2h}, replica: {url: file:///s}}\n".into(),
             "dbs[1].snapshot.interval: conflicts with dbs[0].snapshot.interval (2h0m0s vs 1h0m0s)"),
         (db("      url: s3://${BUCKET_UNSET}/p\n"), "bucket required"),
@@ -513,4 +520,36 @@ proptest! {
         let again = parse_replica_url(&r.url()).unwrap();
         prop_assert_eq!(again.url(), r.url());
     }
+}
+
+#[test]
+fn default_meta_dir_keeps_an_existing_one_of_ours() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let ours = dir.path().join(".app.db-liblitestream");
+    let legacy = dir.path().join(".app.db-litestream");
+    // The official binary's directory (no state.json) is never taken.
+    std::fs::create_dir_all(legacy.join("ltx/0")).unwrap();
+    assert_eq!(super::default_meta_dir(&db), ours);
+    // One of ours made before the default changed keeps being used...
+    std::fs::write(legacy.join("state.json"), "{}").unwrap();
+    assert_eq!(super::default_meta_dir(&db), legacy);
+    // ...unless the new one exists too.
+    std::fs::create_dir_all(&ours).unwrap();
+    assert_eq!(super::default_meta_dir(&db), ours);
+}
+
+#[test]
+fn exec_and_heartbeat_keys() {
+    let c = ok("exec: myapp serve --port 8080\nheartbeat-url: http://127.0.0.1:9/ping\nheartbeat-interval: 10s\n");
+    assert_eq!(c.exec.as_deref(), Some("myapp serve --port 8080"));
+    assert_eq!(c.heartbeat_url.as_deref(), Some("http://127.0.0.1:9/ping"));
+    assert_eq!(
+        c.heartbeat_interval,
+        super::MIN_HEARTBEAT_INTERVAL,
+        "raised to the minimum"
+    );
+    let c = ok("dbs: []\n");
+    assert_eq!(c.exec, None);
+    assert_eq!(c.heartbeat_interval, super::DEFAULT_HEARTBEAT_INTERVAL);
 }

@@ -9,6 +9,8 @@ use super::expand::clean;
 pub(crate) enum UrlParts {
     File(PathBuf),
     S3(S3UrlParts),
+    /// `abs://`, `gs://`: see [`super::cloud`].
+    Generic(super::cloud::GenericUrl),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -30,7 +32,10 @@ pub(crate) struct S3UrlParts {
 }
 
 /// Backends Litestream 0.5 knows but this library does not implement yet.
-pub(crate) const UNSUPPORTED_TYPES: &[&str] = &["gs", "abs", "sftp", "webdav", "nats", "oss"];
+pub(crate) const UNSUPPORTED_TYPES: &[&str] = &["sftp", "oss"];
+
+/// Every replica type this library implements, for messages.
+pub(crate) const SUPPORTED: &str = "file, s3, abs, gs, webdav, nats";
 
 /// The scheme of `url` in lower case (`s3`, `file`, …), or `None` when it has no `scheme://`.
 pub(crate) fn scheme(url: &str) -> Option<String> {
@@ -68,16 +73,18 @@ pub(crate) fn parse(url: &str) -> Result<UrlParts, String> {
             parse_file_path(rest, &shown)
         }
         "s3" => parse_s3(rest, &shown).map(UrlParts::S3),
-        "webdavs" => Err(unsupported("webdav")),
+        "abs" | "gs" | "webdav" | "webdavs" | "nats" => {
+            super::cloud::parse_generic(&scheme, rest, &shown).map(UrlParts::Generic)
+        }
         s if UNSUPPORTED_TYPES.contains(&s) => Err(unsupported(s)),
         s => Err(format!(
-            "replica url {shown:?}: unknown scheme {s:?} (supported: file, s3)"
+            "replica url {shown:?}: unknown scheme {s:?} (supported: {SUPPORTED})"
         )),
     }
 }
 
 pub(crate) fn unsupported(kind: &str) -> String {
-    format!("replica type {kind:?} is not supported by liblitestream yet (supported: file, s3)")
+    format!("replica type {kind:?} is not supported by liblitestream yet (supported: {SUPPORTED})")
 }
 
 fn parse_file_path(rest: &str, shown: &str) -> Result<UrlParts, String> {
@@ -340,12 +347,21 @@ pub(crate) fn percent_encode(s: &str, keep_slash: bool) -> String {
     out
 }
 
-/// `url` with any `user:password@` removed, safe for messages and logs.
+/// `url` with any `user:password@` removed, safe for messages and logs. Secrets often contain
+/// `/` (AWS secret keys are base64), so everything up to the last `@` before the query is
+/// taken as credentials and hidden (a path holding an `@` is shown shortened: safety first).
+/// A raw `?` or `#` ends the user-info, as in any URL (secrets holding them must be
+/// percent-encoded).
 pub(crate) fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
+        // Not a URL we can take apart (a mistyped scheme): hide anything up to an `@`.
+        let end = url.find(['?', '#']).unwrap_or(url.len());
+        return match url[..end].rfind('@') {
+            Some(at) => format!("…@{}", &url[at + 1..]),
+            None => url.to_string(),
+        };
     };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let end = rest.find(['?', '#']).unwrap_or(rest.len());
     match rest[..end].rfind('@') {
         Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
         None => url.to_string(),
@@ -383,8 +399,9 @@ mod tests {
             ("file:///a b", "use `path:`"),
             ("file:///a#b", "use `path:`"),
             ("/abs/path", "has no scheme"),
-            ("gs://bkt/db", "not supported by liblitestream yet"),
-            ("webdavs://h/p", "\"webdav\" is not supported"),
+            ("sftp://h/db", "not supported by liblitestream yet"),
+            ("gs://", "missing the bucket"),
+            ("webdavs:///p", "missing the host"),
             ("ftp://h/p", "unknown scheme \"ftp\""),
         ];
         for (url, want) in bad {
@@ -535,6 +552,18 @@ mod tests {
         assert_eq!(ensure_scheme("http://x"), "http://x");
         assert_eq!(redact("s3://k:s@b/p?x=@"), "s3://b/p?x=@");
         assert_eq!(redact("s3://b/p"), "s3://b/p");
+        // Secrets with `/` (base64): nothing of them is shown.
+        assert_eq!(redact("s3://AKID:SEK/RIT@bkt/p"), "s3://bkt/p");
+        assert_eq!(
+            redact("s3://AKID:S/E/K@bkt/p?endpoint=x"),
+            "s3://bkt/p?endpoint=x"
+        );
+        assert_eq!(redact("s3://AKID@bkt/p"), "s3://bkt/p");
+        assert_eq!(redact("s3://AKID;SEK/RIT@bkt/p"), "s3://bkt/p");
+        // Found by fuzzing: a mistyped scheme showed the whole secret.
+        assert_eq!(redact("s3;//AKID:SEK/RIT@bkt/p?x=1"), "…@bkt/p?x=1");
+        let e = parse("s3://AKID:SEK/RIT@bkt/p").unwrap_err();
+        assert!(!e.contains("SEK") && !e.contains("RIT"), "{e}");
         assert_eq!(percent_decode("a+b%2Fc", true).unwrap(), "a b/c");
         assert_eq!(percent_decode("a+b", false).unwrap(), "a+b");
         assert!(percent_decode("%a\u{e9}", false).is_err());

@@ -16,6 +16,11 @@ pub struct Lease {
     /// Identity of the machine (hostname and boot id) the holder runs on.
     pub host: String,
     pub pid: u32,
+    /// PID namespace of the holder (`/proc/self/ns/pid`, e.g. `pid:[4026531836]`): `pid` means
+    /// something only inside it. Containers sharing a hostname (and the boot id) have their own
+    /// namespaces. Empty in leases written before this field existed, or without `/proc`.
+    #[serde(default)]
+    pub pid_ns: String,
     /// Start time of the holder process (clock ticks since boot, `/proc/<pid>/stat` field 22):
     /// tells a live holder from a reused pid.
     pub pid_start: u64,
@@ -35,18 +40,28 @@ impl Lease {
 
     /// `None` for an unreadable lease (treated as free: it cannot name a live holder).
     pub fn decode(bytes: &[u8]) -> Option<Lease> {
-        serde_json::from_slice(bytes).ok()
+        Self::parse(bytes).ok()
+    }
+
+    /// [`Lease::decode`] with the reason an unreadable lease is not one (for the log).
+    pub fn parse(bytes: &[u8]) -> Result<Lease, serde_json::Error> {
+        serde_json::from_slice(bytes)
     }
 
     pub fn expired(&self, now_ms: i64) -> bool {
         self.expires_ms <= now_ms
     }
 
-    /// The holder ran on this machine and its process is gone (killed, crashed): the lease is
-    /// stale before it expires. Unknown (other machine, no `/proc`): false.
+    /// The holder ran on this machine, in this PID namespace, and its process is gone (killed,
+    /// crashed): the lease is stale before it expires. Anything unknown (another machine,
+    /// another PID namespace such as another container with the same hostname, a lease without
+    /// a namespace, no `/proc`): false, and the lease is waited out until it expires.
     pub fn holder_is_dead_here(&self) -> bool {
         let me = identity();
         if self.host != me.host || me.host.is_empty() {
+            return false;
+        }
+        if self.pid_ns != me.pid_ns || me.pid_ns.is_empty() {
             return false;
         }
         match process_start(self.pid) {
@@ -66,6 +81,8 @@ pub struct Identity {
     pub owner: String,
     pub host: String,
     pub pid: u32,
+    /// See [`Lease::pid_ns`].
+    pub pid_ns: String,
     pub pid_start: u64,
 }
 
@@ -98,12 +115,17 @@ pub fn identity() -> &'static Identity {
             format!("{hostname}:{boot}")
         };
         let pid = std::process::id();
+        // The link's target names the namespace and is unique among live namespaces.
+        let pid_ns = std::fs::read_link("/proc/self/ns/pid")
+            .map(|t| t.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let pid_start = process_start(pid).unwrap_or(0);
         let owner = format!("{host}/{pid}/{pid_start}/{:016x}", fastrand::u64(..));
         Identity {
             owner,
             host,
             pid,
+            pid_ns,
             pid_start,
         }
     })
@@ -116,6 +138,7 @@ pub fn mine(db: &str, now_ms: i64, expires_ms: i64) -> Lease {
         owner: id.owner.clone(),
         host: id.host.clone(),
         pid: id.pid,
+        pid_ns: id.pid_ns.clone(),
         pid_start: id.pid_start,
         db: db.to_string(),
         acquired_ms: now_ms,
@@ -126,6 +149,14 @@ pub fn mine(db: &str, now_ms: i64, expires_ms: i64) -> Lease {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lease_without_a_namespace_still_decodes() {
+        let old = br#"{"owner": "h:b/1/2/ff", "host": "h:b", "pid": 1, "pid_start": 2,
+            "db": "/d", "acquired_ms": 0, "expires_ms": 5}"#;
+        let l = Lease::decode(old).expect("decodes");
+        assert_eq!((l.pid_ns.as_str(), l.expires_ms), ("", 5));
+    }
 
     #[test]
     fn round_trip_and_expiry() {
@@ -155,6 +186,16 @@ mod tests {
                 ..live.clone()
             };
             assert!(gone.holder_is_dead_here());
+        }
+        // Another PID namespace of this machine (a container with the same hostname): its pid
+        // means nothing here, so not dead. Nor is a lease that names no namespace.
+        for ns in ["pid:[1]", ""] {
+            let other_ns = Lease {
+                pid: u32::MAX - 7,
+                pid_ns: ns.into(),
+                ..live.clone()
+            };
+            assert!(!other_ns.holder_is_dead_here(), "{ns:?}");
         }
         // Another machine: unknown, so not dead.
         let remote = Lease {

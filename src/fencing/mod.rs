@@ -229,7 +229,7 @@ pub fn poll(db: &Arc<Database>) {
         .get(&db.path)
         .is_some_and(|e| e.lock().refused.is_some());
     if refused && permits_db(db) {
-        crate::uploader::notify(db, false);
+        db.request_sync(false);
     }
 }
 
@@ -296,11 +296,11 @@ fn acquire(l: &mut DbLease, now: i64) -> Result<(), FenceError> {
         let (cond, acquired_ms, ours) = match l.client.read_object(LEASE_OBJECT) {
             Err(ReplicaError::NotFound { .. }) => (WriteCondition::IfAbsent, now, false),
             Err(e) => return Err(lease_err(l, e)),
-            Ok(obj) => match Lease::decode(&obj.data) {
-                Some(cur) if cur.is_mine(&db) => {
+            Ok(obj) => match Lease::parse(&obj.data) {
+                Ok(cur) if cur.is_mine(&db) => {
                     (WriteCondition::IfMatch(obj.version), cur.acquired_ms, true)
                 }
-                Some(cur) if !cur.expired(now) && !cur.holder_is_dead_here() => {
+                Ok(cur) if !cur.expired(now) && !cur.holder_is_dead_here() => {
                     if had.is_some() {
                         tracing::error!(db = %db, holder = %cur.owner, "writer lease lost to another process; no longer writing to the replica");
                     }
@@ -312,12 +312,16 @@ fn acquire(l: &mut DbLease, now: i64) -> Result<(), FenceError> {
                         expires_in_s: (cur.expires_ms - now + 999) / 1000,
                     });
                 }
-                stale => {
-                    if let Some(s) = &stale {
-                        if s.expires_ms > 0 {
-                            tracing::warn!(db = %db, holder = %s.owner, expired = s.expired(now), "taking over a stale writer lease");
-                        }
+                Ok(stale) => {
+                    if stale.expires_ms > 0 {
+                        tracing::warn!(db = %db, holder = %stale.owner, expired = stale.expired(now), "taking over a stale writer lease");
                     }
+                    (WriteCondition::IfMatch(obj.version), now, false)
+                }
+                // It cannot name a live holder, so it does not fence; but something other than
+                // a writer put it there, which the user should know about.
+                Err(e) => {
+                    tracing::warn!(db = %db, replica = %l.client.describe(), object = LEASE_OBJECT, error = %e, "the replica's writer lease is not a lease (corrupt, or written by something else); replacing it");
                     (WriteCondition::IfMatch(obj.version), now, false)
                 }
             },
@@ -359,6 +363,15 @@ fn acquire(l: &mut DbLease, now: i64) -> Result<(), FenceError> {
 
 /// Releases every lease this process holds (at exit): each is rewritten as expired, only if it
 /// is still ours, so the next writer takes over at once.
+/// Releases `db`'s lease if this process holds it (its stager hands the database over to
+/// another process of this machine).
+pub fn release_db(db: &Path) {
+    let entry = leases().lock().get(db).cloned();
+    if let Some(e) = entry {
+        release(&mut e.lock());
+    }
+}
+
 pub fn release_all() {
     let entries: Vec<_> = leases().lock().values().cloned().collect();
     for e in entries {

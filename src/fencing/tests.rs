@@ -24,6 +24,7 @@ fn foreign(expires_ms: i64) -> Lease {
         owner: "other-host:boot/4242/1/abcd".into(),
         host: "other-host:boot".into(),
         pid: 4242,
+        pid_ns: "pid:[4026531836]".into(),
         pid_start: 1,
         db: "/elsewhere/app.db".into(),
         acquired_ms: 0,
@@ -85,6 +86,7 @@ fn a_lease_of_a_dead_process_on_this_machine_is_taken_over() {
         owner: format!("{}/{}/{}/dead", id.host, u32::MAX - 7, 1),
         host: id.host.clone(),
         pid: u32::MAX - 7,
+        pid_ns: id.pid_ns.clone(),
         pid_start: 1,
         db: db.display().to_string(),
         acquired_ms: 0,
@@ -93,6 +95,28 @@ fn a_lease_of_a_dead_process_on_this_machine_is_taken_over() {
     plant(&client, &dead);
     ensure_lease(&db, &client).unwrap();
     assert!(stored(&client).is_mine(&db.display().to_string()));
+}
+
+#[test]
+fn a_lease_from_another_pid_namespace_of_this_machine_is_waited_out() {
+    let (_dir, db, client) = setup();
+    let id = identity();
+    // Another container with the same hostname: its pid does not exist in our namespace, yet
+    // the holder may well be alive.
+    let other = Lease {
+        owner: format!("{}/{}/{}/container", id.host, u32::MAX - 7, 1),
+        host: id.host.clone(),
+        pid: u32::MAX - 7,
+        pid_ns: "pid:[1]".into(),
+        pid_start: 1,
+        db: "/container/app.db".into(),
+        acquired_ms: 0,
+        expires_ms: now_ms() + 60_000,
+    };
+    plant(&client, &other);
+    let err = ensure_lease(&db, &client).unwrap_err();
+    assert!(matches!(err, FenceError::Held { .. }), "{err}");
+    assert_eq!(stored(&client), other, "the live lease was overwritten");
 }
 
 #[test]

@@ -16,27 +16,12 @@ pub mod sql;
 pub mod vfs;
 
 use std::ffi::{c_char, c_int, CStr};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 use libsqlite3_sys as ffi;
 
-/// Runs `f`, turning a panic into `on_panic` (and a log line) instead of unwinding into C.
-pub(crate) fn guard<T>(on_panic: T, f: impl FnOnce() -> T) -> T {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(v) => v,
-        Err(p) => {
-            let msg = p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            tracing::error!(panic = %msg, "internal error in liblitestream (caught; please report)");
-            on_panic
-        }
-    }
-}
+pub(crate) use crate::panic_guard::guard;
 
 /// Log level of the extension when neither `logging.level` nor `LOG_LEVEL` sets one.
 const DEFAULT_EXTENSION_LOG_LEVEL: &str = "warn";
@@ -62,12 +47,28 @@ unsafe fn init_api(p_api: *const ffi::sqlite3_api_routines) -> Result<(), String
     Ok(())
 }
 
+/// The exit-time flush of what is staged (see [`crate::uploader::flush_at_exit`]).
+extern "C" fn flush_at_exit() {
+    crate::uploader::flush_at_exit();
+}
+
+fn register_atexit() {
+    // SAFETY: `flush_at_exit` is a plain `extern "C" fn()` that never unwinds and lives as long
+    // as the process (the library is never unloaded: it is loaded with
+    // SQLITE_OK_LOAD_PERMANENTLY/nodelete).
+    let rc = unsafe { libc::atexit(flush_at_exit) };
+    if rc != 0 {
+        tracing::warn!("cannot register the exit-time flush");
+    }
+}
+
 fn setup() -> Result<(), String> {
     SETUP
         .get_or_init(|| {
+            osfile::install_for_followers();
             // Inside someone else's process: quiet unless configured (`logging.level`,
             // `LOG_LEVEL`); warnings and errors always show.
-            let mut logging = crate::registry::config()
+            let mut logging = crate::config::global()
                 .ok()
                 .flatten()
                 .map(|c| c.logging.clone())
@@ -76,10 +77,11 @@ fn setup() -> Result<(), String> {
                 .level
                 .get_or_insert_with(|| DEFAULT_EXTENSION_LOG_LEVEL.to_string());
             crate::logging::init(&logging);
-            let config = crate::registry::config().ok().flatten();
-            crate::metrics::http::start_configured(config);
+            let config = crate::config::global().ok().flatten();
+            crate::metrics::http::start_configured(config, crate::status::metric_gauges);
             crate::monitor::start_if_configured(config);
-            vfs::register(false)?;
+            register_atexit();
+            vfs::register(crate::config::vfs_default_on_load(config))?;
             // SAFETY: `auto_extension_init` has the signature SQLite calls auto-extensions
             // with; `sqlite3_auto_extension` declares it as a no-argument fn, as the C API does.
             let rc = unsafe {
@@ -141,12 +143,16 @@ pub unsafe extern "C" fn sqlite3_litestream_init(
             unsafe { set_error(pz_err, &format!("litestream: {e}")) };
             return ffi::SQLITE_ERROR;
         }
-        if let Err(e) = crate::registry::config() {
+        if let Err(e) = crate::config::global() {
             // SAFETY: as above.
             unsafe { set_error(pz_err, &format!("litestream: {e}")) };
             return ffi::SQLITE_ERROR;
         }
-        match setup() {
+        match setup().and_then(|()| {
+            vfs::register(crate::config::vfs_default_on_load(
+                crate::config::global().ok().flatten(),
+            ))
+        }) {
             // The library stays mapped: the VFS and the auto-extension point into it.
             Ok(()) => {
                 // The loading connection gets the functions too (the auto-extension only runs

@@ -21,6 +21,7 @@ use libsqlite3_sys as ffi;
 
 use crate::follower::apply::DbFile;
 use crate::follower::lock::LockLevel;
+use crate::follower::sys::{DefaultVfs, VfsFile};
 
 /// The shared library loaded when the extension is not (SONAME of Debian's libsqlite3).
 const LIBSQLITE3: &CStr = c"libsqlite3.so.0";
@@ -135,21 +136,23 @@ pub fn full_pathname(path: &Path) -> io::Result<PathBuf> {
     Ok(PathBuf::from(std::ffi::OsStr::from_bytes(&buf[..len])))
 }
 
-/// Takes an exclusive `flock` on `f`, waiting for it (released when `f` is closed). flock
-/// locks belong to the open file, so they exclude other threads and processes alike.
-pub fn flock_exclusive(f: &std::fs::File) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    loop {
-        // SAFETY: flock on a descriptor `f` owns for the duration of the call.
-        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
-        if rc == 0 {
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
+/// SQLite's default VFS as the follower uses it, installed by [`install_for_followers`].
+struct OsVfs;
+
+impl DefaultVfs for OsVfs {
+    fn open(&self, path: &Path) -> io::Result<VfsFile> {
+        Ok(Box::new(OsFile::open(path)?))
     }
+
+    fn full_pathname(&self, path: &Path) -> io::Result<PathBuf> {
+        full_pathname(path)
+    }
+}
+
+/// Lets read replicas of this process reach SQLite's default VFS ([`crate::follower::sys`]).
+pub fn install_for_followers() {
+    static OS_VFS: OsVfs = OsVfs;
+    crate::follower::sys::install(&OS_VFS);
 }
 
 /// A database file opened read-write through the default VFS. Used by one thread at a time.

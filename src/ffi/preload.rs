@@ -146,7 +146,7 @@ fn activate(real: &Real) -> bool {
         return false;
     }
     // Without a configuration there is nothing to do; a broken one is reported, not fatal.
-    match crate::registry::config() {
+    match crate::config::global() {
         Ok(_) => {}
         Err(e) => {
             crate::logging::init_from_env();

@@ -1,12 +1,21 @@
-//! Signal forwarding for `litestream run`: SIGINT and SIGTERM sent to the launcher are passed
-//! on to the child it started. The handler only touches atomics and calls `kill(2)`, both
+//! Signal forwarding for `litestream run`: the signals a supervisor or terminal sends to stop
+//! or poke a program (see [`FORWARDED`]) are passed on to the child the launcher started. The handler only touches atomics and calls `kill(2)`, both
 //! async-signal-safe. Handlers are reset to the default in the child by `exec`.
 
 use std::io;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-/// The signals `litestream run` forwards.
-pub const FORWARDED: [libc::c_int; 2] = [libc::SIGINT, libc::SIGTERM];
+/// The signals `litestream run` forwards: termination requests (a closed terminal's SIGHUP
+/// included, whose default would kill the launcher alone and orphan the child) and the user
+/// signals programs use for reloads. Job-control and fatal signals are not forwarded.
+pub const FORWARDED: [libc::c_int; 6] = [
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGTERM,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
 
 /// Pid of the child to forward to; 0 while it is not started yet.
 static CHILD: AtomicI32 = AtomicI32::new(0);

@@ -121,7 +121,7 @@ pub(super) unsafe fn answer_pragma(arg: *mut c_void, via: Via, conn: &dyn Conn) 
     let result = sql::pragma(&name, value.as_deref(), via, conn)?;
     let (rc, text) = match result {
         Ok(t) => (ffi::SQLITE_OK, t),
-        Err(e) => (ffi::SQLITE_ERROR, e),
+        Err(e) => (ffi::SQLITE_ERROR, e.to_string()),
     };
     // SAFETY: a[0] receives a string SQLite frees with sqlite3_free.
     unsafe { *a = sqlite_string(&text) };
@@ -478,7 +478,7 @@ unsafe extern "C" fn fn_checkpoint(
         unsafe {
             match sql::checkpoint(&db, mode.as_deref(), &conn) {
                 Ok(j) => result_text(ctx, &j),
-                Err(e) => result_error(ctx, &e),
+                Err(e) => result_error(ctx, &e.to_string()),
             }
         }
     })

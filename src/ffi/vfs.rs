@@ -90,12 +90,17 @@ unsafe fn with_db(f: *mut ffi::sqlite3_file, hook: impl FnOnce(&Arc<Database>)) 
     guard((), || hook(&db));
 }
 
-/// Registers the VFS (idempotent). `make_default`: for LD_PRELOAD use.
+/// Registers the VFS; `make_default`: as SQLite's default VFS (LD_PRELOAD, `vfs.default`).
+/// Idempotent: a later call without `make_default` leaves a registration as it is (a default
+/// stays the default), and registers the VFS again if the host unregistered it.
 pub fn register(make_default: bool) -> Result<(), String> {
     if let Some(v) = OURS.get() {
-        if make_default {
-            // SAFETY: `v.0` is our registered, leaked VFS.
-            unsafe { ffi::sqlite3_vfs_register(v.0, 1) };
+        // SAFETY: VFS_NAME is NUL-terminated; sqlite3_vfs_find only reads SQLite's list.
+        let listed = std::ptr::eq(unsafe { ffi::sqlite3_vfs_find(VFS_NAME.as_ptr()) }, v.0);
+        if make_default || !listed {
+            // SAFETY: `v.0` is our leaked VFS, never freed; registering it again only moves
+            // it within SQLite's list.
+            unsafe { ffi::sqlite3_vfs_register(v.0, c_int::from(make_default)) };
         }
         return Ok(());
     }

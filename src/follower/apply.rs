@@ -487,6 +487,25 @@ fn write_pages(
     file.sync().map_err(db_io("fsync"))
 }
 
+/// Switches a freshly restored file to rollback-journal mode with a new change counter;
+/// returns the counter.
+pub(super) fn patch_page1_file(path: &Path, page_count: u32) -> Result<u32, FollowError> {
+    let f = File::options()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(FollowError::io(path, "open"))?;
+    let mut hdr = [0u8; dbheader::HEADER_LEN];
+    f.read_exact_at(&mut hdr, 0)
+        .map_err(FollowError::io(path, "read header"))?;
+    let counter = dbheader::next_counter(dbheader::change_counter(&hdr));
+    dbheader::patch_for_replica(&mut hdr, counter, page_count);
+    f.write_all_at(&hdr, 0)
+        .map_err(FollowError::io(path, "write header"))?;
+    f.sync_all().map_err(FollowError::io(path, "fsync"))?;
+    Ok(counter)
+}
+
 #[cfg(test)]
 #[path = "apply_tests.rs"]
 mod tests;

@@ -9,7 +9,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use super::FollowError;
-use crate::ltx::{self, Decoder, Header};
+use crate::ltx::{self, Decoder, Header, LinkError};
 use crate::replica::{LtxFileInfo, ReplicaClient};
 use crate::{format_txid, TxId};
 
@@ -190,18 +190,18 @@ fn check_header(
     }
     match prev {
         None => Ok(()),
-        Some(p) if p.page_size != h.page_size => Err(invalid(format!(
-            "page size {} differs from the previous file's {}",
-            h.page_size, p.page_size
-        ))),
-        Some(p) if h.min_txid > p.max_txid.saturating_add(1) || h.max_txid <= p.max_txid => {
-            Err(invalid(format!(
-                "does not continue {}-{}",
-                format_txid(p.min_txid),
-                format_txid(p.max_txid)
-            )))
-        }
-        Some(_) => Ok(()),
+        Some(p) => ltx::check_link(p, h).map_err(|e| {
+            invalid(match e {
+                LinkError::PageSize { prev, next } => {
+                    format!("page size {next} differs from the previous file's {prev}")
+                }
+                LinkError::Txids { prev, .. } => format!(
+                    "does not continue {}-{}",
+                    format_txid(prev.0),
+                    format_txid(prev.1)
+                ),
+            })
+        }),
     }
 }
 

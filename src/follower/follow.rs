@@ -2,7 +2,6 @@
 
 use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar};
@@ -10,14 +9,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
 
-use super::apply::{self, ApplyContext, Outcome};
+use super::apply::{self, ApplyContext, DbFile, Outcome};
 use super::batch::{self, Batch};
-use super::dbheader;
 use super::lock::LockPolicy;
 use super::state::{FollowerState, MetaFiles, StatusRecord};
 pub use super::status::{from_ms, to_ms, FollowerStatus};
+use super::sys::{self, VfsFile};
 use super::FollowError;
-use crate::ffi::osfile::{self, OsFile};
+use crate::panic_guard::{AfterPanic, Supervision};
 use crate::replica::{LtxFileInfo, ReplicaClient};
 use crate::restore::{self, RestoreOptions, RestoreOutcome, Target};
 use crate::{format_txid, TxId};
@@ -74,7 +73,7 @@ pub struct Follower {
     journal_path: PathBuf,
     pub(crate) policy: LockPolicy,
     /// The file through the default VFS; the mutex also serialises polls in this process.
-    file: Mutex<Option<OsFile>>,
+    file: Mutex<Option<VfsFile>>,
     status: Mutex<FollowerStatus>,
     /// Held off by readers since (for the escalation of the drain window).
     deferred_since: Mutex<Option<Instant>>,
@@ -99,7 +98,7 @@ impl Follower {
         }
         meta.create()?;
         let journal_path = sidecar(
-            &osfile::full_pathname(&path).map_err(FollowError::io(&path, "resolve path"))?,
+            &sys::full_pathname(&path).map_err(FollowError::io(&path, "resolve path"))?,
             "-journal",
         );
         let f = Follower {
@@ -160,12 +159,12 @@ impl Follower {
 
     fn file_locked<'a>(
         &self,
-        guard: &'a mut Option<OsFile>,
-    ) -> Result<&'a mut OsFile, FollowError> {
+        guard: &'a mut Option<VfsFile>,
+    ) -> Result<&'a mut dyn DbFile, FollowError> {
         if guard.is_none() {
-            *guard = Some(OsFile::open(&self.path).map_err(FollowError::io(&self.path, "open"))?);
+            *guard = Some(sys::open(&self.path).map_err(FollowError::io(&self.path, "open"))?);
         }
-        Ok(guard.as_mut().expect("opened above"))
+        Ok(guard.as_mut().expect("opened above").as_mut())
     }
 
     /// Restores the newest state into a missing (or empty) local file: into a temp file,
@@ -179,7 +178,7 @@ impl Follower {
             .write(true)
             .open(&lock_path)
             .map_err(FollowError::io(&lock_path, "open lock file"))?;
-        osfile::flock_exclusive(&lock).map_err(FollowError::io(&lock_path, "lock"))?;
+        sys::flock_exclusive(&lock).map_err(FollowError::io(&lock_path, "lock"))?;
         if fs::metadata(&self.path).is_ok_and(|m| m.len() > 0) && self.meta.load()?.is_some() {
             drop(lock);
             return self.prepare_local();
@@ -201,7 +200,7 @@ impl Follower {
             else {
                 return Err(FollowError::Internal("restore returned no database"));
             };
-            let counter = patch_page1_file(&tmp, page_count)?;
+            let counter = apply::patch_page1_file(&tmp, page_count)?;
             self.meta.save(&FollowerState {
                 replica: self.replica_url.clone(),
                 txid,
@@ -287,8 +286,21 @@ impl Follower {
     fn run(self: Arc<Self>) {
         let (mut idle, mut errors, mut deferrals) = (0u32, 0u32, 0u32);
         let mut last_logged: Option<String> = None;
+        let mut supervision = Supervision::default();
         loop {
-            let delay = match self.poll() {
+            let polled = self.poll();
+            if !matches!(polled, Err(FollowError::Panicked(_))) {
+                supervision.finished();
+            } else if supervision.panicked() == AfterPanic::Stop {
+                // Panicked again right after the previous poll did (logged there): stop.
+                let err =
+                    FollowError::Stopped(polled.err().map(|e| e.to_string()).unwrap_or_default());
+                tracing::error!(path = %self.path.display(), replica = %self.replica_url, error = %err, "read replica poller stopped (please report)");
+                self.status.lock().last_error = Some(err.to_string());
+                self.started.store(false, Ordering::Release);
+                return;
+            }
+            let delay = match polled {
                 Ok(PollOutcome::Current { .. }) => {
                     (errors, deferrals) = (0, 0);
                     idle = idle.saturating_add(1);
@@ -362,7 +374,9 @@ impl Follower {
     /// One poll: list, fetch what is new, apply it.
     pub fn poll(&self) -> Result<PollOutcome, FollowError> {
         let mut guard = self.file.lock();
-        let res = self.poll_locked(&mut guard);
+        // A panic is an error of this poll (logged, shown in the status, retried with backoff).
+        let res = crate::panic_guard::catch(|| self.poll_locked(&mut guard))
+            .unwrap_or_else(|message| Err(FollowError::Panicked(message)));
         let now = SystemTime::now();
         let record = {
             let mut st = self.status.lock();
@@ -409,7 +423,7 @@ impl Follower {
         res
     }
 
-    fn poll_locked(&self, guard: &mut Option<OsFile>) -> Result<PollOutcome, FollowError> {
+    fn poll_locked(&self, guard: &mut Option<VfsFile>) -> Result<PollOutcome, FollowError> {
         if self.meta.primary_state_path().exists() {
             return Err(FollowError::Config(format!(
                 "{} was promoted to a primary; following stopped",
@@ -498,7 +512,7 @@ impl Follower {
 
     fn apply_chain(
         &self,
-        file: &mut OsFile,
+        file: &mut dyn DbFile,
         cur: TxId,
         chain: &[LtxFileInfo],
         newest: TxId,
@@ -533,7 +547,7 @@ impl Follower {
 
     /// Brings the local file to the replica's newest state from a full plan (snapshot plus
     /// chain), in place, as one transaction; unchanged pages are not rewritten.
-    fn rebase(&self, file: &mut OsFile, reason: &str) -> Result<PollOutcome, FollowError> {
+    fn rebase(&self, file: &mut dyn DbFile, reason: &str) -> Result<PollOutcome, FollowError> {
         let planned = restore::plan_replica(self.client.as_ref(), &Target::Latest)?;
         let newest = planned.last().map(|f| f.max_txid).unwrap_or(0);
         self.see_primary(newest);
@@ -550,25 +564,6 @@ impl Follower {
             }
         }
     }
-}
-
-/// Switches a freshly restored file to rollback-journal mode with a new change counter;
-/// returns the counter.
-fn patch_page1_file(path: &Path, page_count: u32) -> Result<u32, FollowError> {
-    let f = File::options()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(FollowError::io(path, "open"))?;
-    let mut hdr = [0u8; dbheader::HEADER_LEN];
-    f.read_exact_at(&mut hdr, 0)
-        .map_err(FollowError::io(path, "read header"))?;
-    let counter = dbheader::next_counter(dbheader::change_counter(&hdr));
-    dbheader::patch_for_replica(&mut hdr, counter, page_count);
-    f.write_all_at(&hdr, 0)
-        .map_err(FollowError::io(path, "write header"))?;
-    f.sync_all().map_err(FollowError::io(path, "fsync"))?;
-    Ok(counter)
 }
 
 /// The pause after `idle` consecutive polls that found nothing new.

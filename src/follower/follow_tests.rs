@@ -2,6 +2,7 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::ffi::osfile::tests::TestConn;
+use crate::follower::dbheader;
 use crate::ltx::{Encoder, Header, FLAG_NO_CHECKSUM};
 use crate::replica::counting::Counting;
 use crate::replica::FileReplica;
@@ -83,6 +84,7 @@ impl Env {
     }
 
     fn follower(&self) -> Arc<Follower> {
+        crate::ffi::osfile::install_for_followers();
         Follower::open(FollowerConfig {
             name: Some("r".into()),
             path: self.local(),
@@ -256,6 +258,7 @@ fn existing_file_without_follower_state_is_refused() {
     let mut env = Env::new();
     env.step(INSERT);
     fs::copy(env.primary(), env.local()).unwrap();
+    crate::ffi::osfile::install_for_followers();
     let err = Follower::open(FollowerConfig {
         name: None,
         path: env.local(),

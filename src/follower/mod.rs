@@ -8,6 +8,7 @@
 //! - [`status`]: [`FollowerStatus`], what the SQL surface and the CLI report.
 //! - [`registry`]: the followers of this process and how the VFS routes opens to them.
 //! - [`promote`]: turning a read replica into the primary that continues the chain.
+//! - [`sys`]: SQLite's default VFS as the follower uses it, installed by the layer above.
 
 pub mod apply;
 pub mod batch;
@@ -19,6 +20,7 @@ pub mod promote;
 pub mod registry;
 pub mod state;
 pub mod status;
+pub mod sys;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -66,6 +68,13 @@ pub enum FollowError {
     Config(String),
     #[error("internal error: {0}")]
     Internal(&'static str),
+    /// A poll panicked; the poller retries with its error backoff.
+    #[error("internal error: the read replica poller panicked ({0}); it retries")]
+    Panicked(String),
+    /// A poll panicked again right after the previous one did: polling stopped in this
+    /// process (the local copy stays readable, at the TXID it holds).
+    #[error("polling stopped: {0}; reopen the read replica to resume")]
+    Stopped(String),
 }
 
 impl FollowError {

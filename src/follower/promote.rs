@@ -12,13 +12,11 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::apply::DbFile;
 use super::dbheader;
 use super::follow::{Follower, FollowerConfig};
 use super::lock::{acquire, LockLevel};
 use super::registry::SYNC_TIMEOUT;
 use super::FollowError;
-use crate::ffi::osfile::OsFile;
 use crate::staging::{MetaDir, State};
 use crate::{format_txid, TxId};
 
@@ -72,7 +70,8 @@ pub fn promote(cfg: FollowerConfig, opts: &PromoteOptions) -> Result<Promoted, F
     // A writer that uploaded while we caught up is live after all.
     live(&follower)?;
 
-    let mut file = OsFile::open(&follower.path).map_err(FollowError::io(&follower.path, "open"))?;
+    let mut file =
+        super::sys::open(&follower.path).map_err(FollowError::io(&follower.path, "open"))?;
     let policy = &follower.policy;
     if !acquire(policy.shared_wait, || file.lock(LockLevel::Shared)).map_err(|e| {
         FollowError::Db {

@@ -153,7 +153,7 @@ pub fn route_main(path: &Path, flags: i32, uri_replica: Option<&str>) -> Result<
     if followers().lock().contains_key(&canonical(path)) {
         return Ok(MainRoute::Replica);
     }
-    let config = crate::registry::config()?;
+    let config = crate::config::global()?;
     if let Some((db, rr)) = config.and_then(|c| find_read_replica(c, path)) {
         let cfg = follower_config(db, rr).map_err(|e| e.to_string())?;
         get_or_open(path, cfg).map_err(|e| e.to_string())?;
@@ -188,8 +188,7 @@ pub fn route_main(path: &Path, flags: i32, uri_replica: Option<&str>) -> Result<
     let follower = follower_config(db, rr).and_then(|cfg| get_or_open(&rr.path, cfg));
     match follower {
         Ok(f) => {
-            let full =
-                crate::ffi::osfile::full_pathname(&f.path).unwrap_or_else(|_| f.path.clone());
+            let full = super::sys::full_pathname(&f.path).unwrap_or_else(|_| f.path.clone());
             let mut name = vec![0u8; 4];
             name.extend_from_slice(full.as_os_str().as_encoded_bytes());
             name.extend_from_slice(&[0; 4]);

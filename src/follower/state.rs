@@ -10,7 +10,7 @@
 //! fsynced and renamed atomically; the database's change counter says which one is true.
 
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -120,14 +120,16 @@ impl MetaFiles {
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, FollowError> {
-    match fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| FollowError::BadState {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+    match crate::small_file::read_bounded(path, crate::small_file::MAX_SMALL_FILE) {
+        Ok(None) => Ok(None),
+        Ok(Some(bytes)) => {
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| FollowError::BadState {
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
+                })
+        }
         Err(e) => Err(FollowError::Io {
             path: path.to_path_buf(),
             op: "read",
@@ -191,7 +193,7 @@ mod tests {
     fn save_load_round_trip_and_layout() {
         let dir = tempfile::tempdir().unwrap();
         let m = MetaFiles::for_db(&dir.path().join("r.db"));
-        assert_eq!(m.dir, dir.path().join(".r.db-litestream"));
+        assert_eq!(m.dir, dir.path().join(".r.db-liblitestream"));
         m.create().unwrap();
         assert_eq!(m.load().unwrap(), None);
         let s = FollowerState {

@@ -29,6 +29,9 @@ pub struct Encoder<W: Write> {
     frame: Vec<u8>,
     /// Set after a failed write: the output is incomplete and must be discarded.
     failed: bool,
+    /// Every page from this one through commit must be written (0: no such rule). 1 for a
+    /// snapshot; see [`Encoder::require_complete_from`].
+    complete_from: u32,
 }
 
 impl<W: Write> Encoder<W> {
@@ -64,6 +67,7 @@ impl<W: Write> Encoder<W> {
             pages: 0,
             frame: vec![0u8; FRAME_HEADER_SIZE + max],
             failed: false,
+            complete_from: u32::from(header.is_snapshot()),
         })
     }
 
@@ -86,9 +90,19 @@ impl<W: Write> Encoder<W> {
         self.offset
     }
 
-    /// The page after `prev` in a snapshot, which holds every page but the lock page.
-    fn next_snapshot_pgno(&self) -> u32 {
-        let next = self.prev_pgno.saturating_add(1);
+    /// Requires every page from `first` through the header's commit (but the lock page), in
+    /// order: a file that announces a full image holds every page (`first` = 1), and an
+    /// incremental file holds every page its database grew by (`first` = one past the
+    /// previous commit). `finish` fails otherwise, so such a file is never stored with a hole
+    /// a restore would trip over. Call before the first page.
+    pub fn require_complete_from(&mut self, first: u32) {
+        self.complete_from = if self.header.is_snapshot() { 1 } else { first };
+    }
+
+    /// The next page a complete range needs: after `prev`, not below `complete_from`, never
+    /// the lock page.
+    fn next_required_pgno(&self) -> u32 {
+        let next = self.prev_pgno.saturating_add(1).max(self.complete_from);
         if next == self.lock_pgno {
             next.saturating_add(1)
         } else {
@@ -128,11 +142,14 @@ impl<W: Write> Encoder<W> {
         if pgno == self.lock_pgno {
             return bad("is the lock page (byte offset 1 GiB), which is never stored".into());
         }
-        if self.header.is_snapshot() && pgno != self.next_snapshot_pgno() {
-            return Err(LtxError::NonSequentialPage {
-                prev: self.prev_pgno,
-                pgno,
-            });
+        if self.complete_from != 0 && pgno >= self.complete_from {
+            // A page of the required range was skipped.
+            if pgno != self.next_required_pgno() {
+                return Err(LtxError::NonSequentialPage {
+                    prev: self.prev_pgno,
+                    pgno,
+                });
+            }
         }
         if data.len() != self.header.page_size as usize {
             return bad(format!(
@@ -172,17 +189,18 @@ impl<W: Write> Encoder<W> {
     }
 
     /// Writes end marker, page index and trailer, flushes, and returns the writer and the trailer.
-    /// A snapshot must have received every page up to commit.
+    /// A snapshot, or a file with [`Encoder::require_complete_from`], must have received every
+    /// page of its range.
     pub fn finish(mut self) -> Result<(W, Trailer), LtxError> {
         self.check_usable()?;
-        if self.header.is_snapshot() && self.prev_pgno < self.header.commit {
-            let missing = self.next_snapshot_pgno();
+        if self.complete_from != 0 && self.prev_pgno < self.header.commit {
+            let missing = self.next_required_pgno();
             if missing <= self.header.commit {
                 return Err(LtxError::BadPage {
                     pgno: missing,
                     reason: format!(
-                        "missing from a snapshot (min TXID 1), which must hold every page 1..={}",
-                        self.header.commit
+                        "missing: this file must hold every page {}..={}",
+                        self.complete_from, self.header.commit
                     ),
                 });
             }
@@ -296,6 +314,35 @@ mod tests {
             Err(LtxError::BadPage { .. })
         ));
         e.write_page(lock + 1, &page).unwrap();
+    }
+
+    #[test]
+    fn a_complete_range_must_have_every_page() {
+        let page = vec![0u8; 512];
+        // An incremental file (min TXID 4) whose database grew from 3 to 6 pages: 4..=6 needed.
+        let mut e = Encoder::new(Vec::new(), &l0(512, 6, 4)).unwrap();
+        e.require_complete_from(4);
+        e.write_page(2, &page).unwrap(); // below the range: any subset
+        assert!(matches!(
+            e.write_page(5, &page),
+            Err(LtxError::NonSequentialPage { prev: 2, pgno: 5 })
+        ));
+        e.write_page(4, &page).unwrap();
+        e.write_page(5, &page).unwrap();
+        assert!(matches!(e.finish(), Err(LtxError::BadPage { pgno: 6, .. })));
+
+        // A full image in the middle of the chain: every page 1..=commit.
+        let mut e = Encoder::new(Vec::new(), &l0(512, 3, 9)).unwrap();
+        e.require_complete_from(1);
+        e.write_page(1, &page).unwrap();
+        e.write_page(2, &page).unwrap();
+        assert!(matches!(e.finish(), Err(LtxError::BadPage { pgno: 3, .. })));
+        let mut e = Encoder::new(Vec::new(), &l0(512, 3, 9)).unwrap();
+        e.require_complete_from(1);
+        for p in 1..=3 {
+            e.write_page(p, &page).unwrap();
+        }
+        e.finish().unwrap();
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! block), a 6-byte zero end marker, the page index (uvarint triples, `0` terminator, u64 length),
 //! and a 16-byte trailer (post-apply checksum, file checksum). All integers are big-endian.
 
+mod chain;
 mod checksum;
 mod decoder;
 mod encoder;
@@ -16,6 +17,7 @@ mod tests;
 #[cfg(test)]
 mod tests_real;
 
+pub use chain::{check_link, txids_continue, LinkError};
 pub use checksum::{
     crc64, database_checksum, fold_page_checksum, page_checksum, Crc64, DatabaseChecksum,
     CHECKSUM_FLAG,
@@ -54,4 +56,15 @@ pub enum LtxError {
     ChecksumMismatch { stored: u64, computed: u64 },
     #[error("unexpected end of file: {0}")]
     Truncated(String),
+}
+
+impl LtxError {
+    /// A page broke the encoder's rules (order, range, completeness): the input was wrong,
+    /// not the output device.
+    pub fn is_page_rule(&self) -> bool {
+        matches!(
+            self,
+            LtxError::NonSequentialPage { .. } | LtxError::BadPage { .. }
+        )
+    }
 }

@@ -8,7 +8,7 @@
 //! - the uploader: [`record_sync`], [`record_sync_error`], [`record_upload`] per database.
 //!
 //! Gauges (TXID, replicated TXID, lag, pending transactions and bytes) are read from each managed
-//! database's status when scraped. Names follow Litestream's where one exists
+//! database's status when scraped, through the [`GaugeSource`] given to [`http::start`]. Names follow Litestream's where one exists
 //! (`litestream_txid`, `litestream_sync_count`, `litestream_replica_operation_total`, …).
 
 pub mod http;
@@ -123,26 +123,13 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
-/// The text exposition of every metric, with the gauges of the managed databases.
-pub fn render() -> String {
-    let gauges: Vec<DbGauges> = crate::registry::all()
-        .iter()
-        .map(|db| {
-            let s = crate::status::of(db);
-            DbGauges {
-                db: db.path.display().to_string(),
-                txid: s.txid,
-                replicated_txid: s.replicated_txid,
-                lag_seconds: s.lag,
-                pending_transactions: s.pending_transactions,
-                pending_bytes: s.pending_bytes,
-            }
-        })
-        .collect();
-    render_with(&gauges)
-}
+/// Where the scrape-time gauges come from: the layer that knows the managed databases
+/// ([`crate::status`]) hands this in when it starts the endpoint, so this leaf layer, which
+/// the replica backends call, never names the layers above it.
+pub type GaugeSource = fn() -> Vec<DbGauges>;
 
-fn render_with(gauges: &[DbGauges]) -> String {
+/// The text exposition of every metric, with the gauges of the managed databases.
+pub fn render(gauges: &[DbGauges]) -> String {
     let c = counters().lock();
     let mut out = String::new();
     let gauge = |out: &mut String, name: &str, help: &str, v: &dyn Fn(&DbGauges) -> String| {
@@ -262,7 +249,7 @@ mod tests {
         record_sync(db, Duration::from_millis(250));
         record_sync_error(db);
         record_upload(db, 100);
-        let text = render_with(&[DbGauges {
+        let text = render(&[DbGauges {
             db: "/x/a.db".into(),
             txid: 7,
             replicated_txid: 6,

@@ -49,6 +49,9 @@ impl ReplicaClient for Counting {
     fn kind(&self) -> &'static str {
         "file"
     }
+    fn is_local(&self) -> bool {
+        self.inner.is_local()
+    }
     fn describe(&self) -> String {
         self.inner.describe()
     }

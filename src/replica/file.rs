@@ -76,6 +76,10 @@ impl ReplicaClient for FileReplica {
         "file"
     }
 
+    fn is_local(&self) -> bool {
+        true
+    }
+
     fn describe(&self) -> String {
         let abs = std::path::absolute(&self.root).unwrap_or_else(|_| self.root.clone());
         format!("file://{}", abs.display())

@@ -1,15 +1,23 @@
 //! Replica storage backends behind one small trait, and the conformance suite every backend runs.
 //!
 //! A replica holds only immutable LTX files, one directory or prefix per level (spec §1.1):
-//! `file`: `<root>/ltx/<level>/<min>-<max>.ltx`; `s3`: `<prefix>/<level as %04x>/<min>-<max>.ltx`.
+//! `file`, `abs`, `gs`, `webdav`: `<root>/ltx/<level>/<min>-<max>.ltx`; `s3`:
+//! `<prefix>/<level as %04x>/<min>-<max>.ltx`.
 
+pub mod abs;
 #[cfg(test)]
 pub mod conformance;
 #[cfg(test)]
 pub mod counting;
 pub mod file;
+pub mod gs;
+pub mod http;
+pub mod nats;
 mod objects;
 pub mod s3;
+#[cfg(test)]
+pub mod test_servers;
+pub mod webdav;
 
 pub use file::FileReplica;
 pub use s3::S3Replica;
@@ -47,8 +55,9 @@ pub enum ReplicaError {
     AlreadyExists { key: String },
     #[error("{key}: precondition failed: {reason}")]
     Precondition { key: String, reason: String },
-    /// Worth retrying (network fault, 5xx, throttling).
-    #[error("{key}: {reason} (temporary; will retry)")]
+    /// Worth retrying (network fault, 5xx, throttling). The message does not promise a retry:
+    /// one-shot commands (restore, ltx) do not retry; the uploader's log line says it does.
+    #[error("{key}: {reason} (temporary)")]
     Transient { key: String, reason: String },
     /// Not worth retrying without a change by the user (permissions, bad configuration).
     #[error("{key}: {reason}")]
@@ -78,6 +87,34 @@ impl ReplicaError {
                 reason: err.to_string(),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod error_tests {
+    use super::*;
+    use std::io::{Error, ErrorKind};
+
+    #[test]
+    fn no_message_promises_a_retry() {
+        let e = ReplicaError::from_io("ltx/0", Error::from(ErrorKind::PermissionDenied));
+        assert!(!e.is_transient());
+        let e = ReplicaError::from_io("ltx/0", Error::from(ErrorKind::TimedOut));
+        assert!(e.is_transient());
+        assert!(!e.to_string().contains("will retry"), "{e}");
+    }
+
+    #[test]
+    fn a_level_that_is_a_file_is_an_error_naming_it_without_promising_a_retry() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("ltx")).unwrap();
+        std::fs::write(dir.path().join("ltx/0"), b"not a directory").unwrap();
+        let e = FileReplica::new(dir.path()).list(0).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("ltx/0") && !msg.contains("will retry"),
+            "{msg}"
+        );
     }
 }
 
@@ -111,6 +148,13 @@ pub trait ReplicaClient: Send + Sync {
 
     /// Human-readable location (URL form), for logs and errors. Never contains a secret.
     fn describe(&self) -> String;
+
+    /// Reads and writes are local file I/O (no network, no request cost): the uploader keeps
+    /// no local copy of an uploaded L0 file, and merges and restores stream the replica's
+    /// files directly instead of spooling them to disk first.
+    fn is_local(&self) -> bool {
+        false
+    }
 
     /// The object key or path of one file, for logs and errors.
     fn key(&self, level: u8, min: TxId, max: TxId) -> String;
@@ -196,6 +240,28 @@ pub trait ReplicaClient: Send + Sync {
     }
 }
 
+/// Highest replica TXID a writer continues from. TXIDs count L0 files (at most one per sync):
+/// 2^62 is out of reach at any sync rate for millennia, while a stray or hostile file named
+/// near `u64::MAX` would make the next TXID wrap to 0 and every sync fail.
+pub const MAX_CONTINUABLE_TXID: TxId = 1 << 62;
+
+/// [`ReplicaClient::max_txid`] for a writer about to continue the replica: a file naming a TXID
+/// above [`MAX_CONTINUABLE_TXID`] is an error naming it, instead of a TXID that would wrap.
+pub fn continuable_max_txid(client: &dyn ReplicaClient) -> Result<TxId, ReplicaError> {
+    let files = client.list_all()?;
+    if let Some(f) = files.iter().find(|f| f.max_txid > MAX_CONTINUABLE_TXID) {
+        return Err(ReplicaError::Fatal {
+            key: client.key(f.level, f.min_txid, f.max_txid),
+            reason: format!(
+                "names TXID {}, beyond any a writer reaches (the next TXID would overflow); \
+                 no writer of this replica wrote it: remove it, or replicate to another path",
+                crate::format_txid(f.max_txid)
+            ),
+        });
+    }
+    Ok(files.iter().map(|f| f.max_txid).max().unwrap_or(0))
+}
+
 /// Builds the client for a configured replica.
 pub fn client_for(
     cfg: &crate::config::ReplicaConfig,
@@ -203,5 +269,9 @@ pub fn client_for(
     match &cfg.backend {
         crate::config::Backend::File { path } => Ok(Box::new(FileReplica::new(path.clone()))),
         crate::config::Backend::S3(s3) => Ok(Box::new(S3Replica::new(s3))),
+        crate::config::Backend::Abs(c) => Ok(Box::new(abs::AbsReplica::new(c))),
+        crate::config::Backend::Gs(c) => Ok(Box::new(gs::GsReplica::new(c))),
+        crate::config::Backend::Webdav(c) => Ok(Box::new(webdav::WebdavReplica::new(c))),
+        crate::config::Backend::Nats(c) => Ok(Box::new(nats::NatsReplica::new(c))),
     }
 }

@@ -11,6 +11,8 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use crate::small_file::{read_bounded, MAX_SMALL_FILE};
+
 use super::file::{sync_dir, FileReplica, TempGuard};
 use super::{ReplicaError, VersionedObject, WriteCondition};
 
@@ -59,12 +61,11 @@ fn lock(client: &FileReplica, name: &str) -> Result<ObjectLock, ReplicaError> {
     Ok(ObjectLock { _file: file })
 }
 
+/// The object's content, read only up to [`MAX_SMALL_FILE`] bytes (an object larger than that
+/// is an error naming it: no lease is that large).
 fn read_current(path: &Path) -> Result<Option<Vec<u8>>, ReplicaError> {
-    match fs::read(path) {
-        Ok(b) => Ok(Some(b)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(ReplicaError::from_io(path.display().to_string(), e)),
-    }
+    read_bounded(path, MAX_SMALL_FILE)
+        .map_err(|e| ReplicaError::from_io(path.display().to_string(), e))
 }
 
 pub(super) fn read(client: &FileReplica, name: &str) -> Result<VersionedObject, ReplicaError> {

@@ -10,7 +10,7 @@ use std::time::Instant;
 use super::fetch::{self, Source};
 use super::pages::PageWriter;
 use super::plan::{plan, PlanError, Target};
-use crate::ltx::{self, Decoder, Header, LtxError};
+use crate::ltx::{self, Decoder, Header, LinkError, LtxError};
 use crate::replica::{LtxFileInfo, ReplicaClient, ReplicaError};
 use crate::{format_txid, TxId};
 
@@ -182,7 +182,7 @@ pub fn restore(
         }
     }
     let started = Instant::now();
-    let spool = opts.parallelism > 1 && client.kind() != "file" && planned.len() > 1;
+    let spool = opts.parallelism > 1 && !client.is_local() && planned.len() > 1;
     let outcome = apply_plan(client, &planned, opts, spool)?;
     if let RestoreOutcome::Restored {
         txid, page_count, ..
@@ -256,22 +256,20 @@ fn check_header(key: &str, f: &LtxFileInfo, h: &Header, st: &Applied) -> Result<
                 .to_string(),
         )),
         None => Ok(()),
-        Some(prev) if h.page_size != prev.page_size => Err(invalid(format!(
-            "page size {} differs from the previous files' {}",
-            h.page_size, prev.page_size
-        ))),
-        Some(prev)
-            if h.min_txid > prev.max_txid.saturating_add(1) || h.max_txid <= prev.max_txid =>
-        {
-            Err(invalid(format!(
-                "non-contiguous transaction ids in input files: ({},{}) -> ({},{})",
-                format_txid(prev.min_txid),
-                format_txid(prev.max_txid),
-                format_txid(h.min_txid),
-                format_txid(h.max_txid)
-            )))
-        }
-        Some(_) => Ok(()),
+        Some(prev) => ltx::check_link(prev, h).map_err(|e| {
+            invalid(match e {
+                LinkError::PageSize { prev, next } => {
+                    format!("page size {next} differs from the previous files' {prev}")
+                }
+                LinkError::Txids { prev, next } => format!(
+                    "non-contiguous transaction ids in input files: ({},{}) -> ({},{})",
+                    format_txid(prev.0),
+                    format_txid(prev.1),
+                    format_txid(next.0),
+                    format_txid(next.1)
+                ),
+            })
+        }),
     }
 }
 
@@ -381,6 +379,10 @@ fn apply_plan(
             key: st.last_key,
         });
     }
+    check_database_header(&tmp, page_size, commit).map_err(|reason| RestoreError::Invalid {
+        key: st.last_key.clone(),
+        reason,
+    })?;
     tmp.set_len(u64::from(commit) * u64::from(page_size))
         .map_err(RestoreError::io(&tmp_path, "truncate"))?;
     if commit >= lock {
@@ -418,6 +420,55 @@ fn apply_plan(
         page_count: commit,
         files: planned.len(),
     })
+}
+
+/// SQLite's file header magic (page 1, offset 0).
+pub(crate) const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
+/// For tests that build pages by hand: `page` (page 1 of a database with `page_size`) with
+/// the start of a SQLite header, which restore requires.
+#[cfg(test)]
+pub(crate) fn stamp_header(page: &mut [u8], page_size: u32) {
+    page[..16].copy_from_slice(SQLITE_MAGIC);
+    let field = if page_size == 65536 {
+        1
+    } else {
+        page_size as u16
+    };
+    page[16..18].copy_from_slice(&field.to_be_bytes());
+}
+
+/// Refuses a restored image that SQLite would not open: no pages, a page 1 that is not a
+/// database header, or a header whose page size differs from the LTX files'.
+fn check_database_header(tmp: &File, page_size: u32, commit: u32) -> Result<(), String> {
+    if commit == 0 {
+        return Err(
+            "the last file says the database has 0 pages (commit 0); that is no \
+                    database, so nothing was written"
+                .to_string(),
+        );
+    }
+    let mut head = [0u8; 18];
+    tmp.read_exact_at(&mut head, 0)
+        .map_err(|e| format!("cannot read back page 1: {e}"))?;
+    if &head[..16] != SQLITE_MAGIC {
+        return Err(
+            "page 1 does not start with the SQLite header ('SQLite format 3'); the \
+                    replica does not hold a SQLite database, so nothing was written"
+                .to_string(),
+        );
+    }
+    let claimed = match u16::from_be_bytes([head[16], head[17]]) {
+        1 => 65536,
+        n => u32::from(n),
+    };
+    if claimed != page_size {
+        return Err(format!(
+            "page 1 says the page size is {claimed} but the LTX files use {page_size}; \
+             nothing was written"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

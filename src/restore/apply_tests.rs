@@ -77,10 +77,15 @@ impl Env {
     }
 }
 
-/// Page content: the fill byte, with the page number in the first bytes.
+/// Page content: the fill byte, with the page number in the first bytes; page 1 starts with
+/// a SQLite header naming `page_size` (restore refuses anything else).
 fn page(page_size: u32, pgno: u32, fill: u8) -> Vec<u8> {
     let mut p = vec![fill; page_size as usize];
-    p[..4].copy_from_slice(&pgno.to_be_bytes());
+    if pgno == 1 {
+        stamp_header(&mut p, page_size);
+    } else {
+        p[..4].copy_from_slice(&pgno.to_be_bytes());
+    }
     p
 }
 
@@ -256,6 +261,58 @@ fn page_size_change_is_an_error() {
     let err = restore(&env.client, &env.opts()).unwrap_err();
     assert!(err.to_string().contains("page size 1024"), "{err}");
     assert!(env.out_dir().is_empty());
+}
+
+#[test]
+fn an_image_sqlite_would_not_open_is_an_error_and_leaves_nothing() {
+    // Commit 0 (the encoder refuses it: patch the header of a file without pages).
+    let env = Env::new();
+    env.put(0, 1, 1, 1, &full(1, 1));
+    let mut bytes = env.encode(2, 2, PS, 1, &[]);
+    bytes[12..16].copy_from_slice(&0u32.to_be_bytes());
+    let n = bytes.len();
+    let sum = crate::ltx::CHECKSUM_FLAG | crate::ltx::crc64(&bytes[..n - 8]);
+    bytes[n - 8..].copy_from_slice(&sum.to_be_bytes());
+    env.put_raw(0, 2, 2, &bytes);
+    let err = restore(&env.client, &env.opts()).unwrap_err();
+    assert!(err.to_string().contains("commit 0"), "{err}");
+    assert!(env.out_dir().is_empty(), "{:?}", env.out_dir());
+
+    // Page 1 without the SQLite header.
+    let env = Env::new();
+    let header = Header {
+        flags: FLAG_NO_CHECKSUM,
+        page_size: PS,
+        commit: 1,
+        min_txid: 1,
+        max_txid: 1,
+        timestamp_ms: 1_700_000_001_000,
+        ..Header::default()
+    };
+    let mut enc = Encoder::new(Vec::new(), &header).unwrap();
+    enc.write_page(1, &vec![7u8; PS as usize]).unwrap();
+    env.put_raw(0, 1, 1, &enc.finish().unwrap().0);
+    let err = restore(&env.client, &env.opts()).unwrap_err();
+    assert!(err.to_string().contains("SQLite header"), "{err}");
+    assert!(env.out_dir().is_empty(), "{:?}", env.out_dir());
+
+    // Page 1 naming another page size than the LTX files.
+    let env = Env::new();
+    let mut enc = Encoder::new(Vec::new(), &header).unwrap();
+    enc.write_page(1, &{
+        let mut p = page(1024, 1, 3);
+        p.truncate(PS as usize);
+        p
+    })
+    .unwrap();
+    env.put_raw(0, 1, 1, &enc.finish().unwrap().0);
+    let err = restore(&env.client, &env.opts()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("page size is 1024 but the LTX files use 512"),
+        "{err}"
+    );
+    assert!(env.out_dir().is_empty(), "{:?}", env.out_dir());
 }
 
 #[test]

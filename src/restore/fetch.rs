@@ -65,8 +65,28 @@ fn download(
             source,
         })?;
     let spool = Spooled { path: path.clone() };
-    let mut input = client.open(f.level, f.min_txid, f.max_txid)?;
-    io::copy(&mut input, &mut out).map_err(|source| RestoreError::Download { key, source })?;
+    let input = client.open(f.level, f.min_txid, f.max_txid)?;
+    // The spool holds at most what the listing said the file holds: a body that goes on past
+    // it (a misbehaving or hostile store) cannot fill the disk.
+    let copied = io::copy(&mut input.take(f.size + 1), &mut out).map_err(|source| {
+        RestoreError::Download {
+            key: key.clone(),
+            source,
+        }
+    })?;
+    if copied > f.size {
+        return Err(RestoreError::Download {
+            key,
+            source: io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the download is larger than the {} bytes the listing gave; nothing was \
+                     restored",
+                    f.size
+                ),
+            ),
+        });
+    }
     drop(out);
     let reader = File::open(&path).map_err(|source| RestoreError::Io {
         path,
@@ -143,4 +163,34 @@ pub(crate) fn with_prefetch(
         result
     })
     // Downloads finished after a failure sit in `slots` and are removed as it drops.
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replica::FileReplica;
+
+    #[test]
+    fn a_download_longer_than_listed_is_refused_and_its_spool_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let client = FileReplica::new(dir.path().join("replica"));
+        let src = dir.path().join("src");
+        fs::write(&src, vec![7u8; 4096]).unwrap();
+        client.put(0, 1, 1, &src, 0).unwrap();
+        let mut f = client.list(0).unwrap().remove(0);
+        let spool = dir.path().join("spool");
+        fs::create_dir(&spool).unwrap();
+        assert!(download(&client, &f, &spool).is_ok());
+        f.size = 100; // the listing claimed less than the store sends
+        let err = download(&client, &f, &spool).err().expect("refused");
+        assert!(
+            err.to_string().contains("larger than the 100 bytes"),
+            "{err}"
+        );
+        assert_eq!(
+            fs::read_dir(&spool).unwrap().count(),
+            0,
+            "spool left behind"
+        );
+    }
 }

@@ -6,6 +6,8 @@ mod fetch;
 mod pages;
 mod plan;
 
+#[cfg(test)]
+pub(crate) use apply::stamp_header;
 pub use apply::{
     plan_replica, restore, RestoreError, RestoreOptions, RestoreOutcome, DEFAULT_PARALLELISM,
 };

@@ -1,55 +1,71 @@
 //! Writing restored pages into the temp database file: contiguous runs are coalesced into
-//! large positioned writes, and a bitset records which pages were provided.
+//! large positioned writes, and a set of page runs records which pages were provided.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
-/// One bit per page number (bit 0 unused).
+/// The page numbers provided so far, as disjoint runs `start -> end` (inclusive). Memory grows
+/// with the number of runs, never with the largest page number a file claims (a small hostile
+/// snapshot naming page 0xFFFFFFFF costs one entry, not 512 MiB of bits).
 #[derive(Debug, Default, Clone)]
 pub(crate) struct PageSet {
-    words: Vec<u64>,
+    runs: BTreeMap<u32, u32>,
 }
 
 impl PageSet {
     pub fn insert(&mut self, pgno: u32) {
-        let (w, b) = (pgno as usize / 64, pgno % 64);
-        if w >= self.words.len() {
-            self.words.resize(w + 1, 0);
+        let before = self.runs.range(..=pgno).next_back().map(|(&s, &e)| (s, e));
+        if let Some((_, end)) = before {
+            if end >= pgno {
+                return; // already there
+            }
         }
-        self.words[w] |= 1 << b;
+        // Joins the run ending just below and the run starting just above, if any.
+        let start = match before {
+            Some((s, e)) if u64::from(e) + 1 == u64::from(pgno) => s,
+            _ => pgno,
+        };
+        let end = match pgno.checked_add(1).and_then(|n| self.runs.remove(&n)) {
+            Some(e) => e,
+            None => pgno,
+        };
+        self.runs.insert(start, end);
     }
 
     #[cfg(test)]
     pub fn contains(&self, pgno: u32) -> bool {
-        let (w, b) = (pgno as usize / 64, pgno % 64);
-        self.words.get(w).is_some_and(|x| x & (1 << b) != 0)
+        self.runs
+            .range(..=pgno)
+            .next_back()
+            .is_some_and(|(_, &e)| e >= pgno)
+    }
+
+    #[cfg(test)]
+    fn run_count(&self) -> usize {
+        self.runs.len()
     }
 
     /// The first page in `1..=commit`, other than `skip`, that is not in the set.
     pub fn first_missing(&self, commit: u32, skip: u32) -> Option<u32> {
-        let last_word = commit as usize / 64;
-        for w in 0..=last_word {
-            let lo = (w as u64) * 64;
-            let mut want = !0u64;
-            if w == 0 {
-                want &= !1; // page 0 does not exist
+        // The first uncovered page at or after `from`, stepping over `skip`, if <= commit.
+        let gap = |from: u64, until: u64| -> Option<u32> {
+            (from..until.min(u64::from(commit) + 1))
+                .find(|&p| p != u64::from(skip))
+                .map(|p| p as u32)
+        };
+        let mut next = 1u64; // every page below is covered (or is `skip`)
+        for (&s, &e) in &self.runs {
+            if let Some(p) = gap(next, u64::from(s)) {
+                return Some(p);
             }
-            if w == last_word {
-                let bits = u64::from(commit) - lo + 1; // 1..=64 bits wanted
-                if bits < 64 {
-                    want &= (1u64 << bits) - 1;
-                }
+            if next > u64::from(commit) {
+                return None;
             }
-            if u64::from(skip) / 64 == w as u64 {
-                want &= !(1u64 << (skip % 64));
-            }
-            let missing = want & !self.words.get(w).copied().unwrap_or(0);
-            if missing != 0 {
-                return Some((lo + u64::from(missing.trailing_zeros())) as u32);
-            }
+            next = next.max(u64::from(e) + 1);
         }
-        None
+        gap(next, u64::from(commit) + 1)
     }
 }
 
@@ -149,14 +165,28 @@ mod tests {
         assert_eq!(s.first_missing(lock + 71, lock), Some(lock + 71));
     }
 
+    #[test]
+    fn huge_page_numbers_cost_one_run() {
+        let mut s = PageSet::default();
+        for p in [1, 2, 3, u32::MAX, u32::MAX - 1, 1 << 31] {
+            s.insert(p);
+        }
+        assert_eq!(s.run_count(), 3);
+        assert_eq!(s.first_missing(u32::MAX, 0), Some(4));
+        assert_eq!(s.first_missing(3, 0), None);
+        assert_eq!(s.first_missing(u32::MAX, 4), Some(5));
+        assert!(s.contains(u32::MAX) && !s.contains(u32::MAX - 2));
+    }
+
     proptest! {
         #[test]
         fn first_missing_matches_naive(
-            pages in prop::collection::btree_set(1u32..400, 0..400),
+            pages in prop::collection::vec(1u32..400, 0..400),
             commit in 0u32..420,
             skip in 0u32..420,
         ) {
             let mut s = PageSet::default();
+            // Any insertion order (later files go back to lower pages).
             for p in &pages { s.insert(*p); }
             let naive = (1..=commit).find(|p| *p != skip && !pages.contains(p));
             prop_assert_eq!(s.first_missing(commit, skip), naive);

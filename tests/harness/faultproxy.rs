@@ -322,6 +322,50 @@ fn handle(s: &Shared, mut conn: TcpStream) -> io::Result<()> {
     Ok(())
 }
 
+/// Faults a fault test needs for its outcome to mean something.
+pub const MIN_FAULTS: u64 = 5;
+
+/// What [`write_through_faults`] saw.
+pub struct FaultRun {
+    /// Faults the proxy injected.
+    pub injected: u64,
+    /// The writer's log (it was closed).
+    pub log: String,
+}
+
+/// The backends' fault test: writes through `w` (a table `t(id INTEGER PRIMARY KEY, v BLOB)`)
+/// while `proxy` fails a third of the requests (resets, server errors, 2 s stalls): at least
+/// 150 commits, and on until [`MIN_FAULTS`] faults have hit (the replicator makes only a few
+/// requests per second, so 150 commits may meet few), at most 1500. Then the proxy heals, one
+/// more row is committed, and `w` is closed. Every write must succeed ([`Session::exec`]
+/// panics otherwise).
+pub fn write_through_faults(mut w: crate::Session, proxy: &FaultProxy) -> FaultRun {
+    let mut faults = FaultConfig::failing(1.0 / 3.0, &Fault::ALL);
+    faults.stall = Duration::from_secs(2);
+    proxy.set(faults);
+    let mut i = 0;
+    while i < 150 || (proxy.faults() < MIN_FAULTS && i < 1500) {
+        w.exec(&format!(
+            "INSERT INTO t(v) VALUES (randomblob({})); UPDATE t SET v = randomblob(200) WHERE id = {}",
+            100 + (i * 397) % 6000,
+            1 + i / 2
+        ));
+        i += 1;
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    let injected = proxy.faults();
+    proxy.set(FaultConfig::none());
+    w.exec("INSERT INTO t(v) VALUES ('after the faults')");
+    let log = w.close();
+    // Clients retry most faults themselves; the rest show up as "sync failed; will retry".
+    eprintln!(
+        "proxy: {injected} faults in {} requests; uploader retries: {}",
+        proxy.requests(),
+        log.matches("will retry").count()
+    );
+    FaultRun { injected, log }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,11 +10,15 @@
 //! let background work finish), never skip silently when a tool is missing (panic saying how to
 //! get it), print the workload seed so that a failure can be replayed (`LITESTREAM_TEST_SEED`).
 
+pub mod azurite;
 pub mod bank;
 pub mod checks;
 pub mod crash;
 pub mod db;
+pub mod fakegcs;
 pub mod faultproxy;
+pub mod hosts;
+pub mod natsserver;
 pub mod paths;
 pub mod procs;
 pub mod replica;
@@ -23,7 +27,9 @@ pub mod scratch;
 pub mod session;
 pub mod wait;
 pub mod workload;
+pub mod wsgidav;
 
+pub use azurite::Azurite;
 pub use checks::{
     assert_integrity, assert_replica_well_formed, assert_restores_to, assert_same_dump, query_ids,
 };
@@ -31,7 +37,9 @@ pub use db::{
     create_with_page_size, dump, file_uri, integrity, integrity_ok, load_extension_in_process,
     open_replicated, page_size, query, vfs_uri,
 };
-pub use faultproxy::{Fault, FaultConfig, FaultProxy};
+pub use fakegcs::FakeGcs;
+pub use faultproxy::{write_through_faults, Fault, FaultConfig, FaultProxy, FaultRun, MIN_FAULTS};
+pub use natsserver::NatsServer;
 pub use paths::{official_bin, our_bin, so_load_arg, so_path, workspace_root};
 pub use procs::{
     ext_prefix, python, python_command, restore_official, restore_ours, run_official, run_ours,
@@ -46,3 +54,4 @@ pub use scratch::Scratch;
 pub use session::Session;
 pub use wait::{wait_until, wait_until_eq};
 pub use workload::{seed_from_env_or_random, Workload, WorkloadOptions, PAGE_SIZES};
+pub use wsgidav::WsgiDav;

@@ -99,3 +99,31 @@ pub fn python3() -> PathBuf {
     }
     path
 }
+
+/// The program `name` in a directory of `PATH`, if any.
+pub fn find_on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// `local` when it is installed there (under the workspace), else `name` on `PATH`.
+pub fn local_or_on_path(local: &Path, name: &str) -> Option<PathBuf> {
+    if local.is_file() {
+        return Some(local.to_path_buf());
+    }
+    find_on_path(name)
+}
+
+/// A test server that is not installed (`what` says which and how to get it): a failure when
+/// `LITESTREAM_REQUIRE_TEST_SERVERS=1` (CI sets it), else a loud skip of the `tests` family.
+/// Returns `None` for the caller to hand on.
+pub fn missing_test_server<T>(what: &str, tests: &str) -> Option<T> {
+    if std::env::var("LITESTREAM_REQUIRE_TEST_SERVERS").is_ok_and(|v| v == "1") {
+        panic!("{what}, and LITESTREAM_REQUIRE_TEST_SERVERS=1");
+    }
+    eprintln!("\n*** SKIP: {what}; the {tests} tests are SKIPPED ***\n");
+    None
+}

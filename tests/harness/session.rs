@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::Duration;
 
@@ -65,8 +65,38 @@ impl Session {
     /// waits until it is ready. stderr (the extension's log) goes to `stderr`.
     #[track_caller]
     pub fn open(uri: &str, connections: usize, env: &[(&str, &Path)], stderr: &Path) -> Session {
+        Self::open_wrapped(&[], uri, connections, env, stderr)
+    }
+
+    /// [`Session::open`] with python started through `wrapper` (a command and its arguments
+    /// that runs the rest of its command line, such as `unshare --pid --fork`).
+    #[track_caller]
+    pub fn open_wrapped(
+        wrapper: &[&str],
+        uri: &str,
+        connections: usize,
+        env: &[(&str, &Path)],
+        stderr: &Path,
+    ) -> Session {
         let n = connections.to_string();
-        let mut child = python_command(DRIVER, &[uri, &n], env)
+        let python = python_command(DRIVER, &[uri, &n], env);
+        let mut cmd = match wrapper.split_first() {
+            None => python,
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args)
+                    .arg(python.get_program())
+                    .args(python.get_args());
+                for (k, v) in python.get_envs() {
+                    match v {
+                        Some(v) => c.env(k, v),
+                        None => c.env_remove(k),
+                    };
+                }
+                c
+            }
+        };
+        let mut child = cmd
             .env("LOG_LEVEL", "debug")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -189,6 +189,13 @@ pub fn run(ctx: &Ctx, rep: &mut Report) -> Result<()> {
         fmt(disk.publish.0),
         fmt(disk.publish.1)
     ));
+    rep.push(Measure::new("disk_fsync_p99_ms", "ms", disk.fsync.1, None));
+    rep.push(Measure::new(
+        "disk_publish_p99_ms",
+        "ms",
+        disk.publish.1,
+        None,
+    ));
     rep.raw.insert(
         "disk_floor_ms".into(),
         json!({"fsync": disk.fsync, "publish": disk.publish}),

@@ -61,6 +61,8 @@ pub fn run(ctx: &Ctx, rep: &mut Report) -> Result<()> {
     ];
     let mut tps: BTreeMap<(Contender, usize), Vec<f64>> = BTreeMap::new();
     let mut cpu: BTreeMap<(Contender, usize), Vec<f64>> = BTreeMap::new();
+    // CPU of the writing thread alone (the application's thread).
+    let mut thread_cpu: BTreeMap<(Contender, usize), Vec<f64>> = BTreeMap::new();
     let workloads: Vec<&str> = WORKLOADS.iter().map(|w| w.0).collect();
     for round in 0..rounds {
         for c in rotated(&all, round) {
@@ -116,6 +118,11 @@ pub fn run(ctx: &Ctx, rep: &mut Report) -> Result<()> {
                 cpu.entry((c, i))
                     .or_default()
                     .push(cpu_secs / txns.max(1.0) * 1e6);
+                let thread_secs = r["thread_cpu_secs"].as_f64().unwrap_or(0.0);
+                thread_cpu
+                    .entry((c, i))
+                    .or_default()
+                    .push(thread_secs / txns.max(1.0) * 1e6);
             }
             let _ = std::fs::remove_dir_all(&dir);
         }
@@ -183,6 +190,76 @@ pub fn run(ctx: &Ctx, rep: &mut Report) -> Result<()> {
             &format!("write_cpu_us_per_txn_{name}"),
             "µs CPU/tx",
             med_cpu(Contender::Ours1s, i),
+            n,
+        ));
+    }
+    // Each round runs every contender once, so the n-th value of a contender is from round n.
+    let round_ratios = |c: Contender, i: usize| -> Vec<f64> {
+        let (Some(o), Some(n)) = (tps.get(&(c, i)), tps.get(&(Contender::Native, i))) else {
+            return Vec::new();
+        };
+        o.iter().zip(n).map(|(a, b)| a / b).collect()
+    };
+    let min_of = |v: &[f64]| v.iter().copied().reduce(f64::min);
+    table.push_str(
+        "\nRatio to native within each round (ours ÷ native of the same round): the minimum over \
+         the rounds, then every round in order.\n\n\
+         | workload | ours, sync 1s: min | every round | ours, sync 0: min | every round |\n| --- | --- | --- | --- | --- |\n",
+    );
+    for (i, (_, name, label)) in WORKLOADS.iter().enumerate() {
+        let (r1, r0) = (
+            round_ratios(Contender::Ours1s, i),
+            round_ratios(Contender::Ours0, i),
+        );
+        let all = |v: &[f64]| {
+            v.iter()
+                .map(|x| fmt(Some(*x)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        table.push_str(&format!(
+            "| {label} | {} | {} | {} | {} |\n",
+            fmt(min_of(&r1)),
+            all(&r1),
+            fmt(min_of(&r0)),
+            all(&r0)
+        ));
+        rep.push(Measure::new(
+            &format!("write_tps_min_round_ratio_{name}"),
+            "ratio",
+            min_of(&r1),
+            None,
+        ));
+        rep.push(Measure::new(
+            &format!("write_tps_min_round_ratio_{name}_sync0"),
+            "ratio",
+            min_of(&r0),
+            None,
+        ));
+    }
+    let med_thread = |c: Contender, i: usize| thread_cpu.get(&(c, i)).and_then(|v| median(v));
+    table.push_str(
+        "\nCPU time of the application's writing thread alone per transaction (µs, median): what \
+         the commit path costs the application, without the extension's background threads.\n\n\
+         | workload | native WAL | ours, sync 1s | ours, sync 0 |\n| --- | --- | --- | --- |\n",
+    );
+    for (i, (_, name, label)) in WORKLOADS.iter().enumerate() {
+        let n = med_thread(Contender::Native, i);
+        let cell = |c| {
+            let v = med_thread(c, i);
+            let r = v.zip(n).map(|(a, b)| a / b);
+            format!("{} (×{})", fmt(v), fmt(r))
+        };
+        table.push_str(&format!(
+            "| {label} | {} | {} | {} |\n",
+            fmt(n),
+            cell(Contender::Ours1s),
+            cell(Contender::Ours0)
+        ));
+        rep.push(Measure::new(
+            &format!("write_thread_cpu_us_per_txn_{name}"),
+            "µs CPU/tx",
+            med_thread(Contender::Ours1s, i),
             n,
         ));
     }

@@ -35,6 +35,7 @@ use self::error::{map_runtime, map_sdk};
 use self::sdk::{timeouts, Settings, Tuning};
 use super::{LtxFileInfo, ReplicaClient, ReplicaError, VersionedObject, WriteCondition};
 use crate::ltx::{format_file_name, parse_file_name};
+use crate::small_file::MAX_SMALL_FILE;
 use crate::TxId;
 
 /// DeleteObjects takes at most this many keys per request.
@@ -210,6 +211,8 @@ impl ReplicaClient for S3Replica {
         self.run(&p2, move |c| async move {
             let mut out = Vec::new();
             let mut token: Option<String> = None;
+            // A store that hands back a token it gave before would make this loop forever.
+            let mut seen = std::collections::HashSet::new();
             loop {
                 let resp = c
                     .list_objects_v2()
@@ -240,7 +243,18 @@ impl ReplicaClient for S3Replica {
                     });
                 }
                 match resp.next_continuation_token() {
-                    Some(t) if resp.is_truncated() == Some(true) => token = Some(t.to_string()),
+                    Some(t) if resp.is_truncated() == Some(true) => {
+                        if !seen.insert(t.to_string()) {
+                            return Err(ReplicaError::Fatal {
+                                key: shown.clone(),
+                                reason: format!(
+                                    "the store returned continuation token {t:?} twice: its \
+                                     listing does not advance (a bug of the S3-compatible server)"
+                                ),
+                            });
+                        }
+                        token = Some(t.to_string());
+                    }
                     _ => break,
                 }
             }
@@ -466,18 +480,35 @@ impl ReplicaClient for S3Replica {
                 .await
                 .map_err(|e| map_sdk("GET", shown.clone(), &e))?;
             let version = out.e_tag().unwrap_or_default().to_string();
-            let data = tokio::time::timeout(t.attempt_timeout, out.body.collect())
+            let too_large = || ReplicaError::Fatal {
+                key: shown.clone(),
+                reason: crate::small_file::too_large("the object", MAX_SMALL_FILE).to_string(),
+            };
+            if out.content_length().unwrap_or(0) as u64 > MAX_SMALL_FILE {
+                return Err(too_large());
+            }
+            // Chunk by chunk, never holding more than the bound (whatever the length claimed).
+            let mut body = out.body;
+            let mut data = Vec::new();
+            let collect = async {
+                while let Some(chunk) = body.next().await {
+                    let chunk = chunk.map_err(|e| ReplicaError::Transient {
+                        key: shown.clone(),
+                        reason: format!("GET body: {e}"),
+                    })?;
+                    if (data.len() + chunk.len()) as u64 > MAX_SMALL_FILE {
+                        return Err(too_large());
+                    }
+                    data.extend_from_slice(&chunk);
+                }
+                Ok(())
+            };
+            tokio::time::timeout(t.attempt_timeout, collect)
                 .await
                 .map_err(|_| ReplicaError::Transient {
                     key: shown.clone(),
                     reason: "GET body timed out".to_string(),
-                })?
-                .map_err(|e| ReplicaError::Transient {
-                    key: shown.clone(),
-                    reason: format!("GET body: {e}"),
-                })?
-                .into_bytes()
-                .to_vec();
+                })??;
             Ok(VersionedObject { data, version })
         })
     }

@@ -220,8 +220,11 @@ pub async fn build_client(s: &Settings, t: &Tuning) -> aws_sdk_s3::Client {
             Credentials::new(id, secret, token.clone(), None, "environment"),
         ),
         CredentialSource::DefaultChain => {
+            // `skip-verify` is for the store's endpoint only: the credential providers (STS web
+            // identity, SSO, ECS) always verify certificates, so a forged STS cannot hand out
+            // credentials it then sees used.
             let pc = aws_config::provider_config::ProviderConfig::without_region()
-                .with_http_client(http.clone())
+                .with_http_client(http_client(false))
                 .with_region(Some(Region::new(s.region.clone())));
             SharedCredentialsProvider::new(
                 aws_config::default_provider::credentials::DefaultCredentialsChain::builder()

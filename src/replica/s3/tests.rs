@@ -274,7 +274,7 @@ fn credentials_never_appear_in_errors_or_debug() {
 
 /// The value of the metrics line starting with `prefix`, 0 if absent.
 fn metric(prefix: &str) -> u64 {
-    crate::metrics::render()
+    crate::metrics::render(&[])
         .lines()
         .find(|l| l.starts_with(prefix))
         .and_then(|l| l.rsplit(' ').next())
@@ -295,6 +295,51 @@ fn requests_are_counted_in_the_metrics_by_kind() {
     r.put(0, 1, 1, &src, 0).expect("put");
     r.list(0).expect("list");
     // Other tests run in parallel and count too: at least ours are there.
-    assert!(metric(put) > puts, "{}", crate::metrics::render());
-    assert!(metric(list) > lists, "{}", crate::metrics::render());
+    assert!(metric(put) > puts, "{}", crate::metrics::render(&[]));
+    assert!(metric(list) > lists, "{}", crate::metrics::render(&[]));
+}
+
+/// A server whose every LIST answer is truncated with the same continuation token.
+fn repeating_lister() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::Write;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = count.clone();
+    std::thread::spawn(move || {
+        let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
+            <ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Name>b</Name>\
+            <Prefix>db/0000/</Prefix><KeyCount>0</KeyCount><MaxKeys>1000</MaxKeys>\
+            <IsTruncated>true</IsTruncated><NextContinuationToken>again</NextContinuationToken>\
+            </ListBucketResult>";
+        // Bounded: the guard stops after the second answer; a loop would exhaust these.
+        for _ in 0..50 {
+            let Ok((mut s, _)) = l.accept() else { return };
+            let mut req = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
+            c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (format!("http://{addr}"), count)
+}
+
+#[test]
+fn a_repeated_list_continuation_token_is_an_error_not_a_loop() {
+    let (endpoint, count) = repeating_lister();
+    let r = replica_on(&endpoint, "b", "db", Tuning::default());
+    let err = r.list(0).expect_err("must not loop");
+    assert!(err.to_string().contains("continuation token"), "{err}");
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 2);
 }

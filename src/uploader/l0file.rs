@@ -1,0 +1,89 @@
+//! Writing a sealed L0 file from staged pages, and reading back its timestamp.
+
+use std::fs::{self, File};
+use std::io::BufWriter;
+
+use super::{scan, SyncError};
+use crate::database::Database;
+use crate::ltx::{Encoder, Header, FLAG_NO_CHECKSUM};
+use crate::staging::{self, CommitRecord, StagingError};
+use crate::TxId;
+
+/// Writes the L0 file of `txid` (through a temporary file, fsynced, renamed).
+pub(super) fn write_l0(
+    db: &Database,
+    txid: TxId,
+    c: &CommitRecord,
+    wal_start: u64,
+    complete_from: u32,
+    pages: &scan::PageMap,
+    files: &[File],
+) -> Result<(), SyncError> {
+    let final_path = db.meta.l0_path(txid, txid);
+    let tmp = final_path.with_extension("ltx.tmp");
+    let ltx_err = |source| SyncError::Ltx {
+        path: tmp.display().to_string(),
+        source,
+    };
+    let header = Header {
+        flags: FLAG_NO_CHECKSUM,
+        page_size: c.page_size,
+        commit: c.db_size,
+        min_txid: txid,
+        max_txid: txid,
+        timestamp_ms: c.timestamp_ms,
+        wal_offset: wal_start as i64,
+        wal_size: c.wal.offset.saturating_sub(wal_start) as i64,
+        wal_salt1: c.wal.salt1,
+        wal_salt2: c.wal.salt2,
+        ..Header::default()
+    };
+    let out = File::create(&tmp).map_err(|e| StagingError::Io {
+        path: tmp.clone(),
+        source: e,
+    })?;
+    let mut enc =
+        Encoder::new(BufWriter::with_capacity(256 * 1024, out), &header).map_err(ltx_err)?;
+    enc.require_complete_from(complete_from);
+    let mut buf = vec![0u8; c.page_size as usize];
+    for (pgno, segment, offset) in pages.iter_upto(c.db_size) {
+        scan::read_page(files, segment, offset, &mut buf).map_err(|e| StagingError::Io {
+            path: db.meta.staging_dir(),
+            source: e,
+        })?;
+        enc.write_page(pgno, &buf).map_err(ltx_err)?;
+    }
+    let (w, _) = enc.finish().map_err(ltx_err)?;
+    let file = w.into_inner().map_err(|e| StagingError::Io {
+        path: tmp.clone(),
+        source: e.into_error(),
+    })?;
+    file.sync_all().map_err(|e| StagingError::Io {
+        path: tmp.clone(),
+        source: e,
+    })?;
+    fs::rename(&tmp, &final_path).map_err(|e| StagingError::Io {
+        path: final_path.clone(),
+        source: e,
+    })?;
+    staging::sync_dir(&db.meta.l0_dir())?;
+    Ok(())
+}
+
+/// The timestamp in the header of the sealed L0 file at `path`.
+pub(super) fn read_timestamp(path: &std::path::Path) -> Result<i64, SyncError> {
+    let mut buf = [0u8; crate::ltx::HEADER_SIZE];
+    let f = File::open(path).map_err(|e| StagingError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    staging::read_page_at(&f, 0, &mut buf).map_err(|e| StagingError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let h = Header::decode(&buf).map_err(|source| SyncError::Ltx {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(h.timestamp_ms)
+}
