@@ -1,6 +1,6 @@
 //! Bounded fuzzing of every decoder that reads bytes from outside this process: the LTX
 //! decoder, the WAL header/frame parser, the config loader, the replica URL parser and the
-//! lease decoder (the staging segment reader has its own in `uploader/scan.rs`). Each target
+//! lease decoder (the staging segment reader has its own in `uploader/segment_scan.rs`). Each target
 //! runs a fixed number of cases of mutated seeds (from `tests/fixtures` and encoders) with
 //! proptest; a panic, a hang or an unbounded allocation fails `cargo test`. Property: bad
 //! input is an error, never a crash.

@@ -70,9 +70,22 @@ fn ident(s: &str) -> &str {
     &s[..end]
 }
 
-/// Comments removed and the `#[cfg(test)]` tail (inline test modules sit at the end) cut off.
+/// Comments removed and the inline test module (`#[cfg(test)] mod x {`, at the end of a
+/// file) cut off. Other `#[cfg(test)]` items stay: their imports count.
 fn non_test_code(text: &str) -> String {
-    let code = text.split("#[cfg(test)]").next().unwrap_or("");
+    let mut end = text.len();
+    let mut from = 0;
+    while let Some(i) = text[from..].find("#[cfg(test)]") {
+        let at = from + i;
+        let rest = text[at + "#[cfg(test)]".len()..].trim_start();
+        let line = rest.lines().next().unwrap_or("");
+        if line.starts_with("mod ") && line.contains('{') {
+            end = at;
+            break;
+        }
+        from = at + 1;
+    }
+    let code = &text[..end];
     code.lines()
         .map(|l| l.find("//").map_or(l, |i| &l[..i]))
         .collect::<Vec<_>>()
@@ -220,11 +233,12 @@ fn no_module_names_a_higher_layer() {
 #[test]
 fn the_checker_sees_imports_cycles_and_upward_edges() {
     let text = "use crate::a::X; // crate::commented\nuse crate::{b::Y, c};\nmycrate::d;\n\
+                #[cfg(test)]\nfn helper() { crate::f::g() }\n\
                 #[cfg(test)]\nmod tests { use crate::e; }";
     let found: Vec<String> = referenced_modules(&non_test_code(text))
         .into_iter()
         .collect();
-    assert_eq!(found, ["a", "b", "c"]);
+    assert_eq!(found, ["a", "b", "c", "f"]);
 
     let g = |edges: &[(&str, &str)]| {
         let mut g: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();

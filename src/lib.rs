@@ -18,38 +18,38 @@
 //!   (the panic guard of the FFI and the supervision of background threads).
 //! - format: [`ltx`] (with the chain-link rule, [`ltx::check_link`]), [`wal`], pure codecs.
 
-pub mod bootstrap;
-pub mod capture;
+pub(crate) mod bootstrap;
+pub(crate) mod capture;
 pub mod cli;
-pub mod compactor;
-pub mod config;
-pub mod database;
-pub mod fencing;
-pub mod ffi;
-pub mod follower;
+pub(crate) mod compactor;
+pub(crate) mod config;
+pub(crate) mod database;
+pub(crate) mod fencing;
+pub(crate) mod ffi;
+pub(crate) mod follower;
 #[cfg(test)]
 mod fuzz_tests;
-pub mod l0_cache;
-pub mod logging;
-pub mod ltx;
-pub mod metrics;
-pub mod monitor;
+pub(crate) mod l0_cache;
+pub(crate) mod logging;
+pub(crate) mod ltx;
+pub(crate) mod metrics;
+pub(crate) mod monitor;
 mod panic_guard;
-pub mod pending;
-pub mod progress;
-pub mod registry;
-pub mod replica;
-pub mod replicate_all;
-pub mod restore;
-pub mod small_file;
-pub mod sql;
-pub mod stager;
-pub mod staging;
-pub mod status;
-pub mod uploader;
-pub mod validate;
-pub mod vfs;
-pub mod wal;
+pub(crate) mod pending;
+pub(crate) mod progress;
+pub(crate) mod registry;
+pub(crate) mod replica;
+pub(crate) mod replicate_all;
+pub(crate) mod restore;
+pub(crate) mod small_file;
+pub(crate) mod sql;
+pub(crate) mod stager;
+pub(crate) mod staging;
+pub(crate) mod status;
+pub(crate) mod uploader;
+pub(crate) mod validate;
+pub(crate) mod vfs;
+pub(crate) mod wal;
 
 /// A Litestream transaction ID: one per L0 file, not one per SQLite transaction.
 pub type TxId = u64;

@@ -113,10 +113,6 @@ impl PendingCommits {
     pub fn disable(&mut self) {
         self.base = None;
     }
-
-    pub fn has_recorded(&self) -> bool {
-        self.mark.is_some()
-    }
 }
 
 #[cfg(test)]
@@ -170,7 +166,7 @@ mod tests {
         assert_eq!(p.recorded(), Some((mark(8).unwrap(), 20)));
         // The copy reached frame 8: nothing is left to copy.
         p.captured(base(8));
-        assert!(!p.has_recorded());
+        assert!(p.recorded().is_none());
         assert_eq!(
             p.on_commit(mark(9), 40),
             CommitAction::Recorded { copy: false }
@@ -245,7 +241,7 @@ mod tests {
         p.on_commit(mark(5), 1);
         // The WAL was reset: the synchronous capture took frames 4..5 and closed the generation.
         p.captured(None);
-        assert!(!p.has_recorded());
+        assert!(p.recorded().is_none());
         assert_eq!(p.on_commit(mark(6), 2), CommitAction::CaptureNow);
         p.captured(base(6));
         p.disable();

@@ -1,5 +1,5 @@
 //! The SQL surface, safe side: `PRAGMA litestream.<name>` / `PRAGMA litestream_<name>` and the
-//! `litestream_*()` functions. The FFI layer ([`crate::ffi::sql`]) only decodes SQLite's
+//! `litestream_*()` functions. The FFI layer ([`crate::ffi::sql_shim`]) only decodes SQLite's
 //! arguments, implements [`Conn`] for a connection and hands results back.
 //! Mechanism and side effects: `docs/sql-surface.md`.
 

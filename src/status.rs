@@ -2,7 +2,7 @@
 //! report, built from a database's in-memory [`crate::progress::Progress`] (no I/O, no waiting
 //! for an upload in progress: cheap enough for a health check every second).
 //!
-//! Read replicas: a database served by a follower (`crate::follower::registry::for_db_path`)
+//! Read replicas: a database served by a follower (`crate::follower::routing::for_db_path`)
 //! reports the follower's status; `litestream_lag()` there is the age of the follower's last
 //! confirmation that it holds the replica's newest TXID.
 
@@ -128,7 +128,7 @@ pub fn lag_for_path(path: &Path) -> Option<f64> {
     if let Some(db) = crate::registry::get(path) {
         return Some(of(&db).lag);
     }
-    let f = crate::follower::registry::for_db_path(path)?;
+    let f = crate::follower::routing::for_db_path(path)?;
     // A follower that has not confirmed it is current yet: lag since it was opened is unknown,
     // so report it as "never confirmed" with the largest value rather than 0.
     Some(
@@ -143,7 +143,7 @@ pub fn json_for_path(path: &Path) -> Option<String> {
     if let Some(db) = crate::registry::get(path) {
         return Some(of(&db).to_json());
     }
-    let f = crate::follower::registry::for_db_path(path)?;
+    let f = crate::follower::routing::for_db_path(path)?;
     let mut j = f.status().to_json(SystemTime::now());
     if let Some(obj) = j.as_object_mut() {
         obj.insert("role".into(), "replica".into());

@@ -21,13 +21,13 @@ const WAL_VERSION: u32 = 3_007_000;
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum WalError {
     #[error("WAL header: bad magic {0:#010x}")]
-    BadMagic(u32),
+    Magic(u32),
     #[error("WAL header: unsupported version {0}")]
-    BadVersion(u32),
+    Version(u32),
     #[error("WAL header: invalid page size {0}")]
-    BadPageSize(u32),
+    PageSize(u32),
     #[error("WAL header: checksum mismatch")]
-    BadHeaderChecksum,
+    HeaderChecksum,
 }
 
 /// Running WAL checksum state.
@@ -51,19 +51,19 @@ impl WalHeader {
         let big_endian = match magic {
             MAGIC_LE => false,
             MAGIC_BE => true,
-            other => return Err(WalError::BadMagic(other)),
+            other => return Err(WalError::Magic(other)),
         };
         let version = be32(buf, 4);
         if version != WAL_VERSION {
-            return Err(WalError::BadVersion(version));
+            return Err(WalError::Version(version));
         }
         let page_size = be32(buf, 8);
         if !(512..=65536).contains(&page_size) || !page_size.is_power_of_two() {
-            return Err(WalError::BadPageSize(page_size));
+            return Err(WalError::PageSize(page_size));
         }
         let checksum = Checksum(be32(buf, 24), be32(buf, 28));
         if checksum_update(big_endian, Checksum::default(), &buf[..24]) != checksum {
-            return Err(WalError::BadHeaderChecksum);
+            return Err(WalError::HeaderChecksum);
         }
         Ok(WalHeader {
             big_endian,
@@ -229,9 +229,9 @@ mod tests {
         let w = WalBuilder::new(4096, 1, 2);
         let mut b: [u8; 32] = w.bytes[..32].try_into().unwrap();
         b[31] ^= 1;
-        assert_eq!(WalHeader::parse(&b), Err(WalError::BadHeaderChecksum));
+        assert_eq!(WalHeader::parse(&b), Err(WalError::HeaderChecksum));
         b[0] = 0;
-        assert!(matches!(WalHeader::parse(&b), Err(WalError::BadMagic(_))));
+        assert!(matches!(WalHeader::parse(&b), Err(WalError::Magic(_))));
     }
 
     #[test]

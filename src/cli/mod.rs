@@ -10,7 +10,7 @@ mod local;
 mod misc;
 mod read_replica;
 pub mod replicate;
-mod restore;
+mod restore_cmd;
 pub mod run;
 
 use std::io::Write;
@@ -90,7 +90,7 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             return 0;
         }
         Some("version") => misc::run_version(&args[2..], out),
-        Some("restore") => restore::run(&args[2..], out, err),
+        Some("restore") => restore_cmd::run(&args[2..], out, err),
         Some("run") => return run::main(&args[2..], out, err),
         Some("replicate") => return replicate::main(&args[2..], out, err),
         Some("wal") => {
@@ -128,7 +128,7 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
                 Some("snapshots") => misc::SNAPSHOTS_USAGE,
                 Some("generations") => misc::GENERATIONS_USAGE,
                 Some("version") => misc::VERSION_USAGE,
-                _ => restore::USAGE,
+                _ => restore_cmd::USAGE,
             };
             let _ = write!(out, "{usage}");
             0

@@ -9,7 +9,7 @@ use super::CliError;
 use crate::config::{self, Config};
 use crate::follower::follow::from_ms;
 use crate::follower::promote::{promote, PromoteOptions, DEFAULT_LIVE_WINDOW};
-use crate::follower::registry::{find_by_name, follower_config, SYNC_TIMEOUT};
+use crate::follower::routing::{find_by_name, follower_config, SYNC_TIMEOUT};
 use crate::follower::state::MetaFiles;
 use crate::follower::{FollowError, Follower};
 use crate::format_txid;

@@ -85,6 +85,7 @@ impl ReplicaClient for Fenced<'_> {
         self.client.write_object(name, data, cond)
     }
 
+    #[cfg(test)]
     fn delete_object(&self, name: &str) -> Result<(), ReplicaError> {
         self.client.delete_object(name)
     }

@@ -131,17 +131,8 @@ pub fn snapshot(
 }
 
 /// L0 retention (spec §1.5): deletes L0 files already merged into L1 and older than
-/// `retention`. Returns the files deleted.
-pub fn enforce_l0_retention(
-    client: &dyn ReplicaClient,
-    retention: std::time::Duration,
-    now: std::time::SystemTime,
-) -> Result<Vec<LtxFileInfo>, CompactError> {
-    l0_retention_pass(client, retention, now).map(|(deleted, _)| deleted)
-}
-
-/// [`enforce_l0_retention`], also returning when the L0 files it kept will all be old enough to
-/// delete (`None`: none of them will be before L1 changes; see `retention::l0_settles_at`).
+/// `retention`. Returns the files deleted and when the L0 files it kept will all be old enough
+/// to delete (`None`: none of them will be before L1 changes; see `retention::l0_settles_at`).
 ///
 /// Lists levels 0 and 1 only. When there is something to delete, the deletion is checked
 /// against levels 0, 1 and 9 (one more LIST): the newest TXID is always in L0, and more files

@@ -26,12 +26,8 @@ use std::time::{Duration, SystemTime};
 use crossbeam_channel::{Receiver, Sender};
 use thiserror::Error;
 
-pub use jobs::{
-    compact_level, enforce_l0_retention, enforce_snapshot_retention, l0_retention_pass, snapshot,
-    MAX_MERGE_INPUTS,
-};
-pub use merge::{merge, Merged};
-pub use schedule::{next_boundary, previous_boundary, Schedule, Settings};
+pub use jobs::{compact_level, enforce_snapshot_retention, l0_retention_pass, snapshot};
+pub use schedule::{previous_boundary, Schedule, Settings};
 
 use crate::database::Database;
 use crate::l0_cache::L0Cache;
@@ -318,5 +314,4 @@ pub fn run_due(db: &Database, schedule: &mut Schedule, settings: &Settings, now:
 }
 
 #[cfg(test)]
-#[path = "tests.rs"]
 mod tests;

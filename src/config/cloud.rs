@@ -9,8 +9,8 @@
 //! With a `url`, the YAML keys win over the URL's parts (Litestream applies URL parts only to
 //! keys left empty).
 
-use super::file::{non_empty, RawReplica};
 use super::url::{clean_key, percent_decode};
+use super::yaml::{non_empty, RawReplica};
 
 /// An Azure Blob Storage replica. Deliberately without a derived `Debug`: it holds secrets.
 #[derive(Clone, Default, PartialEq, Eq)]

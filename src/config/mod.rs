@@ -12,11 +12,11 @@ mod default_vfs;
 mod duration;
 mod error;
 mod expand;
-mod file;
 mod global;
-mod nats;
+mod nats_keys;
 mod resolve;
 mod url;
+mod yaml;
 
 pub use cloud::{AbsConfig, GsConfig, WebdavConfig};
 pub use default_vfs::{default_on_load as vfs_default_on_load, DefaultVfs};
@@ -24,7 +24,7 @@ pub use duration::{format_go_duration, parse_byte_size};
 pub use error::ConfigError;
 pub use expand::expand_env;
 pub use global::global;
-pub use nats::{NatsConfig, DEFAULT_NATS_URL};
+pub use nats_keys::NatsConfig;
 pub(crate) use url::ensure_scheme as ensure_endpoint_scheme;
 pub(crate) use url::redact as redact_url;
 
@@ -286,7 +286,7 @@ impl ReplicaConfig {
             Backend::Abs(c) => cloud::abs_url(c),
             Backend::Gs(c) => cloud::gs_url(c),
             Backend::Webdav(c) => cloud::webdav_url(c),
-            Backend::Nats(c) => nats::nats_url(c),
+            Backend::Nats(c) => nats_keys::nats_url(c),
             Backend::S3(s3) => {
                 let mut out = format!("s3://{}", s3.bucket);
                 if !s3.path.is_empty() {

@@ -8,8 +8,8 @@ use serde::de::DeserializeOwned;
 use super::duration::GoDuration;
 use super::error::{KeyPath, Source};
 use super::expand::resolve_path;
-use super::file::{non_empty, RawConfig, RawDb, RawLogging, RawReplica};
 use super::url::{self as replica_url, UrlParts, UNSUPPORTED_TYPES};
+use super::yaml::{non_empty, RawConfig, RawDb, RawLogging, RawReplica};
 use super::{
     normalize_level, Backend, Config, ConfigError, DbConfig, LogFormat, LoggingConfig,
     ReadReplicaConfig, ReplicaConfig, S3Config, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_POLL_INTERVAL,
@@ -412,7 +412,7 @@ impl Resolver<'_> {
                     _ => None,
                 };
                 Backend::Nats(
-                    super::nats::nats(r, g, from_url)
+                    super::nats_keys::nats(r, g, from_url)
                         .map_err(|m| self.err(p, format!("database {db}: {m}")))?,
                 )
             }
@@ -520,7 +520,7 @@ pub(crate) fn backend_from_url(parts: UrlParts) -> Result<Backend, ConfigError> 
                 .map_err(|m| ConfigError::value("", m))?,
         ),
         UrlParts::Generic(u) if u.scheme == "nats" => Backend::Nats(
-            super::nats::nats(&none, &none, Some(u)).map_err(|m| ConfigError::value("", m))?,
+            super::nats_keys::nats(&none, &none, Some(u)).map_err(|m| ConfigError::value("", m))?,
         ),
         UrlParts::Generic(u) if u.scheme.starts_with("webdav") => Backend::Webdav(
             super::cloud::webdav(&none, &none, Some(u), None)

@@ -38,6 +38,7 @@ impl Lease {
         v
     }
 
+    #[cfg(test)]
     /// `None` for an unreadable lease (treated as free: it cannot name a live holder).
     pub fn decode(bytes: &[u8]) -> Option<Lease> {
         Self::parse(bytes).ok()

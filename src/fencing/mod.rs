@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 use thiserror::Error;
 
-pub use lease::{identity, Lease, LEASE_OBJECT};
+pub use lease::{Lease, LEASE_OBJECT};
 
 use crate::database::Database;
 use crate::replica::{ReplicaClient, ReplicaError, WriteCondition};
@@ -154,12 +154,6 @@ pub fn check_lineage(
 pub fn check(db: &Database, state: &State) -> Result<(), FenceError> {
     check_lineage(&db.path, db.client.as_ref(), state)?;
     ensure_lease(&db.path, &db.client)
-}
-
-/// [`check`] with the database's current state (for the compactor).
-pub fn check_db(db: &Database) -> Result<(), FenceError> {
-    let state = db.sync_state.lock().state.clone();
-    check(db, &state)
 }
 
 impl FenceError {
@@ -394,5 +388,4 @@ fn release(l: &mut DbLease) {
 }
 
 #[cfg(test)]
-#[path = "tests.rs"]
 mod tests;

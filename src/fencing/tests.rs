@@ -1,3 +1,4 @@
+use super::lease::identity;
 use super::*;
 use crate::replica::FileReplica;
 

@@ -1,8 +1,8 @@
 //! The FFI boundary: the only `unsafe` code of the crate.
 //!
 //! - `sqlite3_litestream_init`: the extension entry point (`.load ./liblitestream`).
-//! - [`vfs`]: the `litestream` VFS and its io methods, trampolines into [`crate::vfs`].
-//! - [`sql`]: the control database behind `PRAGMA litestream.*`, and the SQL functions.
+//! - [`vfs_shim`]: the `litestream` VFS and its io methods, trampolines into [`crate::vfs`].
+//! - [`sql_shim`]: the control database behind `PRAGMA litestream.*`, and the SQL functions.
 //! - [`preload`]: the `sqlite3_open*` interposers used with `LD_PRELOAD`.
 //! - [`process`]: signal forwarding for `litestream run`.
 //!
@@ -12,8 +12,8 @@ pub mod osfile;
 pub mod preload;
 pub mod process;
 mod replica_sql;
-pub mod sql;
-pub mod vfs;
+pub mod sql_shim;
+pub mod vfs_shim;
 
 use std::ffi::{c_char, c_int, CStr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -78,10 +78,10 @@ fn setup() -> Result<(), String> {
                 .get_or_insert_with(|| DEFAULT_EXTENSION_LOG_LEVEL.to_string());
             crate::logging::init(&logging);
             let config = crate::config::global().ok().flatten();
-            crate::metrics::http::start_configured(config, crate::status::metric_gauges);
+            crate::metrics::endpoint::start_configured(config, crate::status::metric_gauges);
             crate::monitor::start_if_configured(config);
             register_atexit();
-            vfs::register(crate::config::vfs_default_on_load(config))?;
+            vfs_shim::register(crate::config::vfs_default_on_load(config))?;
             // SAFETY: `auto_extension_init` has the signature SQLite calls auto-extensions
             // with; `sqlite3_auto_extension` declares it as a no-argument fn, as the C API does.
             let rc = unsafe {
@@ -149,7 +149,7 @@ pub unsafe extern "C" fn sqlite3_litestream_init(
             return ffi::SQLITE_ERROR;
         }
         match setup().and_then(|()| {
-            vfs::register(crate::config::vfs_default_on_load(
+            vfs_shim::register(crate::config::vfs_default_on_load(
                 crate::config::global().ok().flatten(),
             ))
         }) {
@@ -158,7 +158,7 @@ pub unsafe extern "C" fn sqlite3_litestream_init(
                 // The loading connection gets the functions too (the auto-extension only runs
                 // for connections opened later).
                 // SAFETY: `db` is the connection loading us.
-                unsafe { sql::register_functions(db) };
+                unsafe { sql_shim::register_functions(db) };
                 ffi::SQLITE_OK_LOAD_PERMANENTLY
             }
             Err(e) => {
@@ -206,7 +206,7 @@ unsafe fn switch_to_wal_and_bind(db: *mut ffi::sqlite3) {
         tracing::warn!(error = %msg, "cannot switch the database to WAL mode; it is not replicated until it is");
     }
     // SAFETY: `db` is the connection being opened.
-    unsafe { sql::bind_connection(db) };
+    unsafe { sql_shim::bind_connection(db) };
     // SAFETY: `db` is valid; 0 removes the handler, the state a new connection starts in.
     unsafe { ffi::sqlite3_busy_timeout(db, 0) };
     // `sqlite3_open*` fails when the connection's last error code is set after the
@@ -239,14 +239,14 @@ unsafe extern "C" fn auto_extension_init(
         }
         // SAFETY: `db` is the connection SQLite is opening; the file pointer it returns is
         // valid while the connection is open.
-        let managed = unsafe { vfs::main_is_managed(db) };
+        let managed = unsafe { vfs_shim::main_is_managed(db) };
         // Test mode replicates what the application puts in WAL mode; it changes nothing.
         if managed && !crate::replicate_all::enabled() {
             // SAFETY: `db` is the connection being opened.
             unsafe { switch_to_wal_and_bind(db) };
         }
         // SAFETY: as above.
-        unsafe { sql::register_functions(db) };
+        unsafe { sql_shim::register_functions(db) };
         // SAFETY: as above.
         unsafe { replica_sql::on_connection(db) };
         ffi::SQLITE_OK

@@ -185,7 +185,7 @@ fn activate(real: &Real) -> bool {
     if !super::API_READY.load(std::sync::atomic::Ordering::Acquire) {
         return false;
     }
-    match super::setup().and_then(|()| super::vfs::register(true)) {
+    match super::setup().and_then(|()| super::vfs_shim::register(true)) {
         Ok(()) => true,
         Err(e) => {
             tracing::error!(error = %e, "litestream (LD_PRELOAD): setup failed; nothing is replicated in this process");

@@ -12,7 +12,7 @@ use libsqlite3_sys as ffi;
 
 use super::guard;
 use crate::follower::lock::READER_BUSY_TIMEOUT;
-use crate::follower::{registry, Follower};
+use crate::follower::{routing, Follower};
 
 /// Called by the auto-extension for every new connection.
 ///
@@ -31,7 +31,7 @@ pub(crate) unsafe fn on_connection(db: *mut ffi::sqlite3) {
     if path.is_empty() {
         return;
     }
-    let Some(follower) = registry::for_db_path(Path::new(path)) else {
+    let Some(follower) = routing::for_db_path(Path::new(path)) else {
         return;
     };
     let ms = READER_BUSY_TIMEOUT.as_millis() as c_int;

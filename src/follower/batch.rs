@@ -43,10 +43,6 @@ impl PageSpool {
         })
     }
 
-    pub fn page_size(&self) -> u32 {
-        self.page_size
-    }
-
     /// Stores the newest version of `pgno` (overwriting an older one in place).
     pub fn put(&mut self, pgno: u32, data: &[u8]) -> io::Result<()> {
         debug_assert_eq!(data.len(), self.page_size as usize);
@@ -87,10 +83,6 @@ impl PageSpool {
     pub fn len(&self) -> usize {
         self.index.len()
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
-    }
 }
 
 /// A contiguous run of LTX files decoded into the pages they change.
@@ -103,8 +95,6 @@ pub struct Batch {
     pub page_size: u32,
     /// Database size in pages after applying.
     pub commit: u32,
-    /// Timestamp of the last file (ms since the epoch).
-    pub timestamp_ms: i64,
     /// The batch starts at TXID 1: it holds every page of the database (a rebase).
     pub full: bool,
     pub files: usize,
@@ -164,7 +154,6 @@ pub fn fetch(
         txid: last.max_txid,
         page_size: last.page_size,
         commit: last.commit,
-        timestamp_ms: last.timestamp_ms,
         full: first.min_txid == 1,
         files: files.len(),
         pages,

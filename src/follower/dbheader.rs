@@ -23,7 +23,9 @@ pub const OFF_VERSION_VALID_FOR: usize = 92;
 /// Bytes 18/19 value of a rollback-journal database.
 pub const ROLLBACK_MODE: u8 = 1;
 /// Bytes 18/19 value of a WAL database.
+#[cfg(test)]
 pub const WAL_MODE: u8 = 2;
+
 /// Size of the database header.
 pub const HEADER_LEN: usize = 100;
 

@@ -10,16 +10,16 @@
 //! - [`promote`]: turning a read replica into the primary that continues the chain.
 //! - [`sys`]: SQLite's default VFS as the follower uses it, installed by the layer above.
 
-pub mod apply;
+pub mod apply_batch;
 pub mod batch;
 pub mod dbheader;
 pub mod follow;
 pub mod journal;
 pub mod lock;
 pub mod promote;
-pub mod registry;
+pub mod replica_status;
+pub mod routing;
 pub mod state;
-pub mod status;
 pub mod sys;
 
 use std::io;
@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-pub use follow::{Follower, FollowerConfig, FollowerStatus, PollOutcome};
+pub use follow::Follower;
 
 use crate::ltx::LtxError;
 use crate::replica::ReplicaError;

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 use super::dbheader;
 use super::follow::{Follower, FollowerConfig};
 use super::lock::{acquire, LockLevel};
-use super::registry::SYNC_TIMEOUT;
+use super::routing::SYNC_TIMEOUT;
 use super::FollowError;
 use crate::staging::{MetaDir, State};
 use crate::{format_txid, TxId};

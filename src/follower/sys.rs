@@ -9,7 +9,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use super::apply::DbFile;
+use super::apply_batch::DbFile;
 
 /// A database file opened through the default VFS, used by one thread at a time.
 pub type VfsFile = Box<dyn DbFile + Send>;

@@ -97,6 +97,7 @@ pub fn fold_page_checksum(acc: u64, page_checksum: u64) -> u64 {
     CHECKSUM_FLAG | (acc ^ page_checksum)
 }
 
+#[cfg(test)]
 /// Database checksum of a whole SQLite image (`data.len()` a multiple of `page_size`; a trailing
 /// partial page is ignored). Equals what ltx computes for a snapshot's post-apply checksum.
 pub fn database_checksum(page_size: u32, data: &[u8]) -> u64 {

@@ -62,16 +62,6 @@ impl<R: Read> Decoder<R> {
         &self.header
     }
 
-    /// Pages decoded so far.
-    pub fn pages_read(&self) -> usize {
-        self.frames.len()
-    }
-
-    /// Bytes consumed from the reader so far.
-    pub fn offset(&self) -> u64 {
-        self.pos
-    }
-
     fn read(&mut self, buf: &mut [u8], what: &str) -> Result<(), LtxError> {
         read_full(&mut self.r, buf, self.pos, what)?;
         self.pos += buf.len() as u64;

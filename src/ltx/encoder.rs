@@ -71,18 +71,10 @@ impl<W: Write> Encoder<W> {
         })
     }
 
-    pub fn header(&self) -> &Header {
-        &self.header
-    }
-
+    #[cfg(test)]
     /// The underlying writer (everything counted by `bytes_written` has been handed to it).
     pub fn get_ref(&self) -> &W {
         &self.w
-    }
-
-    /// Pages written so far.
-    pub fn pages_written(&self) -> usize {
-        self.pages
     }
 
     /// Bytes written so far.
@@ -297,7 +289,6 @@ mod tests {
             Err(LtxError::BadPage { pgno: 5, .. })
         ));
         e.write_page(10, &page).unwrap();
-        assert_eq!(e.pages_written(), 2);
         let (out, t) = e.finish().unwrap();
         assert_eq!(&out[out.len() - 8..], &t.file_checksum.to_be_bytes());
         assert_ne!(t.file_checksum & CHECKSUM_FLAG, 0);

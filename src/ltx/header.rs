@@ -185,6 +185,7 @@ pub struct Trailer {
 }
 
 impl Trailer {
+    #[cfg(test)]
     pub fn encode(&self) -> [u8; TRAILER_SIZE] {
         let mut b = [0u8; TRAILER_SIZE];
         b[0..8].copy_from_slice(&self.post_apply_checksum.to_be_bytes());
@@ -199,6 +200,7 @@ impl Trailer {
         }
     }
 
+    #[cfg(test)]
     /// ltx's trailer rules: with flag 0x2 the post-apply checksum is 0, otherwise it is non-zero
     /// with bit 63; the file checksum always has bit 63.
     pub fn validate(&self, header: &Header) -> Result<(), LtxError> {

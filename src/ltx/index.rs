@@ -1,6 +1,7 @@
 //! The page index (spec §3.3): `uvarint(pgno) uvarint(offset) uvarint(size)` per page in ascending
 //! pgno, `uvarint(0)`, then a big-endian u64 counting the entry and terminator bytes.
 //! Varints are unsigned LEB128, as Go's `encoding/binary` writes them.
+#[cfg(test)]
 use super::LtxError;
 
 /// Where one page frame sits in an LTX file.
@@ -70,6 +71,7 @@ pub fn encode_index(entries: &[PageIndexEntry]) -> Vec<u8> {
     out
 }
 
+#[cfg(test)]
 /// Parses the index from the end of an LTX file: `tail` must end with the 16-byte trailer and hold
 /// the whole index before it (e.g. the last 32 KiB of a small file, or the whole file). Lets a
 /// reader fetch single pages by byte range without decoding the file. Does not verify checksums.

@@ -17,19 +17,19 @@ mod tests;
 #[cfg(test)]
 mod tests_real;
 
-pub use chain::{check_link, txids_continue, LinkError};
-pub use checksum::{
-    crc64, database_checksum, fold_page_checksum, page_checksum, Crc64, DatabaseChecksum,
-    CHECKSUM_FLAG,
-};
-pub use decoder::{Decoder, PageIndexEntry};
+pub use chain::{check_link, LinkError};
+pub use checksum::{crc64, Crc64, CHECKSUM_FLAG};
+pub use decoder::Decoder;
 pub use encoder::Encoder;
-pub use header::{
-    is_valid_page_size, lock_pgno, Header, Trailer, FLAG_NO_CHECKSUM, HEADER_SIZE, MAGIC,
-    MAX_PAGE_SIZE, MIN_PAGE_SIZE, TRAILER_SIZE,
-};
-pub use index::decode_index_from_tail;
+pub use header::{lock_pgno, Header, Trailer, FLAG_NO_CHECKSUM, HEADER_SIZE, TRAILER_SIZE};
 pub use name::{format_file_name, parse_file_name};
+// Used by the tests of this and other modules only.
+#[cfg(test)]
+pub use {
+    checksum::{database_checksum, DatabaseChecksum},
+    decoder::PageIndexEntry,
+    index::decode_index_from_tail,
+};
 
 use thiserror::Error;
 

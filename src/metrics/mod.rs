@@ -8,10 +8,10 @@
 //! - the uploader: [`record_sync`], [`record_sync_error`], [`record_upload`] per database.
 //!
 //! Gauges (TXID, replicated TXID, lag, pending transactions and bytes) are read from each managed
-//! database's status when scraped, through the [`GaugeSource`] given to [`http::start`]. Names follow Litestream's where one exists
+//! database's status when scraped, through the [`GaugeSource`] given to [`endpoint::start`]. Names follow Litestream's where one exists
 //! (`litestream_txid`, `litestream_sync_count`, `litestream_replica_operation_total`, …).
 
-pub mod http;
+pub mod endpoint;
 
 use std::collections::BTreeMap;
 use std::fmt::Write;

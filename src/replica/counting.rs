@@ -91,6 +91,7 @@ impl ReplicaClient for Counting {
     ) -> Result<String, ReplicaError> {
         self.inner.write_object(name, data, cond)
     }
+    #[cfg(test)]
     fn delete_object(&self, name: &str) -> Result<(), ReplicaError> {
         self.inner.delete_object(name)
     }

@@ -204,6 +204,7 @@ impl ReplicaClient for FileReplica {
         super::objects::write(self, name, data, cond)
     }
 
+    #[cfg(test)]
     fn delete_object(&self, name: &str) -> Result<(), ReplicaError> {
         super::objects::delete(self, name)
     }

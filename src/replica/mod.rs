@@ -212,6 +212,7 @@ pub trait ReplicaClient: Send + Sync {
         })
     }
 
+    #[cfg(test)]
     /// Deletes the small object `name`; a missing one is not an error.
     fn delete_object(&self, name: &str) -> Result<(), ReplicaError> {
         Err(ReplicaError::Fatal {

@@ -8,7 +8,7 @@
 //! a mix.
 
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::small_file::{read_bounded, MAX_SMALL_FILE};
@@ -137,13 +137,14 @@ pub(super) fn write(
     Ok(version_of(data))
 }
 
+#[cfg(test)]
 pub(super) fn delete(client: &FileReplica, name: &str) -> Result<(), ReplicaError> {
     check_name(name)?;
     let path = client.object_path(name);
     let _lock = lock(client, name)?;
     match fs::remove_file(&path) {
         Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(ReplicaError::from_io(path.display().to_string(), e)),
     }
 }

@@ -11,6 +11,4 @@ pub(crate) use apply::stamp_header;
 pub use apply::{
     plan_replica, restore, RestoreError, RestoreOptions, RestoreOutcome, DEFAULT_PARALLELISM,
 };
-pub use plan::{
-    format_time, plan, plan_continuation, restorable_range, PlanError, RestorableRange, Target,
-};
+pub use plan::{format_time, plan, plan_continuation, PlanError, Target};

@@ -3,7 +3,7 @@
 use std::fs::{self, File};
 use std::io::BufWriter;
 
-use super::{scan, SyncError};
+use super::{segment_scan, SyncError};
 use crate::database::Database;
 use crate::ltx::{Encoder, Header, FLAG_NO_CHECKSUM};
 use crate::staging::{self, CommitRecord, StagingError};
@@ -16,7 +16,7 @@ pub(super) fn write_l0(
     c: &CommitRecord,
     wal_start: u64,
     complete_from: u32,
-    pages: &scan::PageMap,
+    pages: &segment_scan::PageMap,
     files: &[File],
 ) -> Result<(), SyncError> {
     let final_path = db.meta.l0_path(txid, txid);
@@ -47,9 +47,11 @@ pub(super) fn write_l0(
     enc.require_complete_from(complete_from);
     let mut buf = vec![0u8; c.page_size as usize];
     for (pgno, segment, offset) in pages.iter_upto(c.db_size) {
-        scan::read_page(files, segment, offset, &mut buf).map_err(|e| StagingError::Io {
-            path: db.meta.staging_dir(),
-            source: e,
+        segment_scan::read_page(files, segment, offset, &mut buf).map_err(|e| {
+            StagingError::Io {
+                path: db.meta.staging_dir(),
+                source: e,
+            }
         })?;
         enc.write_page(pgno, &buf).map_err(ltx_err)?;
     }

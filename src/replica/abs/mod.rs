@@ -8,7 +8,7 @@
 //!
 //! No request is made until the uploader or a restore asks for one; an idle replica makes none.
 
-mod auth;
+mod credentials;
 #[cfg(test)]
 mod tests;
 
@@ -20,7 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 
-use self::auth::Signer;
+use self::credentials::Signer;
 use super::http::{self as h, HttpClient, Request, Response, Tuning};
 use super::s3::{format_timestamp, parse_timestamp};
 use super::{LtxFileInfo, ReplicaClient, ReplicaError, VersionedObject, WriteCondition};
@@ -59,7 +59,7 @@ impl AbsReplica {
         tuning: Tuning,
     ) -> AbsReplica {
         let shown = base_url(cfg);
-        let endpoint = match (&cfg.endpoint, auth::account_name(cfg, env)) {
+        let endpoint = match (&cfg.endpoint, credentials::account_name(cfg, env)) {
             (Some(e), _) => Ok(e.trim_end_matches('/').to_string()),
             (None, Some(a)) => Ok(format!("https://{a}.blob.core.windows.net")),
             (None, None) => Err(
@@ -70,7 +70,7 @@ impl AbsReplica {
         AbsReplica {
             cfg: cfg.clone(),
             endpoint,
-            signer: auth::resolve(cfg, env, &shown)
+            signer: credentials::resolve(cfg, env, &shown)
                 .map(|creds| Signer { creds })
                 .map_err(|e| match e {
                     ReplicaError::Fatal { reason, .. } => reason,
@@ -140,6 +140,7 @@ impl AbsReplica {
         h::unexpected(kind, &self.shown(blob), resp, &detail(resp), AUTH_HINT)
     }
 
+    #[cfg(test)]
     /// Creates the container (first-time setup and tests); an existing one is fine.
     pub fn create_container(&self) -> Result<(), ReplicaError> {
         let (_, _, endpoint) = self.http()?;
@@ -491,6 +492,7 @@ impl ReplicaClient for AbsReplica {
         }
     }
 
+    #[cfg(test)]
     fn delete_object(&self, name: &str) -> Result<(), ReplicaError> {
         let blob = self.object_name(name)?;
         self.delete_blob(&blob)

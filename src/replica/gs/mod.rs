@@ -178,6 +178,7 @@ impl GsReplica {
         h::unexpected(kind, &self.shown(object), resp, &detail(resp), AUTH_HINT)
     }
 
+    #[cfg(test)]
     /// Creates the bucket (tests and emulators); an existing one is fine.
     pub fn create_bucket(&self) -> Result<(), ReplicaError> {
         let url = format!("{}/storage/v1/b", self.endpoint);
@@ -543,6 +544,7 @@ impl ReplicaClient for GsReplica {
         }
     }
 
+    #[cfg(test)]
     fn delete_object(&self, name: &str) -> Result<(), ReplicaError> {
         let object = self.small_object_name(name)?;
         self.delete_object_named(&object)

@@ -177,10 +177,6 @@ impl HttpClient {
         })
     }
 
-    pub fn tuning(&self) -> Tuning {
-        self.tuning
-    }
-
     /// Sends `req` (signed by `sign` before each attempt) and reads the whole answer. Retries
     /// transient failures; returns the last answer whatever its status (callers map statuses),
     /// or a transient error when no answer came.

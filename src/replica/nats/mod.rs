@@ -10,7 +10,7 @@
 //! Writer fencing uses JetStream's own compare-and-set on the object's metadata subject
 //! (`Nats-Expected-Last-Subject-Sequence`), see [`lease`].
 
-mod lease;
+mod kv_objects;
 #[cfg(test)]
 mod tests;
 
@@ -117,6 +117,7 @@ impl NatsReplica {
         format!("{}/{}", Self::level_dir(level), format_file_name(min, max))
     }
 
+    #[cfg(test)]
     /// Creates the bucket (tests and first-time setup); an existing one is fine.
     pub fn create_bucket(&self) -> Result<(), ReplicaError> {
         let cfg = self.cfg.clone();
@@ -420,9 +421,9 @@ impl ReplicaClient for NatsReplica {
     }
 
     fn read_object(&self, name: &str) -> Result<VersionedObject, ReplicaError> {
-        lease::check_name(name)?;
+        kv_objects::check_name(name)?;
         let conn = self.conn()?;
-        lease::read(self, &conn, name)
+        kv_objects::read(self, &conn, name)
     }
 
     fn write_object(
@@ -431,13 +432,14 @@ impl ReplicaClient for NatsReplica {
         data: &[u8],
         cond: WriteCondition,
     ) -> Result<String, ReplicaError> {
-        lease::check_name(name)?;
+        kv_objects::check_name(name)?;
         let conn = self.conn()?;
-        lease::write(self, &conn, name, data, cond)
+        kv_objects::write(self, &conn, name, data, cond)
     }
 
+    #[cfg(test)]
     fn delete_object(&self, name: &str) -> Result<(), ReplicaError> {
-        lease::check_name(name)?;
+        kv_objects::check_name(name)?;
         let conn = self.conn()?;
         self.delete_named(&conn, name.to_string())
     }

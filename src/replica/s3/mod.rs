@@ -9,11 +9,11 @@
 //! Nothing here runs on SQLite's commit path: the client is built lazily by the first request,
 //! which comes from the uploader or a restore.
 
-mod body;
-mod counting;
-mod error;
+mod body_reader;
+mod error_map;
 mod insecure;
 mod multipart;
+mod request_counter;
 pub mod runtime;
 pub mod sdk;
 
@@ -31,7 +31,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use tokio::task::JoinSet;
 
-use self::error::{map_runtime, map_sdk};
+use self::error_map::{map_runtime, map_sdk};
 use self::sdk::{timeouts, Settings, Tuning};
 use super::{LtxFileInfo, ReplicaClient, ReplicaError, VersionedObject, WriteCondition};
 use crate::ltx::{format_file_name, parse_file_name};
@@ -109,10 +109,6 @@ impl S3Replica {
         }
     }
 
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
     /// The SDK client, built on the runtime by the first caller.
     fn client(&self) -> Result<aws_sdk_s3::Client, ReplicaError> {
         if let Some(c) = self.client.get() {
@@ -161,7 +157,13 @@ impl S3Replica {
         runtime::block_on(f(client)).map_err(|e| map_runtime(self.shown(key), e))?
     }
 
-    /// Creates the bucket (tests and first-time setup against an emulator).
+    #[cfg(test)]
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Creates the bucket (tests against an emulator).
+    #[cfg(test)]
     pub fn create_bucket(&self) -> Result<(), ReplicaError> {
         let bucket = self.settings.bucket.clone();
         let shown = format!("s3://{bucket}");
@@ -169,14 +171,14 @@ impl S3Replica {
             match c.create_bucket().bucket(&bucket).send().await {
                 Ok(_) => Ok(()),
                 Err(e) => {
-                    let f = error::Failure::from_sdk(&e);
+                    let f = error_map::Failure::from_sdk(&e);
                     if matches!(
                         f.code.as_deref(),
                         Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists")
                     ) {
                         Ok(())
                     } else {
-                        Err(error::classify("CreateBucket", shown, &f))
+                        Err(error_map::classify("CreateBucket", shown, &f))
                     }
                 }
             }
@@ -336,7 +338,7 @@ impl ReplicaClient for S3Replica {
                 .map_err(|e| map_sdk("GET", s2, &e))?;
             Ok(out.body)
         })?;
-        Ok(Box::new(body::BodyReader::new(
+        Ok(Box::new(body_reader::BodyReader::new(
             body,
             shown,
             self.tuning.body_chunk_timeout,
@@ -447,10 +449,10 @@ impl ReplicaClient for S3Replica {
                     .await
                     .map_err(|e| map_sdk("DeleteObjects", shown, &e))?;
                 match out.errors().iter().find(|e| e.code() != Some("NoSuchKey")) {
-                    Some(e) => Err(error::classify(
+                    Some(e) => Err(error_map::classify(
                         "DELETE",
                         format!("s3://{bucket}/{}", e.key().unwrap_or_default()),
-                        &error::Failure {
+                        &error_map::Failure {
                             status: None,
                             code: e.code().map(str::to_string),
                             message: e.message().unwrap_or_default().to_string(),
@@ -561,6 +563,7 @@ impl ReplicaClient for S3Replica {
         })
     }
 
+    #[cfg(test)]
     fn delete_object(&self, name: &str) -> Result<(), ReplicaError> {
         let key = self.small_object_key(name)?;
         let (bucket, t, shown) = (self.settings.bucket.clone(), self.tuning, self.shown(&key));

@@ -9,7 +9,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use tokio::task::JoinSet;
 
-use super::error::map_sdk;
+use super::error_map::map_sdk;
 use super::sdk::{timeouts, Tuning};
 use crate::replica::ReplicaError;
 

@@ -246,7 +246,7 @@ pub async fn build_client(s: &Settings, t: &Tuning) -> aws_sdk_s3::Client {
         .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
         .timeout_config(timeouts(t, 0))
         .retry_config(RetryConfig::standard().with_max_attempts(t.max_attempts))
-        .interceptor(super::counting::CountRequests);
+        .interceptor(super::request_counter::CountRequests);
     if let Some(e) = &s.endpoint {
         b = b.endpoint_url(e);
     }

@@ -172,11 +172,11 @@ fn a_lock_left_by_another_client_delays_but_does_not_break_writes() {
 }
 
 fn objects_lock_for_test(r: &WebdavReplica, name: &str) -> String {
-    super::objects::tests_support::lock(r, name)
+    super::locked_objects::tests_support::lock(r, name)
 }
 
 fn objects_unlock_for_test(r: &WebdavReplica, name: &str, token: &str) {
-    super::objects::tests_support::unlock(r, name, token)
+    super::locked_objects::tests_support::unlock(r, name, token)
 }
 
 #[test]

@@ -6,7 +6,7 @@
 //! used by this replica type.
 
 use super::cloud::GenericUrl;
-use super::file::{non_empty, RawReplica};
+use super::yaml::{non_empty, RawReplica};
 
 /// Server when neither `url` names one: the NATS default.
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";

@@ -182,6 +182,7 @@ pub(super) fn write(
     })
 }
 
+#[cfg(test)]
 pub(super) fn delete(r: &WebdavReplica, name: &str) -> Result<(), ReplicaError> {
     let path = object_path(r, name)?;
     locked(r, name, || r.delete_path(&path))

@@ -10,7 +10,7 @@ use super::base_vfs;
 use crate::ffi::guard;
 
 /// Existence checks of a failed-over primary's `-journal`/`-wal` look beside the read replica
-/// actually opened, so SQLite sees its hot journal (see `follower::registry`). Called by
+/// actually opened, so SQLite sees its hot journal (see `follower::routing`). Called by
 /// `conn::x_access` for every name that is not the control database's.
 pub(super) unsafe extern "C" fn redirected_access(
     vfs: *mut ffi::sqlite3_vfs,
@@ -23,7 +23,7 @@ pub(super) unsafe extern "C" fn redirected_access(
         if !name.is_null() {
             // SAFETY: `name` is a NUL-terminated path from SQLite.
             let path = unsafe { CStr::from_ptr(name) }.to_string_lossy();
-            if let Some(n) = crate::follower::registry::redirect_sidecar(&path) {
+            if let Some(n) = crate::follower::routing::redirect_sidecar(&path) {
                 name = n[4..].as_ptr() as *const c_char;
             }
         }

@@ -224,7 +224,7 @@ pub(super) unsafe fn open_ctl(file: *mut ffi::sqlite3_file, out_flags: *mut c_in
 
 /// # Safety
 /// `f` must be a control file opened by [`open_ctl`].
-unsafe fn ctl_file(f: *mut ffi::sqlite3_file) -> &'static mut CtlFile {
+unsafe fn ctl_file<'a>(f: *mut ffi::sqlite3_file) -> &'a mut CtlFile {
     // SAFETY: per the contract; SQLite serialises calls on one file.
     unsafe { &mut *(f as *mut CtlFile) }
 }
@@ -326,12 +326,12 @@ unsafe extern "C" fn c_file_control(
 /// `db` must be a connection being opened (called from the auto-extension).
 pub(super) unsafe fn bind_connection(db: *mut ffi::sqlite3) {
     // SAFETY: `db` is valid per the contract.
-    let Some(database) = (unsafe { super::vfs::main_database(db) }) else {
+    let Some(database) = (unsafe { super::vfs_shim::main_database(db) }) else {
         return;
     };
     let ctl = Arc::new(ConnCtl::new(db, Some(database)));
     // SAFETY: as above.
-    unsafe { super::vfs::set_main_ctl(db, Arc::clone(&ctl)) };
+    unsafe { super::vfs_shim::set_main_ctl(db, Arc::clone(&ctl)) };
     let sql = c"ATTACH 'litestream~ctl' AS litestream";
     // SAFETY: `db` is valid and `sql` NUL-terminated.
     let rc = unsafe { ffi::sqlite3_exec(db, sql.as_ptr(), None, ptr::null_mut(), ptr::null_mut()) };
@@ -464,13 +464,13 @@ unsafe extern "C" fn fn_checkpoint(
         // Only through our VFS: a checkpoint from a connection that bypasses it would not be
         // seen by the capture.
         // SAFETY: `conn_ptr` is the running connection.
-        let Some(db) = (unsafe { super::vfs::main_database(conn_ptr) }) else {
+        let Some(db) = (unsafe { super::vfs_shim::main_database(conn_ptr) }) else {
             // SAFETY: as above.
             unsafe { result_error(ctx, &sql::not_replicated()) };
             return;
         };
         // SAFETY: `conn_ptr` is the running connection.
-        let timeout = unsafe { super::vfs::main_ctl(conn_ptr) }
+        let timeout = unsafe { super::vfs_shim::main_ctl(conn_ptr) }
             .map_or(sql::DEFAULT_CHECKPOINT_TIMEOUT, |c| c.checkpoint_timeout());
         let conn = ConnCtl::new(conn_ptr, Some(Arc::clone(&db)));
         conn.set_checkpoint_timeout(timeout);

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use super::flags::{FlagSet, Parsed};
-use super::restore::is_url;
+use super::restore_cmd::is_url;
 use super::{config_arg, CliError};
 use crate::config;
 use crate::format_txid;
@@ -230,5 +230,4 @@ pub fn run_databases(args: &[String], out: &mut dyn Write) -> Result<(), CliErro
 }
 
 #[cfg(test)]
-#[path = "listing_tests.rs"]
 mod tests;

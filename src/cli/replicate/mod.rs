@@ -294,5 +294,4 @@ pub fn main(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
 }
 
 #[cfg(test)]
-#[path = "replicate_tests.rs"]
 mod tests;

@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 
 use libsqlite3_sys as ffi;
 
-use crate::follower::apply::DbFile;
+use crate::follower::apply_batch::DbFile;
 use crate::follower::lock::LockLevel;
 use crate::follower::sys::{DefaultVfs, VfsFile};
 
@@ -77,7 +77,7 @@ fn lib_symbol(name: &CStr) -> Result<*mut c_void, String> {
 
 /// The default VFS of the SQLite this process uses.
 fn default_vfs() -> io::Result<*mut ffi::sqlite3_vfs> {
-    if let Some(v) = super::vfs::wrapped_vfs() {
+    if let Some(v) = super::vfs_shim::wrapped_vfs() {
         return Ok(v);
     }
     let sym = lib_symbol(c"sqlite3_vfs_find").map_err(io::Error::other)?;
@@ -227,11 +227,6 @@ impl OsFile {
         Ok(me)
     }
 
-    /// The VFS's full name of the file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     fn methods(&self) -> &ffi::sqlite3_io_methods {
         // SAFETY: the file is open (checked in `open`), so pMethods is a valid table that
         // lives as long as the VFS.
@@ -379,5 +374,4 @@ impl Drop for OsFile {
 }
 
 #[cfg(test)]
-#[path = "osfile_tests.rs"]
 pub(crate) mod tests;

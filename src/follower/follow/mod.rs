@@ -9,11 +9,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
 
-use super::apply::{self, ApplyContext, DbFile, Outcome};
+use super::apply_batch::{self, ApplyContext, DbFile, Outcome};
 use super::batch::{self, Batch};
 use super::lock::LockPolicy;
+pub use super::replica_status::{from_ms, to_ms, FollowerStatus};
 use super::state::{FollowerState, MetaFiles, StatusRecord};
-pub use super::status::{from_ms, to_ms, FollowerStatus};
 use super::sys::{self, VfsFile};
 use super::FollowError;
 use crate::panic_guard::{AfterPanic, Supervision};
@@ -150,8 +150,8 @@ impl Follower {
         }
         let mut guard = self.file.lock();
         let file = self.file_locked(&mut guard)?;
-        apply::recover(file, &self.journal_path, &self.policy)?;
-        let txid = apply::current_txid(file, &self.meta, &self.replica_url, &self.policy)?;
+        apply_batch::recover(file, &self.journal_path, &self.policy)?;
+        let txid = apply_batch::current_txid(file, &self.meta, &self.replica_url, &self.policy)?;
         self.status.lock().txid = txid.unwrap_or(0);
         tracing::info!(path = %self.path.display(), replica = %self.replica_url, txid = %format_txid(txid.unwrap_or(0)), "read replica resumes from its recorded TXID");
         Ok(())
@@ -200,7 +200,7 @@ impl Follower {
             else {
                 return Err(FollowError::Internal("restore returned no database"));
             };
-            let counter = apply::patch_page1_file(&tmp, page_count)?;
+            let counter = apply_batch::patch_page1_file(&tmp, page_count)?;
             self.meta.save(&FollowerState {
                 replica: self.replica_url.clone(),
                 txid,
@@ -254,15 +254,6 @@ impl Follower {
         if let Err(e) = spawned {
             self.started.store(false, Ordering::Release);
             tracing::error!(path = %self.path.display(), error = %e, "cannot start the read replica poller");
-        }
-    }
-
-    /// Asks the poller to poll now.
-    pub fn wake(&self) {
-        let (m, cv) = &self.wake;
-        if let Ok(mut w) = m.lock() {
-            *w = true;
-            cv.notify_all();
         }
     }
 
@@ -431,7 +422,8 @@ impl Follower {
             )));
         }
         let file = self.file_locked(guard)?;
-        let Some(cur) = apply::current_txid(file, &self.meta, &self.replica_url, &self.policy)?
+        let Some(cur) =
+            apply_batch::current_txid(file, &self.meta, &self.replica_url, &self.policy)?
         else {
             return self.rebase(file, "the local file's state is unknown");
         };
@@ -520,7 +512,7 @@ impl Follower {
         let mut at = cur;
         for chunk in chain.chunks(MAX_FILES_PER_APPLY) {
             let b = self.fetch(chunk)?;
-            match apply::apply(file, &self.ctx(), &b) {
+            match apply_batch::apply(file, &self.ctx(), &b) {
                 Ok(Outcome::Applied { txid, pages }) => {
                     tracing::debug!(path = %self.path.display(), from = %format_txid(at), to = %format_txid(txid), files = b.files, pages, "read replica applied");
                     at = txid;
@@ -553,7 +545,7 @@ impl Follower {
         self.see_primary(newest);
         tracing::warn!(path = %self.path.display(), replica = %self.replica_url, reason, txid = %format_txid(newest), "read replica re-bases on the newest snapshot");
         let b = self.fetch(&planned)?;
-        match apply::apply(file, &self.ctx(), &b)? {
+        match apply_batch::apply(file, &self.ctx(), &b)? {
             Outcome::Applied { txid, .. } | Outcome::AlreadyAt(txid) => Ok(PollOutcome::Rebased {
                 txid,
                 reason: reason.to_string(),
@@ -581,5 +573,4 @@ pub fn error_delay(poll: Duration, errors: u32) -> Duration {
 }
 
 #[cfg(test)]
-#[path = "follow_tests.rs"]
 mod tests;

@@ -8,15 +8,15 @@ use std::sync::Arc;
 
 use libsqlite3_sys as ffi;
 
-use super::{base_full_pathname, ls, LsFile, KIND_MAIN, METHODS};
+use super::{base_full_pathname, ls, LsFile, METHODS};
 use crate::database::Database;
-use crate::ffi::sql::{self as sqlffi, ConnCtl};
+use crate::ffi::sql_shim::{self as sqlffi, ConnCtl};
 
 /// Our main-database file of connection `db`, if it was opened through this VFS.
 ///
 /// # Safety
 /// `db` must be a valid open connection.
-unsafe fn main_file(db: *mut ffi::sqlite3) -> Option<&'static mut LsFile> {
+unsafe fn main_file<'a>(db: *mut ffi::sqlite3) -> Option<&'a mut LsFile> {
     let mut file: *mut ffi::sqlite3_file = ptr::null_mut();
     // SAFETY: FILE_POINTER writes one pointer into `file`.
     let rc = unsafe {
@@ -40,13 +40,7 @@ unsafe fn main_file(db: *mut ffi::sqlite3) -> Option<&'static mut LsFile> {
 pub(in crate::ffi) unsafe fn main_database(db: *mut ffi::sqlite3) -> Option<Arc<Database>> {
     // SAFETY: per the contract.
     let me = unsafe { main_file(db) }?;
-    if me.kind != KIND_MAIN || me.db.is_null() {
-        return None;
-    }
-    // SAFETY: `db` is owned by the open file; take one more reference for the caller.
-    unsafe { Arc::increment_strong_count(me.db) };
-    // SAFETY: the count was incremented just above.
-    Some(unsafe { Arc::from_raw(me.db) })
+    me.file.main_database().cloned()
 }
 
 /// Stores the connection state in the main file of `db` (replacing an earlier one).

@@ -152,6 +152,7 @@ impl Validator {
         Validator::default()
     }
 
+    #[cfg(test)]
     /// A validator that records the first mismatch instead of aborting (for tests).
     pub fn recording() -> Validator {
         Validator {
@@ -484,5 +485,4 @@ pub fn abort_on_mismatch(db: &Path, err: &ValidateError) -> ! {
 }
 
 #[cfg(test)]
-#[path = "validate_tests.rs"]
 mod tests;

@@ -507,5 +507,4 @@ pub(super) fn patch_page1_file(path: &Path, page_count: u32) -> Result<u32, Foll
 }
 
 #[cfg(test)]
-#[path = "apply_tests.rs"]
 mod tests;

@@ -252,11 +252,6 @@ pub fn for_db_path(path: &Path) -> Option<Arc<Follower>> {
     map.get(&canonical(&replica)).cloned()
 }
 
-/// Every follower of this process.
-pub fn all() -> Vec<Arc<Follower>> {
-    followers().lock().values().cloned().collect()
-}
-
 /// How long `read-replica sync` waits for readers before giving up.
 pub const SYNC_TIMEOUT: Duration = Duration::from_secs(120);
 

@@ -472,5 +472,4 @@ fn check_database_header(tmp: &File, page_size: u32, commit: u32) -> Result<(), 
 }
 
 #[cfg(test)]
-#[path = "apply_tests.rs"]
 mod tests;

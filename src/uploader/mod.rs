@@ -23,7 +23,7 @@ use crate::TxId;
 pub mod bound;
 mod l0file;
 mod remedy;
-mod scan;
+mod segment_scan;
 mod supervise;
 
 /// First retry delay after a failed upload; doubles up to [`MAX_BACKOFF`], with jitter so many
@@ -468,14 +468,14 @@ fn reconcile(db: &Database, st: &mut SyncState) -> Result<(), SyncError> {
 }
 
 fn seal(db: &Database, st: &mut SyncState, segments: &[u64]) -> Result<(), SyncError> {
-    let segments = &segments[..segments.len().min(scan::MAX_SEGMENTS_PER_SEAL)];
+    let segments = &segments[..segments.len().min(segment_scan::MAX_SEGMENTS_PER_SEAL)];
     let paths: Vec<_> = segments.iter().map(|&s| db.meta.segment_path(s)).collect();
-    let scan::Scanned {
+    let segment_scan::Scanned {
         commits,
         closed,
         pages,
         files,
-    } = scan::scan(&paths)?;
+    } = segment_scan::scan(&paths)?;
     let mut last: Option<CommitRecord> = None;
     let mut first_wal_start: Option<u64> = None;
     let mut any_full = false;

@@ -363,5 +363,4 @@ pub fn recover_sealed(progress: &Progress, meta: &crate::staging::MetaDir, repli
 }
 
 #[cfg(test)]
-#[path = "progress_tests.rs"]
 mod tests;

@@ -364,10 +364,6 @@ impl SegmentWriter {
     pub fn is_empty(&self) -> bool {
         self.committed_len <= SEGMENT_MAGIC.len() as u64
     }
-
-    pub fn sync(&mut self) -> Result<(), StagingError> {
-        self.file.sync_data().map_err(io_err(&self.path))
-    }
 }
 
 fn encode_wal_pos(p: &WalPos, out: &mut [u8]) {
@@ -467,10 +463,6 @@ impl SegmentReader {
         self.pos
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// The next record, or `None` at the end or at a torn tail. Page bytes are skipped;
     /// read them later with [`read_page_at`].
     pub fn next_record(&mut self) -> Result<Option<Record>, StagingError> {
@@ -566,5 +558,4 @@ pub fn read_page_at(file: &File, offset: u64, buf: &mut [u8]) -> io::Result<()> 
 }
 
 #[cfg(test)]
-#[path = "staging_tests.rs"]
 mod tests;

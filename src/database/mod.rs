@@ -585,5 +585,4 @@ impl Database {
 mod takeover;
 
 #[cfg(test)]
-#[path = "database_tests.rs"]
 mod tests;

@@ -256,5 +256,4 @@ pub fn plan(files: &[LtxFileInfo], target: &Target) -> Result<Vec<LtxFileInfo>, 
 }
 
 #[cfg(test)]
-#[path = "plan_tests.rs"]
 mod tests;

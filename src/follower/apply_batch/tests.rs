@@ -177,7 +177,6 @@ impl Env {
             txid: range.1,
             page_size: PS,
             commit,
-            timestamp_ms: 0,
             full: range.0 == 1,
             files: 1,
             pages: spool,

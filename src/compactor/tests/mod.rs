@@ -4,6 +4,8 @@
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
+use super::jobs::MAX_MERGE_INPUTS;
+use super::merge::merge;
 use super::*;
 use crate::ltx::{Encoder, Header, FLAG_NO_CHECKSUM};
 use crate::replica::{FileReplica, LtxFileInfo, ReplicaClient};
@@ -520,5 +522,13 @@ fn jobs_write_nothing_while_another_writer_holds_the_lease() {
 }
 
 /// Tests that bound the requests the jobs make.
-#[path = "request_tests.rs"]
 mod requests;
+
+/// L0 retention, returning only the files deleted.
+fn enforce_l0_retention(
+    client: &dyn ReplicaClient,
+    retention: Duration,
+    now: std::time::SystemTime,
+) -> Result<Vec<LtxFileInfo>, CompactError> {
+    l0_retention_pass(client, retention, now).map(|(deleted, _)| deleted)
+}

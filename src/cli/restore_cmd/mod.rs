@@ -373,5 +373,4 @@ fn print_plan(
 }
 
 #[cfg(test)]
-#[path = "restore_tests.rs"]
 mod tests;

@@ -483,5 +483,4 @@ impl CaptureState {
 }
 
 #[cfg(test)]
-#[path = "capture_tests.rs"]
 mod tests;

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::*;
-use crate::follower::apply::{apply, recover, ApplyContext, Outcome};
+use crate::follower::apply_batch::{apply, recover, ApplyContext, Outcome};
 use crate::follower::batch::{Batch, PageSpool};
 use crate::follower::dbheader;
 use crate::follower::lock::LockPolicy;
@@ -143,7 +143,6 @@ fn diff_batch(old: &Path, new: &Path, spool_dir: &Path) -> Batch {
         txid: 2,
         page_size: ps as u32,
         commit: (b.len() / ps) as u32,
-        timestamp_ms: 0,
         full: false,
         files: 1,
         pages: spool,
