@@ -35,9 +35,14 @@ pub(crate) fn panic_message(p: &(dyn Any + Send)) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
-/// Runs `f`; a panic becomes `Err(message)`.
-pub(crate) fn catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(|p| panic_message(p.as_ref()))
+/// A caught panic: its message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct Panicked(pub String);
+
+/// Runs `f`; a panic becomes `Err` with its message.
+pub(crate) fn catch<T>(f: impl FnOnce() -> T) -> Result<T, Panicked> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|p| Panicked(panic_message(p.as_ref())))
 }
 
 /// Runs `f`, turning a panic into `on_panic` (and a log line) instead of unwinding into C.
@@ -156,11 +161,14 @@ mod tests {
     #[test]
     fn catch_returns_the_panic_message() {
         assert_eq!(catch(|| 7), Ok(7));
-        assert_eq!(catch(|| -> () { panic!("boom") }), Err("boom".to_string()));
+        assert_eq!(
+            catch(|| -> () { panic!("boom") }),
+            Err(Panicked("boom".to_string()))
+        );
         let n = 3;
         assert_eq!(
             catch(|| -> () { panic!("boom {n}") }),
-            Err("boom 3".to_string())
+            Err(Panicked("boom 3".to_string()))
         );
     }
 

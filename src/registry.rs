@@ -19,7 +19,7 @@ use crate::staging::StagingError;
 pub enum OpenError {
     /// The configuration file (`LITESTREAM_CONFIG` or the default path) cannot be loaded.
     #[error("{0}")]
-    Config(String),
+    Config(&'static ConfigError),
     /// The `replica=` URI parameter is not a valid replica URL.
     #[error(transparent)]
     ReplicaUrl(#[from] ConfigError),

@@ -35,9 +35,21 @@ pub enum SqlError {
     #[error("litestream: not checkpointed: {0}")]
     NotCheckpointed(#[from] crate::uploader::SyncNowError),
     /// The replica has everything up to `txid` (16 hex digits), but SQLite's checkpoint
-    /// failed with `message`.
-    #[error("litestream: the replica has everything up to TXID {txid}, but the WAL checkpoint failed: {message} (run it outside a transaction)")]
-    WalCheckpoint { txid: String, message: String },
+    /// failed.
+    #[error("litestream: the replica has everything up to TXID {txid}, but the WAL checkpoint failed: {source} (run it outside a transaction)")]
+    WalCheckpoint {
+        txid: String,
+        source: WalCheckpointError,
+    },
+}
+
+/// Why SQLite's own WAL checkpoint (`sqlite3_wal_checkpoint_v2`) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WalCheckpointError {
+    #[error("checkpoints run only on a connection's main database")]
+    NoConnection,
+    #[error("{message} (SQLite result code {code})")]
+    Sqlite { code: i32, message: String },
 }
 
 /// `sqlite3_wal_checkpoint_v2` modes.
@@ -80,7 +92,7 @@ pub trait Conn {
     fn checkpoint_timeout(&self) -> Duration;
     fn set_checkpoint_timeout(&self, d: Duration);
     /// Runs the WAL checkpoint of `main`; `Err` carries SQLite's message.
-    fn wal_checkpoint(&self, mode: CheckpointMode) -> Result<WalCheckpoint, String>;
+    fn wal_checkpoint(&self, mode: CheckpointMode) -> Result<WalCheckpoint, WalCheckpointError>;
 }
 
 /// Where a pragma arrived: at the control database (`PRAGMA litestream.x`) or at a database
@@ -153,9 +165,9 @@ pub fn checkpoint(
     let txid = crate::uploader::sync_now(db, conn.checkpoint_timeout())?;
     let ck = conn
         .wal_checkpoint(mode)
-        .map_err(|message| SqlError::WalCheckpoint {
+        .map_err(|source| SqlError::WalCheckpoint {
             txid: crate::format_txid(txid),
-            message,
+            source,
         })?;
     Ok(checkpoint_json(txid, &ck))
 }
@@ -198,9 +210,12 @@ mod tests {
         fn set_checkpoint_timeout(&self, d: Duration) {
             self.timeout.set(d)
         }
-        fn wal_checkpoint(&self, mode: CheckpointMode) -> Result<WalCheckpoint, String> {
+        fn wal_checkpoint(
+            &self,
+            mode: CheckpointMode,
+        ) -> Result<WalCheckpoint, WalCheckpointError> {
             self.ck.set(Some(mode));
-            Err("unreachable in these tests".into())
+            Err(WalCheckpointError::NoConnection)
         }
     }
 

@@ -162,7 +162,7 @@ fn step(
                 t.supervision.finished();
                 true
             }
-            Err(message) => compaction_panicked(&t.db, message, t.supervision.panicked()),
+            Err(p) => compaction_panicked(&t.db, p.0, t.supervision.panicked()),
         }
     });
     ControlFlow::Continue(())

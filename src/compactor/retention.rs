@@ -6,7 +6,7 @@
 use std::time::{Duration, SystemTime};
 
 use crate::replica::{LtxFileInfo, SNAPSHOT_LEVEL};
-use crate::restore::{plan, Target};
+use crate::restore::{plan, PlanError, Target};
 use crate::TxId;
 
 fn older_than(f: &LtxFileInfo, retention: Duration, now: SystemTime) -> bool {
@@ -91,11 +91,24 @@ pub fn snapshot_and_level_deletions(
     out
 }
 
+/// Why a retention deletion is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error("the replica is not restorable now ({0}); not deleting anything")]
+    NotRestorableNow(PlanError),
+    #[error("the deletion would leave no restorable replica ({0})")]
+    NotRestorableAfter(PlanError),
+    #[error("the latest restore would end at {after:?} instead of {before:?}")]
+    EndMoves {
+        before: Option<TxId>,
+        after: Option<TxId>,
+    },
+}
+
 /// `Ok` when deleting `doomed` from `all` leaves a replica whose latest restore still works and
 /// ends at the same TXID (and some snapshot-or-chain start remains).
-pub fn keeps_latest_restorable(all: &[LtxFileInfo], doomed: &[LtxFileInfo]) -> Result<(), String> {
-    let before = plan(all, &Target::Latest)
-        .map_err(|e| format!("the replica is not restorable now ({e}); not deleting anything"))?;
+pub fn keeps_latest_restorable(all: &[LtxFileInfo], doomed: &[LtxFileInfo]) -> Result<(), Refusal> {
+    let before = plan(all, &Target::Latest).map_err(Refusal::NotRestorableNow)?;
     let kept: Vec<LtxFileInfo> = all
         .iter()
         .filter(|f| {
@@ -105,15 +118,16 @@ pub fn keeps_latest_restorable(all: &[LtxFileInfo], doomed: &[LtxFileInfo]) -> R
         })
         .cloned()
         .collect();
-    let after = plan(&kept, &Target::Latest).map_err(|e| e.to_string())?;
+    let after = plan(&kept, &Target::Latest).map_err(Refusal::NotRestorableAfter)?;
     let (b, a) = (
         before.last().map(|f| f.max_txid),
         after.last().map(|f| f.max_txid),
     );
     if a != b {
-        return Err(format!(
-            "the latest restore would end at {a:?} instead of {b:?}"
-        ));
+        return Err(Refusal::EndMoves {
+            before: b,
+            after: a,
+        });
     }
     Ok(())
 }

@@ -3,16 +3,16 @@
 
 use std::sync::OnceLock;
 
-use super::{load_default, Config};
+use super::{load_default, Config, ConfigError};
 
-static CONFIG: OnceLock<Result<Option<Config>, String>> = OnceLock::new();
+static CONFIG: OnceLock<Result<Option<Config>, ConfigError>> = OnceLock::new();
 
 /// The configuration from `LITESTREAM_CONFIG` or `/etc/litestream.yml`, loaded on first use.
-/// `Ok(None)`: no configuration file (only `?replica=` URIs are replicated).
-pub fn global() -> Result<Option<&'static Config>, String> {
+/// `Ok(None)`: no configuration file (only `?replica=` URIs are replicated). The error is
+/// the one of the first load, kept for the life of the process.
+pub fn global() -> Result<Option<&'static Config>, &'static ConfigError> {
     CONFIG
-        .get_or_init(|| load_default().map_err(|e| e.to_string()))
+        .get_or_init(load_default)
         .as_ref()
         .map(Option::as_ref)
-        .map_err(Clone::clone)
 }

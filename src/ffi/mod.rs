@@ -26,8 +26,23 @@ pub(crate) use crate::panic_guard::guard;
 /// Log level of the extension when neither `logging.level` nor `LOG_LEVEL` sets one.
 const DEFAULT_EXTENSION_LOG_LEVEL: &str = "warn";
 
+/// Why the extension cannot be set up in this process.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SetupError {
+    #[error(
+        "this SQLite cannot serve the extension's API table ({0}); SQLite 3.40 or newer is needed"
+    )]
+    Api(String),
+    #[error("SQLite has no default VFS to wrap")]
+    NoDefaultVfs,
+    #[error("cannot register the litestream VFS (SQLite error {0})")]
+    RegisterVfs(c_int),
+    #[error("cannot register the auto-extension (SQLite error {0})")]
+    AutoExtension(c_int),
+}
+
 /// Result of the one-time process setup: the VFS registration.
-static SETUP: OnceLock<Result<(), String>> = OnceLock::new();
+static SETUP: OnceLock<Result<(), SetupError>> = OnceLock::new();
 
 /// The libsqlite3-sys API table is filled (by the entry point or the first auto-extension call).
 static API_READY: AtomicBool = AtomicBool::new(false);
@@ -36,13 +51,13 @@ static API_READY: AtomicBool = AtomicBool::new(false);
 ///
 /// # Safety
 /// `p_api` must be the routine table SQLite passes to extensions.
-unsafe fn init_api(p_api: *const ffi::sqlite3_api_routines) -> Result<(), String> {
+unsafe fn init_api(p_api: *const ffi::sqlite3_api_routines) -> Result<(), SetupError> {
     if API_READY.load(Ordering::Acquire) {
         return Ok(());
     }
     // SAFETY: per the contract; the function only reads the table.
     unsafe { ffi::rusqlite_extension_init2(p_api as *mut ffi::sqlite3_api_routines) }
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| SetupError::Api(e.to_string()))?;
     API_READY.store(true, Ordering::Release);
     Ok(())
 }
@@ -62,7 +77,7 @@ fn register_atexit() {
     }
 }
 
-fn setup() -> Result<(), String> {
+fn setup() -> Result<(), SetupError> {
     SETUP
         .get_or_init(|| {
             osfile::install_for_followers();
@@ -95,9 +110,7 @@ fn setup() -> Result<(), String> {
                 >(auto_extension_init)))
             };
             if rc != ffi::SQLITE_OK {
-                return Err(format!(
-                    "cannot register the auto-extension (SQLite error {rc})"
-                ));
+                return Err(SetupError::AutoExtension(rc));
             }
             Ok(())
         })

@@ -209,7 +209,7 @@ fn ensure() -> Option<&'static Real> {
 }
 
 /// The API table could not be set from SQLite (too old for the bindings): logged once.
-pub(super) fn api_failed(e: &str) {
+pub(super) fn api_failed(e: &super::SetupError) {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         crate::logging::init_from_env();

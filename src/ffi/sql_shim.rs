@@ -13,7 +13,7 @@ use libsqlite3_sys as ffi;
 
 use super::guard;
 use crate::database::Database;
-use crate::sql::{self, CheckpointMode, Conn, Via, WalCheckpoint};
+use crate::sql::{self, CheckpointMode, Conn, Via, WalCheckpoint, WalCheckpointError};
 
 /// The control database's file name. `ATTACH 'litestream~ctl' AS litestream` opens it through
 /// the connection's VFS (ours): no file is ever created, and it reads as an empty database.
@@ -59,9 +59,9 @@ impl Conn for ConnCtl {
         );
     }
 
-    fn wal_checkpoint(&self, mode: CheckpointMode) -> Result<WalCheckpoint, String> {
+    fn wal_checkpoint(&self, mode: CheckpointMode) -> Result<WalCheckpoint, WalCheckpointError> {
         if self.conn.is_null() {
-            return Err("litestream: checkpoints run only on a connection's main database".into());
+            return Err(WalCheckpointError::NoConnection);
         }
         let (mut log, mut ckpt) = (-1, -1);
         // SAFETY: `conn` is the open connection this call is made on behalf of (see ConnCtl).
@@ -80,10 +80,14 @@ impl Conn for ConnCtl {
                 log,
                 checkpointed: ckpt,
             }),
-            // SAFETY: `conn` is valid; errmsg returns a NUL-terminated string owned by SQLite.
-            _ => Err(unsafe { CStr::from_ptr(ffi::sqlite3_errmsg(self.conn)) }
-                .to_string_lossy()
-                .into_owned()),
+            _ => Err(WalCheckpointError::Sqlite {
+                code: rc,
+                // SAFETY: `conn` is valid; errmsg returns a NUL-terminated string owned by
+                // SQLite.
+                message: unsafe { CStr::from_ptr(ffi::sqlite3_errmsg(self.conn)) }
+                    .to_string_lossy()
+                    .into_owned(),
+            }),
         }
     }
 }

@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use super::follow::{Follower, FollowerConfig};
 use super::state::MetaFiles;
 use super::FollowError;
-use crate::config::{self, Config, DbConfig, ReadReplicaConfig};
+use crate::config::{self, Config, ConfigError, DbConfig, ReadReplicaConfig};
 
 /// `SQLITE_OPEN_READONLY` (sqlite3.h).
 const OPEN_READONLY: i32 = 0x0000_0001;
@@ -148,28 +148,52 @@ fn primary_unavailable(path: &Path, db: &DbConfig) -> Option<String> {
     }
 }
 
+/// Why the open of a main database cannot be routed: it is to be a read replica, and that
+/// read replica cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    /// The configuration file cannot be loaded.
+    #[error("{0}")]
+    Config(&'static ConfigError),
+    /// The `replica=` URI parameter of a read-only open is not a valid replica URL.
+    #[error("replica= URI parameter: {0}")]
+    ReplicaUrl(#[from] ConfigError),
+    /// The read replica's follower cannot start.
+    #[error("read replica {}: {source}", path.display())]
+    Follow { path: PathBuf, source: FollowError },
+}
+
 /// Decides how the VFS opens the main database `path` (SQLite's full name of it).
-pub fn route_main(path: &Path, flags: i32, uri_replica: Option<&str>) -> Result<MainRoute, String> {
+pub fn route_main(
+    path: &Path,
+    flags: i32,
+    uri_replica: Option<&str>,
+) -> Result<MainRoute, RouteError> {
     if followers().lock().contains_key(&canonical(path)) {
         return Ok(MainRoute::Replica);
     }
-    let config = crate::config::global()?;
+    let follow = |source: FollowError| RouteError::Follow {
+        path: path.to_path_buf(),
+        source,
+    };
+    let config = crate::config::global().map_err(RouteError::Config)?;
     if let Some((db, rr)) = config.and_then(|c| find_read_replica(c, path)) {
-        let cfg = follower_config(db, rr).map_err(|e| e.to_string())?;
-        get_or_open(path, cfg).map_err(|e| e.to_string())?;
+        let cfg = follower_config(db, rr).map_err(follow)?;
+        get_or_open(path, cfg).map_err(follow)?;
         return Ok(MainRoute::Replica);
     }
     if let Some(url) = uri_replica {
         if flags & OPEN_READONLY != 0 && may_follow(path) {
-            let rc = config::parse_replica_url(url).map_err(|e| e.to_string())?;
-            let client = crate::replica::client_for(&rc).map_err(|e| e.to_string())?;
+            let rc = config::parse_replica_url(url)?;
+            let client =
+                crate::replica::client_for(&rc).map_err(|e| follow(FollowError::Replica(e)))?;
             let cfg = FollowerConfig {
                 name: None,
                 path: path.to_path_buf(),
                 client: Arc::from(client),
                 poll_interval: config::DEFAULT_POLL_INTERVAL,
             };
-            get_or_open(path, cfg).map_err(|e| e.to_string())?;
+            get_or_open(path, cfg).map_err(follow)?;
             return Ok(MainRoute::Replica);
         }
     }

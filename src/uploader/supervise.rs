@@ -48,7 +48,7 @@ impl Supervised {
                 }
                 Ok(v)
             }
-            Err(message) => {
+            Err(crate::panic_guard::Panicked(message)) => {
                 let after = self.restarts.entry(key(db)).or_default().panicked();
                 report(db, message, after);
                 if after == AfterPanic::Stop {

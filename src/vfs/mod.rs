@@ -26,8 +26,8 @@ pub const OPEN_WAL: i32 = 0x0008_0000;
 #[derive(Debug, thiserror::Error)]
 pub enum ClassifyError {
     /// A read replica (configured, or `replica=` on a read-only open) cannot be set up.
-    #[error("{0}")]
-    ReadReplica(String),
+    #[error(transparent)]
+    ReadReplica(#[from] crate::follower::routing::RouteError),
     /// A managed database's replication cannot be set up.
     #[error(transparent)]
     Open(#[from] crate::registry::OpenError),
@@ -68,7 +68,7 @@ pub fn classify(
     }
     if flags & OPEN_MAIN_DB != 0 {
         use crate::follower::routing::{route_main, MainRoute};
-        match route_main(Path::new(path), flags, uri_replica).map_err(ClassifyError::ReadReplica)? {
+        match route_main(Path::new(path), flags, uri_replica)? {
             MainRoute::Replica => return Ok(Role::ReadOnly { rename: None }),
             MainRoute::Failover { name } => return Ok(Role::ReadOnly { rename: Some(name) }),
             MainRoute::Normal => {}

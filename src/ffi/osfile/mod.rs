@@ -32,7 +32,16 @@ unsafe impl Send for LibPtr {}
 // SAFETY: as above: only passed to dlsym, which is thread-safe.
 unsafe impl Sync for LibPtr {}
 
-static LIB: OnceLock<Result<LibPtr, String>> = OnceLock::new();
+/// Why SQLite's shared library or one of its symbols cannot be used.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DlError {
+    #[error("cannot load {}: {reason} (install libsqlite3-0)", LIBSQLITE3.to_string_lossy())]
+    Open { reason: String },
+    #[error("{} has no {symbol}", LIBSQLITE3.to_string_lossy())]
+    Symbol { symbol: String },
+}
+
+static LIB: OnceLock<Result<LibPtr, DlError>> = OnceLock::new();
 
 fn dlerror_text() -> String {
     // SAFETY: dlerror returns null or a NUL-terminated message owned by libc.
@@ -46,17 +55,15 @@ fn dlerror_text() -> String {
 }
 
 /// A symbol of the dlopen'ed `libsqlite3.so.0`.
-fn lib_symbol(name: &CStr) -> Result<*mut c_void, String> {
+fn lib_symbol(name: &CStr) -> Result<*mut c_void, DlError> {
     let lib = LIB
         .get_or_init(|| {
             // SAFETY: dlopen with a constant NUL-terminated name; the handle is never closed.
             let h = unsafe { libc::dlopen(LIBSQLITE3.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
             if h.is_null() {
-                Err(format!(
-                    "cannot load {}: {} (install libsqlite3-0)",
-                    LIBSQLITE3.to_string_lossy(),
-                    dlerror_text()
-                ))
+                Err(DlError::Open {
+                    reason: dlerror_text(),
+                })
             } else {
                 Ok(LibPtr(h))
             }
@@ -66,11 +73,9 @@ fn lib_symbol(name: &CStr) -> Result<*mut c_void, String> {
     // SAFETY: `lib.0` is a live dlopen handle and `name` is NUL-terminated.
     let sym = unsafe { libc::dlsym(lib.0, name.as_ptr()) };
     if sym.is_null() {
-        return Err(format!(
-            "{} has no {}",
-            LIBSQLITE3.to_string_lossy(),
-            name.to_string_lossy()
-        ));
+        return Err(DlError::Symbol {
+            symbol: name.to_string_lossy().into_owned(),
+        });
     }
     Ok(sym)
 }

@@ -83,7 +83,7 @@ unsafe fn hook(f: *mut ffi::sqlite3_file, event: impl FnOnce(&mut OpenFile<Arc<D
 /// Registers the VFS; `make_default`: as SQLite's default VFS (LD_PRELOAD, `vfs.default`).
 /// Idempotent: a later call without `make_default` leaves a registration as it is (a default
 /// stays the default), and registers the VFS again if the host unregistered it.
-pub fn register(make_default: bool) -> Result<(), String> {
+pub fn register(make_default: bool) -> Result<(), super::SetupError> {
     if let Some(v) = OURS.get() {
         // SAFETY: VFS_NAME is NUL-terminated; sqlite3_vfs_find only reads SQLite's list.
         let listed = std::ptr::eq(unsafe { ffi::sqlite3_vfs_find(VFS_NAME.as_ptr()) }, v.0);
@@ -98,7 +98,7 @@ pub fn register(make_default: bool) -> Result<(), String> {
     // for the process.
     let base = unsafe { ffi::sqlite3_vfs_find(ptr::null()) };
     if base.is_null() {
-        return Err("no default VFS to wrap".into());
+        return Err(super::SetupError::NoDefaultVfs);
     }
     // SAFETY: `base` is a valid registered VFS.
     let b = unsafe { &*base };
@@ -130,9 +130,7 @@ pub fn register(make_default: bool) -> Result<(), String> {
     // SAFETY: `raw` is a fully initialised VFS that is never freed.
     let rc = unsafe { ffi::sqlite3_vfs_register(raw, c_int::from(make_default)) };
     if rc != ffi::SQLITE_OK {
-        return Err(format!(
-            "cannot register the litestream VFS (SQLite error {rc})"
-        ));
+        return Err(super::SetupError::RegisterVfs(rc));
     }
     let _ = OURS.set(VfsPtr(raw));
     Ok(())

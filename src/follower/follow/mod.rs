@@ -367,7 +367,7 @@ impl Follower {
         let mut guard = self.file.lock();
         // A panic is an error of this poll (logged, shown in the status, retried with backoff).
         let res = crate::panic_guard::catch(|| self.poll_locked(&mut guard))
-            .unwrap_or_else(|message| Err(FollowError::Panicked(message)));
+            .unwrap_or_else(|p| Err(FollowError::Panicked(p.0)));
         let now = SystemTime::now();
         let record = {
             let mut st = self.status.lock();

@@ -37,12 +37,21 @@ pub const BLOCK_SIZE: usize = 8 * 1024 * 1024;
 /// What a 403 most likely means, for the error message.
 const AUTH_HINT: &str = "check `account-name`, `account-key` or `sas-token`, and `endpoint`";
 
+/// Why the replica cannot make requests; found when it is built, reported at its first use.
+#[derive(Debug, thiserror::Error)]
+enum SetupError {
+    #[error("no account name: set `account-name` (or abs://ACCOUNT@CONTAINER/…) or `endpoint`")]
+    NoAccount,
+    #[error("{0}")]
+    Credentials(String),
+}
+
 /// An Azure Blob Storage replica. Cheap to share; the HTTP client is built on first use.
 pub struct AbsReplica {
     cfg: AbsConfig,
     /// Service URL without a trailing `/` (`https://ACCOUNT.blob.core.windows.net`).
-    endpoint: Result<String, String>,
-    signer: Result<Signer, String>,
+    endpoint: Result<String, SetupError>,
+    signer: Result<Signer, SetupError>,
     tuning: Tuning,
     http: OnceLock<HttpClient>,
 }
@@ -62,19 +71,18 @@ impl AbsReplica {
         let endpoint = match (&cfg.endpoint, credentials::account_name(cfg, env)) {
             (Some(e), _) => Ok(e.trim_end_matches('/').to_string()),
             (None, Some(a)) => Ok(format!("https://{a}.blob.core.windows.net")),
-            (None, None) => Err(
-                "no account name: set `account-name` (or abs://ACCOUNT@CONTAINER/…) or `endpoint`"
-                    .to_string(),
-            ),
+            (None, None) => Err(SetupError::NoAccount),
         };
         AbsReplica {
             cfg: cfg.clone(),
             endpoint,
             signer: credentials::resolve(cfg, env, &shown)
                 .map(|creds| Signer { creds })
-                .map_err(|e| match e {
-                    ReplicaError::Fatal { reason, .. } => reason,
-                    other => other.to_string(),
+                .map_err(|e| {
+                    SetupError::Credentials(match e {
+                        ReplicaError::Fatal { reason, .. } => reason,
+                        other => other.to_string(),
+                    })
                 }),
             tuning,
             http: OnceLock::new(),
@@ -89,8 +97,14 @@ impl AbsReplica {
     }
 
     fn http(&self) -> Result<(&HttpClient, &Signer, &str), ReplicaError> {
-        let signer = self.signer.as_ref().map_err(|m| self.fatal("", m))?;
-        let endpoint = self.endpoint.as_ref().map_err(|m| self.fatal("", m))?;
+        let signer = self
+            .signer
+            .as_ref()
+            .map_err(|e| self.fatal("", &e.to_string()))?;
+        let endpoint = self
+            .endpoint
+            .as_ref()
+            .map_err(|e| self.fatal("", &e.to_string()))?;
         if let Some(c) = self.http.get() {
             return Ok((c, signer, endpoint));
         }
@@ -298,7 +312,7 @@ fn parse_list(
     xml: &str,
     prefix: &str,
     level: u8,
-) -> Result<(Vec<LtxFileInfo>, Option<String>), String> {
+) -> Result<(Vec<LtxFileInfo>, Option<String>), h::xml::XmlError> {
     let mut out = Vec::new();
     let mut next = None;
     // (name, size, creation time, metadata timestamp) of the blob being read.

@@ -73,8 +73,35 @@ struct KeyFile {
     refresh_token: Option<String>,
 }
 
+/// Why Google credentials cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    #[error("credentials file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("credentials file {}: not a Google key file: {source}", path.display())]
+    NotKeyFile {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("credentials file {}: {problem}", path.display())]
+    Invalid { path: PathBuf, problem: String },
+    #[error(
+        "credentials file {}: type {kind:?} is not supported (use a service account key or \
+         `gcloud auth application-default login`)",
+        path.display()
+    )]
+    UnsupportedType { path: PathBuf, kind: String },
+    #[error("the clock is before 1970")]
+    Clock,
+    #[error("signing the service account JWT failed")]
+    Sign,
+}
+
 /// Picks the credential source; `env` reads the environment.
-pub fn resolve(env: &dyn Fn(&str) -> Option<String>) -> Result<Source, String> {
+pub fn resolve(env: &dyn Fn(&str) -> Option<String>) -> Result<Source, CredentialsError> {
     let var = |k: &str| env(k).filter(|v| !v.is_empty());
     if var("STORAGE_EMULATOR_HOST").is_some() {
         return Ok(Source::Anonymous);
@@ -92,12 +119,20 @@ pub fn resolve(env: &dyn Fn(&str) -> Option<String>) -> Result<Source, String> {
 }
 
 /// Reads a key file (`service_account` or `authorized_user`).
-pub fn from_file(path: &std::path::Path) -> Result<Source, String> {
-    let shown = path.display();
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("credentials file {shown}: {e}"))?;
-    let f: KeyFile = serde_json::from_str(&text)
-        .map_err(|e| format!("credentials file {shown}: not a Google key file: {e}"))?;
+pub fn from_file(path: &std::path::Path) -> Result<Source, CredentialsError> {
+    let invalid = |problem: String| CredentialsError::Invalid {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| CredentialsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let f: KeyFile =
+        serde_json::from_str(&text).map_err(|source| CredentialsError::NotKeyFile {
+            path: path.to_path_buf(),
+            source,
+        })?;
     let token_uri = f
         .token_uri
         .clone()
@@ -105,16 +140,14 @@ pub fn from_file(path: &std::path::Path) -> Result<Source, String> {
     match f.kind.as_str() {
         "service_account" => {
             let (Some(email), Some(pem)) = (f.client_email, f.private_key) else {
-                return Err(format!(
-                    "credentials file {shown}: a service account key needs client_email and private_key"
+                return Err(invalid(
+                    "a service account key needs client_email and private_key".into(),
                 ));
             };
-            let der = pem_to_der(&pem).ok_or_else(|| {
-                format!("credentials file {shown}: private_key is not a PEM \"PRIVATE KEY\"")
-            })?;
-            let key = ring::signature::RsaKeyPair::from_pkcs8(&der).map_err(|e| {
-                format!("credentials file {shown}: private_key is not a PKCS#8 RSA key: {e}")
-            })?;
+            let der = pem_to_der(&pem)
+                .ok_or_else(|| invalid("private_key is not a PEM \"PRIVATE KEY\"".into()))?;
+            let key = ring::signature::RsaKeyPair::from_pkcs8(&der)
+                .map_err(|e| invalid(format!("private_key is not a PKCS#8 RSA key: {e}")))?;
             Ok(Source::ServiceAccount {
                 email,
                 key,
@@ -130,15 +163,14 @@ pub fn from_file(path: &std::path::Path) -> Result<Source, String> {
                     token_uri,
                 })
             }
-            _ => Err(format!(
-                "credentials file {shown}: an authorized_user file needs client_id, client_secret \
-                 and refresh_token"
+            _ => Err(invalid(
+                "an authorized_user file needs client_id, client_secret and refresh_token".into(),
             )),
         },
-        other => Err(format!(
-            "credentials file {shown}: type {other:?} is not supported (use a service account key \
-             or `gcloud auth application-default login`)"
-        )),
+        other => Err(CredentialsError::UnsupportedType {
+            path: path.to_path_buf(),
+            kind: other.to_string(),
+        }),
     }
 }
 
@@ -164,10 +196,10 @@ pub fn jwt(
     key: &ring::signature::RsaKeyPair,
     token_uri: &str,
     now: SystemTime,
-) -> Result<String, String> {
+) -> Result<String, CredentialsError> {
     let iat = now
         .duration_since(UNIX_EPOCH)
-        .map_err(|_| "the clock is before 1970".to_string())?
+        .map_err(|_| CredentialsError::Clock)?
         .as_secs();
     let header = b64url(br#"{"alg":"RS256","typ":"JWT"}"#);
     let claims = serde_json::json!({
@@ -185,7 +217,7 @@ pub fn jwt(
         unsigned.as_bytes(),
         &mut sig,
     )
-    .map_err(|_| "signing the service account JWT failed".to_string())?;
+    .map_err(|_| CredentialsError::Sign)?;
     Ok(format!("{unsigned}.{}", b64url(&sig)))
 }
 
@@ -247,7 +279,8 @@ impl Signer {
                 key,
                 token_uri,
             } => {
-                let assertion = jwt(email, key, token_uri, SystemTime::now()).map_err(fatal)?;
+                let assertion = jwt(email, key, token_uri, SystemTime::now())
+                    .map_err(|e| fatal(e.to_string()))?;
                 Request::new(Method::POST, token_uri.clone())
                     .header("content-type", "application/x-www-form-urlencoded")
                     .body(form(&[

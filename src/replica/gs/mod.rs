@@ -42,12 +42,21 @@ pub const CHUNK_SIZE: usize = 8 * 1024 * 1024;
 const AUTH_HINT: &str =
     "check GOOGLE_APPLICATION_CREDENTIALS (or the VM's service account) and its bucket permissions";
 
+/// Why the replica cannot make requests (found at first use).
+#[derive(Debug, thiserror::Error)]
+enum SetupError {
+    #[error(transparent)]
+    Credentials(#[from] auth::CredentialsError),
+    #[error(transparent)]
+    Http(ReplicaError),
+}
+
 /// A Google Cloud Storage replica. Cheap to share; the HTTP client is built on first use.
 pub struct GsReplica {
     cfg: GsConfig,
     /// `https://storage.googleapis.com` or `http://$STORAGE_EMULATOR_HOST`.
     endpoint: String,
-    source: OnceLock<Result<Signer, String>>,
+    source: OnceLock<Result<Signer, SetupError>>,
     env: HashMap<&'static str, String>,
     tuning: Tuning,
 }
@@ -113,13 +122,13 @@ impl GsReplica {
     fn signer(&self) -> Result<&Signer, ReplicaError> {
         let built = self.source.get_or_init(|| {
             let source = auth::resolve(&|k| self.env.get(k).cloned())?;
-            let http = HttpClient::new("gs", self.tuning).map_err(|e| e.to_string())?;
+            let http = HttpClient::new("gs", self.tuning).map_err(SetupError::Http)?;
             tracing::info!(replica = %self.describe(), credentials = source.name(), "gs client ready");
             Ok(Signer::new(source, http))
         });
-        built.as_ref().map_err(|m| ReplicaError::Fatal {
+        built.as_ref().map_err(|e| ReplicaError::Fatal {
             key: self.describe(),
-            reason: m.clone(),
+            reason: e.to_string(),
         })
     }
 

@@ -256,7 +256,8 @@ fn credential_chain_order_and_bad_files() {
     let shown = bad.display().to_string();
     let err = auth::resolve(&|k| (k == "GOOGLE_APPLICATION_CREDENTIALS").then(|| shown.clone()))
         .err()
-        .unwrap();
+        .unwrap()
+        .to_string();
     assert!(
         err.contains("external_account") && err.contains("bad.json"),
         "{err}"

@@ -1,15 +1,26 @@
 //! Just enough XML for list answers: the text of every leaf element, with its element path, in
 //! document order (`EnumerationResults/Blobs/Blob/Name` → `ltx/0/…`).
 
+/// Why an XML answer cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum XmlError {
+    #[error("malformed XML answer: {0}")]
+    Syntax(#[from] xmlparser::Error),
+    #[error("malformed XML answer: </{element}> at byte {offset} closes no open element")]
+    UnexpectedClose { element: String, offset: usize },
+    #[error("malformed XML answer: <{0}> is never closed")]
+    Unclosed(String),
+}
+
 /// `(path, text)` of every element that holds text, in document order; entities decoded.
 /// Malformed XML is an error naming the byte offset.
-pub fn leaves(doc: &str) -> Result<Vec<(String, String)>, String> {
+pub fn leaves(doc: &str) -> Result<Vec<(String, String)>, XmlError> {
     let mut out = Vec::new();
     // (element name, whether it has child elements)
     let mut stack: Vec<(String, bool)> = Vec::new();
     let mut text = String::new();
     for token in xmlparser::Tokenizer::from(doc) {
-        let token = token.map_err(|e| format!("malformed XML answer: {e}"))?;
+        let token = token?;
         match token {
             xmlparser::Token::ElementStart { local, .. } => {
                 if let Some(parent) = stack.last_mut() {
@@ -24,11 +35,10 @@ pub fn leaves(doc: &str) -> Result<Vec<(String, String)>, String> {
                 xmlparser::ElementEnd::Open => {}
                 xmlparser::ElementEnd::Close(_, local) => {
                     if stack.last().map(|(n, _)| n.as_str()) != Some(local.as_str()) {
-                        return Err(format!(
-                            "malformed XML answer: </{}> at byte {} closes no open element",
-                            local.as_str(),
-                            local.start()
-                        ));
+                        return Err(XmlError::UnexpectedClose {
+                            element: local.as_str().to_string(),
+                            offset: local.start(),
+                        });
                     }
                     if matches!(stack.last(), Some((_, false))) && !text.is_empty() {
                         let path: Vec<&str> = stack.iter().map(|(n, _)| n.as_str()).collect();
@@ -45,7 +55,7 @@ pub fn leaves(doc: &str) -> Result<Vec<(String, String)>, String> {
         }
     }
     if let Some((open, _)) = stack.last() {
-        return Err(format!("malformed XML answer: <{open}> is never closed"));
+        return Err(XmlError::Unclosed(open.clone()));
     }
     Ok(out)
 }

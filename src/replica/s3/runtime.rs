@@ -18,10 +18,10 @@ struct Owned {
     pid: u32,
 }
 
-static RUNTIME: OnceLock<Result<Owned, String>> = OnceLock::new();
+static RUNTIME: OnceLock<Result<Owned, RuntimeError>> = OnceLock::new();
 
 /// Why a future could not run.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum RuntimeError {
     #[error("cannot start the S3 runtime thread: {0}")]
     Start(String),
@@ -34,7 +34,7 @@ pub enum RuntimeError {
     Stopped,
 }
 
-fn start() -> Result<Owned, String> {
+fn start() -> Result<Owned, RuntimeError> {
     let (tx, rx) = crossbeam_channel::bounded(1);
     std::thread::Builder::new()
         .name("litestream-s3".into())
@@ -53,10 +53,11 @@ fn start() -> Result<Owned, String> {
             // Drive spawned requests for the life of the process.
             rt.block_on(std::future::pending::<()>());
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| RuntimeError::Start(e.to_string()))?;
     let handle = rx
         .recv()
-        .map_err(|_| "the runtime thread exited during start-up".to_string())??;
+        .map_err(|_| RuntimeError::Start("the runtime thread exited during start-up".into()))?
+        .map_err(RuntimeError::Start)?;
     tracing::debug!("S3 runtime thread started");
     Ok(Owned {
         handle,
@@ -65,10 +66,7 @@ fn start() -> Result<Owned, String> {
 }
 
 fn handle() -> Result<&'static Handle, RuntimeError> {
-    let owned = RUNTIME
-        .get_or_init(start)
-        .as_ref()
-        .map_err(|e| RuntimeError::Start(e.clone()))?;
+    let owned = RUNTIME.get_or_init(start).as_ref().map_err(Clone::clone)?;
     if owned.pid != std::process::id() {
         return Err(RuntimeError::Forked);
     }

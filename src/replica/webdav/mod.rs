@@ -271,7 +271,7 @@ pub(crate) fn method(name: &'static str) -> Method {
 }
 
 /// The files of one PROPFIND (Depth: 1) answer for `level`.
-fn parse_listing(xml: &str, level: u8) -> Result<Vec<LtxFileInfo>, String> {
+fn parse_listing(xml: &str, level: u8) -> Result<Vec<LtxFileInfo>, h::xml::XmlError> {
     // (name, size, last modified, timestamp property) of the response being read.
     type Entry = (
         Option<String>,

@@ -76,6 +76,9 @@ pub enum RestoreError {
     Decode { key: String, source: LtxError },
     #[error("{key}: {reason}")]
     Invalid { key: String, reason: String },
+    /// The restored image is not one SQLite would open; nothing was written.
+    #[error("{key}: {source}; nothing was written")]
+    NotADatabase { key: String, source: NotADatabase },
     #[error(
         "restored database is incomplete: page {pgno} of {commit} (the size set by {key}) is in \
          no planned file; the replica is damaged"
@@ -94,6 +97,22 @@ pub enum RestoreError {
     },
     #[error("internal error: {0}")]
     Internal(&'static str),
+}
+
+/// Why a restored image is not a SQLite database.
+#[derive(Debug, thiserror::Error)]
+pub enum NotADatabase {
+    #[error("the last file says the database has 0 pages (commit 0); that is no database")]
+    NoPages,
+    #[error("cannot read back page 1: {0}")]
+    ReadBack(io::Error),
+    #[error(
+        "page 1 does not start with the SQLite header ('SQLite format 3'); the replica does not \
+         hold a SQLite database"
+    )]
+    NoHeader,
+    #[error("page 1 says the page size is {claimed} but the LTX files use {page_size}")]
+    PageSize { claimed: u32, page_size: u32 },
 }
 
 impl RestoreError {
@@ -379,9 +398,11 @@ fn apply_plan(
             key: st.last_key,
         });
     }
-    check_database_header(&tmp, page_size, commit).map_err(|reason| RestoreError::Invalid {
-        key: st.last_key.clone(),
-        reason,
+    check_database_header(&tmp, page_size, commit).map_err(|source| {
+        RestoreError::NotADatabase {
+            key: st.last_key.clone(),
+            source,
+        }
     })?;
     tmp.set_len(u64::from(commit) * u64::from(page_size))
         .map_err(RestoreError::io(&tmp_path, "truncate"))?;
@@ -440,33 +461,22 @@ pub(crate) fn stamp_header(page: &mut [u8], page_size: u32) {
 
 /// Refuses a restored image that SQLite would not open: no pages, a page 1 that is not a
 /// database header, or a header whose page size differs from the LTX files'.
-fn check_database_header(tmp: &File, page_size: u32, commit: u32) -> Result<(), String> {
+fn check_database_header(tmp: &File, page_size: u32, commit: u32) -> Result<(), NotADatabase> {
     if commit == 0 {
-        return Err(
-            "the last file says the database has 0 pages (commit 0); that is no \
-                    database, so nothing was written"
-                .to_string(),
-        );
+        return Err(NotADatabase::NoPages);
     }
     let mut head = [0u8; 18];
     tmp.read_exact_at(&mut head, 0)
-        .map_err(|e| format!("cannot read back page 1: {e}"))?;
+        .map_err(NotADatabase::ReadBack)?;
     if &head[..16] != SQLITE_MAGIC {
-        return Err(
-            "page 1 does not start with the SQLite header ('SQLite format 3'); the \
-                    replica does not hold a SQLite database, so nothing was written"
-                .to_string(),
-        );
+        return Err(NotADatabase::NoHeader);
     }
     let claimed = match u16::from_be_bytes([head[16], head[17]]) {
         1 => 65536,
         n => u32::from(n),
     };
     if claimed != page_size {
-        return Err(format!(
-            "page 1 says the page size is {claimed} but the LTX files use {page_size}; \
-             nothing was written"
-        ));
+        return Err(NotADatabase::PageSize { claimed, page_size });
     }
     Ok(())
 }
