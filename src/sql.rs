@@ -48,7 +48,7 @@ pub enum SqlError {
 pub enum WalCheckpointError {
     #[error("checkpoints run only on a connection's main database")]
     NoConnection,
-    #[error("{message} (SQLite result code {code})")]
+    #[error("{message}")]
     Sqlite { code: i32, message: String },
 }
 

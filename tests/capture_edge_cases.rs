@@ -157,6 +157,24 @@ fn page_rewritten_many_times_in_one_transaction() {
     );
 }
 
+/// The replica loses its files between two sessions (wiped, or a new bucket at the same
+/// URL) while the local state recorded the last upload only in memory: the next session must
+/// start a new chain at TXID 1 with a full image, not continue after a TXID the replica lacks.
+#[test]
+fn replica_wiped_between_sessions_restarts_the_chain() {
+    let c = Case::new("edge-replica-wiped", None, "1h");
+    c.run(&format!(
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB); INSERT INTO t(v) {r};",
+        r = rows(20, 300)
+    ));
+    c.check("first-session");
+    std::fs::remove_dir_all(&c.replica).expect("wipe the replica");
+    c.run(&format!("INSERT INTO t(v) {r};", r = rows(20, 300)));
+    let files = list_ltx(&c.replica);
+    assert_eq!(files.first().map(|f| f.min), Some(1), "{files:?}");
+    c.check("second-session");
+}
+
 #[test]
 fn wal_restarts_after_checkpoints_and_sessions() {
     let c = Case::new("edge-wal-restart", None, "1s");

@@ -49,6 +49,8 @@ fn shell_case(c: ShellCase) {
     let chunk = w.steps.len().div_ceil(c.sessions);
     for (i, part) in w.steps.chunks(chunk).enumerate() {
         let body = format!("PRAGMA cache_size={};\n{}", w.cache_size, part.join("\n"));
+        // Kept beside the database for replaying a failure by hand.
+        std::fs::write(s.join(format!("session-{i}.sql")), &body).expect("write workload");
         let out = sqlite3_ext(&uri, Some(&cfg), &body);
         assert!(out.success(), "{}: session {i}: {out}", w.describe());
     }

@@ -352,7 +352,19 @@ impl Database {
     ) -> bool {
         let staged = {
             let mut guard = self.inner.lock();
-            self.capture_in(&mut guard, allow_full, close_generation, mark, now_ms())
+            // Commits recorded lazily are copied first, under their wal-index mark: it
+            // vouches for frames a scan without one cannot accept (frames whose checksums
+            // SQLite deferred stop an untrusted scan, and everything after them would be
+            // left out of the generation being closed).
+            let recorded = if mark.is_none() {
+                self.pending.lock().recorded()
+            } else {
+                None
+            };
+            let copied = recorded.is_some_and(|(recorded, at_ms)| {
+                self.capture_in(&mut guard, false, false, Some(recorded), at_ms)
+            });
+            self.capture_in(&mut guard, allow_full, close_generation, mark, now_ms()) || copied
         };
         // Only the capture that sets `dirty` notifies: a staged marker that set it silently
         // would leave every later commit without a notification (replication would stall).

@@ -22,6 +22,7 @@ use crate::TxId;
 
 pub mod bound;
 mod l0file;
+mod reconcile;
 mod remedy;
 mod segment_scan;
 mod supervise;
@@ -398,7 +399,7 @@ pub fn sync_database(db: &Database) -> Result<(), SyncError> {
         st.reconciled = false;
     }
     if !st.reconciled {
-        reconcile(db, &mut st)?;
+        reconcile::reconcile(db, &mut st)?;
     }
     let segments = db.rotate_segments(st.state.sealed_segment)?;
     if !segments.is_empty() {
@@ -413,57 +414,6 @@ pub fn sync_database(db: &Database) -> Result<(), SyncError> {
         // At warn, like the failures it ends, so whoever saw those sees this too.
         tracing::warn!(db = %db.path.display(), replica = %db.client.describe(), txid = %crate::format_txid(st.state.replicated_txid), recovered_from = %was, "stream resumed");
     }
-    Ok(())
-}
-
-/// Compares the recorded position with the replica (one LIST, off the commit path) once per
-/// process and after each lease takeover, and restarts the chain with a full image when they
-/// disagree.
-fn reconcile(db: &Database, st: &mut SyncState) -> Result<(), SyncError> {
-    let url = db.client.describe();
-    // Copies of earlier uploads may not match the replica any more (see `l0_cache`).
-    L0Cache::new(&db.meta).clear();
-    let replica_max = crate::replica::continuable_max_txid(db.client.as_ref())?;
-    let pending = db.meta.list_l0()?;
-    let s = &mut st.state;
-    if s.replica == url && replica_max > s.replicated_txid {
-        // Uploaded before a crash but not recorded (the acknowledgement is persisted with the
-        // next seal, see `upload_pending`): the sealed files up to it are done.
-        if replica_max <= s.txid || pending.iter().any(|&(_, max)| max == replica_max) {
-            s.replicated_txid = replica_max;
-            db.progress.acked(replica_max);
-        }
-    }
-    let restart = if s.replica != url && s.txid > 0 {
-        Some(format!("the replica changed from {} to {url}", s.replica))
-    } else if s.replica == url && replica_max != s.replicated_txid {
-        Some(format!(
-            "replica is at TXID {} but this database recorded {}",
-            crate::format_txid(replica_max),
-            crate::format_txid(s.replicated_txid)
-        ))
-    } else if s.txid == 0 && replica_max > 0 {
-        Some(format!(
-            "continuing the existing replica after TXID {}",
-            crate::format_txid(replica_max)
-        ))
-    } else {
-        None
-    };
-    if let Some(reason) = restart {
-        tracing::warn!(db = %db.path.display(), replica = %url, reason = %reason, "restarting the replica chain with a full database file");
-        for (min, max) in pending {
-            let _ = fs::remove_file(db.meta.l0_path(min, max));
-        }
-        s.txid = replica_max;
-        s.replicated_txid = replica_max;
-        db.progress.restarted(replica_max);
-        st.discard_until_full = true;
-        db.require_full(&reason);
-    }
-    st.state.replica = url;
-    db.meta.save_state(&st.state)?;
-    st.reconciled = true;
     Ok(())
 }
 
