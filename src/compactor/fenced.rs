@@ -33,15 +33,6 @@ impl ReplicaClient for Fenced<'_> {
         self.client.is_local()
     }
 
-    fn begin_direct(
-        &self,
-        level: u8,
-        min: TxId,
-        max: TxId,
-    ) -> Option<Result<crate::replica::DirectFile, ReplicaError>> {
-        self.client.begin_direct(level, min, max)
-    }
-
     fn describe(&self) -> String {
         self.client.describe()
     }

@@ -52,15 +52,6 @@ impl ReplicaClient for Counting {
     fn is_local(&self) -> bool {
         self.inner.is_local()
     }
-
-    fn begin_direct(
-        &self,
-        level: u8,
-        min: TxId,
-        max: TxId,
-    ) -> Option<Result<crate::replica::DirectFile, ReplicaError>> {
-        self.inner.begin_direct(level, min, max)
-    }
     fn describe(&self) -> String {
         self.inner.describe()
     }

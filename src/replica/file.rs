@@ -66,54 +66,6 @@ impl Drop for TempGuard {
     }
 }
 
-/// A file being written straight into a file replica's level directory (see
-/// [`ReplicaClient::begin_direct`]): under a temp name no listing matches until
-/// [`DirectFile::publish`] renames it into place. Dropped unpublished, it is removed.
-pub struct DirectFile {
-    file: File,
-    tmp: PathBuf,
-    dst: PathBuf,
-    dir: PathBuf,
-    guard: TempGuard,
-}
-
-impl DirectFile {
-    /// The file to write the content into.
-    pub fn file(&mut self) -> &mut File {
-        &mut self.file
-    }
-
-    /// The temp file's path, for errors while writing it.
-    pub fn temp_path(&self) -> &Path {
-        &self.tmp
-    }
-
-    /// Makes the file visible: records `timestamp_ms` as its time, fsyncs it, renames it to
-    /// its final name (readers see it from here on), then fsyncs the directory.
-    pub fn publish(mut self, timestamp_ms: i64) -> Result<(), ReplicaError> {
-        let key = self.dst.display().to_string();
-        let io_err = |e| ReplicaError::from_io(key.clone(), e);
-        crate::metrics::record_request("file", "PUT");
-        let len = self.file.metadata().map_or(0, |m| m.len());
-        crate::metrics::record_request_bytes("file", "PUT", len);
-        self.file
-            .set_modified(system_time_from_ms(timestamp_ms))
-            .map_err(io_err)?;
-        self.file.sync_all().map_err(io_err)?;
-        fs::rename(&self.tmp, &self.dst).map_err(io_err)?;
-        self.guard.0 = None;
-        sync_dir(&self.dir).map_err(io_err)?;
-        tracing::debug!(path = %self.dst.display(), "stored ltx file");
-        Ok(())
-    }
-}
-
-/// A temp name beside `name` in `dir` that the listing pattern does not match, so a crash
-/// leaves nothing a reader would use.
-fn temp_name(dir: &Path, name: &str) -> PathBuf {
-    dir.join(format!(".{name}.tmp-{:016x}", fastrand::u64(..)))
-}
-
 /// fsyncs a directory so that a rename or create in it is durable.
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
@@ -204,7 +156,8 @@ impl ReplicaClient for FileReplica {
         let mut input =
             File::open(src).map_err(|e| ReplicaError::from_io(src.display().to_string(), e))?;
         fs::create_dir_all(&dir).map_err(io_err)?;
-        let tmp = temp_name(&dir, &name);
+        // Not matching the listing pattern, so a crash leaves nothing a reader would use.
+        let tmp = dir.join(format!(".{name}.tmp-{:016x}", fastrand::u64(..)));
         let mut guard = TempGuard(Some(tmp.clone()));
         let mut out = File::options()
             .write(true)
@@ -223,35 +176,6 @@ impl ReplicaClient for FileReplica {
         sync_dir(&dir).map_err(io_err)?;
         tracing::debug!(path = %dst.display(), "stored ltx file");
         Ok(())
-    }
-
-    fn begin_direct(
-        &self,
-        level: u8,
-        min: TxId,
-        max: TxId,
-    ) -> Option<Result<DirectFile, ReplicaError>> {
-        let dir = self.level_dir(level);
-        let name = format_file_name(min, max);
-        let dst = dir.join(&name);
-        let io_err = |e| ReplicaError::from_io(dst.display().to_string(), e);
-        let begin = || {
-            fs::create_dir_all(&dir).map_err(io_err)?;
-            let tmp = temp_name(&dir, &name);
-            let file = File::options()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)
-                .map_err(io_err)?;
-            Ok(DirectFile {
-                file,
-                guard: TempGuard(Some(tmp.clone())),
-                tmp,
-                dst: dst.clone(),
-                dir: dir.clone(),
-            })
-        };
-        Some(begin())
     }
 
     fn delete(&self, files: &[LtxFileInfo]) -> Result<(), ReplicaError> {
@@ -337,28 +261,6 @@ mod tests {
             vec!["0000000000000005-0000000000000007.ltx".to_string()]
         );
         assert_eq!(fs::read(client.file_path(3, 5, 7)).unwrap(), b"hello");
-    }
-
-    #[test]
-    fn direct_files_are_invisible_until_published_and_removed_when_dropped() {
-        use std::io::Write;
-        let dir = tempfile::tempdir().unwrap();
-        let client = FileReplica::new(dir.path());
-        let mut d = client.begin_direct(0, 1, 1).unwrap().unwrap();
-        d.file().write_all(b"ltx").unwrap();
-        assert!(client.list(0).unwrap().is_empty(), "visible before publish");
-        d.publish(1_700_000_000_000).unwrap();
-        let files = client.list(0).unwrap();
-        assert_eq!((files.len(), files[0].size), (1, 3));
-        assert_eq!(fs::read(client.file_path(0, 1, 1)).unwrap(), b"ltx");
-        // Dropped unpublished: the temp file goes, nothing is listed.
-        let mut d = client.begin_direct(0, 2, 2).unwrap().unwrap();
-        d.file().write_all(b"partial").unwrap();
-        let tmp = d.temp_path().to_path_buf();
-        drop(d);
-        assert!(!tmp.exists());
-        let names: Vec<_> = fs::read_dir(client.level_dir(0)).unwrap().collect();
-        assert_eq!(names.len(), 1);
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub mod s3;
 pub mod test_servers;
 pub mod webdav;
 
-pub use file::{DirectFile, FileReplica};
+pub use file::FileReplica;
 pub use s3::S3Replica;
 
 use std::io::Read;
@@ -177,20 +177,6 @@ pub trait ReplicaClient: Send + Sync {
         src: &Path,
         timestamp_ms: i64,
     ) -> Result<(), ReplicaError>;
-
-    /// For a backend whose files are local ([`ReplicaClient::is_local`]): a temp file in the
-    /// replica that the caller writes `level/min-max` into, then publishes (one fsync before
-    /// the file is visible, no copy). `None`: not supported; write a local file and
-    /// [`ReplicaClient::put`] it.
-    fn begin_direct(
-        &self,
-        level: u8,
-        min: TxId,
-        max: TxId,
-    ) -> Option<Result<DirectFile, ReplicaError>> {
-        let _ = (level, min, max);
-        None
-    }
 
     /// Deletes files; missing ones are not an error.
     fn delete(&self, files: &[LtxFileInfo]) -> Result<(), ReplicaError>;

@@ -447,8 +447,7 @@ fn seal(db: &Database, st: &mut SyncState, segments: &[u64]) -> Result<(), SyncE
     }
     let sealed_through = *segments.last().expect("non-empty");
     let discard = st.discard_until_full && !any_full;
-    // (txid, bytes, already on the replica)
-    let mut written: Option<(TxId, u64, bool)> = None;
+    let mut written = None;
     if let (Some(c), false) = (last, discard) {
         if st.state.txid == 0 && !any_full {
             // Cannot happen by construction (the first capture is full); refuse to write a
@@ -470,12 +469,9 @@ fn seal(db: &Database, st: &mut SyncState, segments: &[u64]) -> Result<(), SyncE
                 &files,
             );
             match sealed {
-                Ok(sealed) => {
+                Ok(()) => {
                     st.discard_until_full = false;
-                    written = Some(match sealed {
-                        l0file::Sealed::Local(bytes) => (txid, bytes, false),
-                        l0file::Sealed::Replica(bytes) => (txid, bytes, true),
-                    });
+                    written = Some(txid);
                     st.state.txid = txid;
                     st.state.wal = Some(c.wal);
                     st.state.page_size = c.page_size;
@@ -499,19 +495,11 @@ fn seal(db: &Database, st: &mut SyncState, segments: &[u64]) -> Result<(), SyncE
         st.state.closed = closed;
     }
     st.state.sealed_segment = sealed_through;
-    if let Some((txid, _, true)) = written {
-        // Written straight into the replica: acknowledged once visible there. Persisted by
-        // the state save below; a crash before it makes `reconcile` find a TXID this state
-        // does not know and restart the chain with a full image (never a gap).
-        st.state.replicated_txid = txid;
-    }
     db.meta.save_state(&st.state)?;
-    let bytes = written.map_or(0, |(_, b, _)| b);
-    db.progress
-        .sealed(sealed_through, written.map(|(t, _, _)| t), bytes);
-    if let Some((txid, bytes, true)) = written {
-        acknowledged(db, txid, bytes);
-    }
+    let bytes = written.map_or(0, |t| {
+        fs::metadata(db.meta.l0_path(t, t)).map_or(0, |m| m.len())
+    });
+    db.progress.sealed(sealed_through, written, bytes);
     for &seq in segments {
         let _ = fs::remove_file(db.meta.segment_path(seq));
     }
@@ -533,7 +521,9 @@ fn upload_pending(db: &Database, st: &mut SyncState) -> Result<(), SyncError> {
         // Recorded in memory only: the next seal's (fsynced) state save persists it, and after
         // a crash `reconcile` finds it on the replica (a TXID we sealed), so no extra fsync.
         st.state.replicated_txid = max;
-        acknowledged(db, max, size);
+        db.progress.acked(max);
+        db.uploads.fetch_add(1, Ordering::Release);
+        crate::metrics::record_upload(&db.path, size);
         if db.client.is_local() {
             let _ = fs::remove_file(&path);
         } else {
@@ -543,11 +533,4 @@ fn upload_pending(db: &Database, st: &mut SyncState) -> Result<(), SyncError> {
         tracing::debug!(db = %db.path.display(), replica = %db.client.describe(), txid = %crate::format_txid(max), bytes = size, "sync complete");
     }
     Ok(())
-}
-
-/// The replica holds the L0 file `txid` of `bytes` bytes.
-fn acknowledged(db: &Database, txid: TxId, bytes: u64) {
-    db.progress.acked(txid);
-    db.uploads.fetch_add(1, Ordering::Release);
-    crate::metrics::record_upload(&db.path, bytes);
 }
