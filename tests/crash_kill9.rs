@@ -134,6 +134,8 @@ fn crash_rounds(name: &str, sync_interval: &str, rounds: usize) {
         // Reopen through the extension in a process that exits normally: the staged state of
         // the killed writer must be resumed and flushed.
         let out = sqlite3_ext(&uri, Some(&cfg), "SELECT count(*) FROM events;");
+        // Kept beside the database, with the writers' stderr, for a failure's post-mortem.
+        let _ = std::fs::write(s.join(format!("reopen-{round}.log")), out.to_string());
         assert!(
             out.success(),
             "round {round}: reopening after the crash failed: {out}"

@@ -10,7 +10,7 @@
 //! was reset by someone else, the page size changed), the next capture stages a full image:
 //! every page as SQLite sees it (latest WAL frame, else the database file).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io;
 
 use thiserror::Error;
@@ -25,9 +25,9 @@ use crate::wal::{Checksum, WalHeader, FRAME_HEADER_SIZE, WAL_HEADER_SIZE};
 /// WAL bytes read per `pread` while scanning: big enough for large transactions to stream at
 /// disk speed, small enough that memory stays bounded whatever the transaction size.
 const SCAN_CHUNK_BYTES: usize = 1 << 20;
-/// Page-number set capacity kept between captures: enough for ordinary transactions (no
-/// allocation per commit); the set of a huge transaction is freed rather than kept.
-const SCRATCH_SET_KEEP: usize = 4096;
+/// Words of [`GrowthBits`] kept between captures (4096 × 64 pages of growth, 32 KiB): no
+/// allocation per commit for ordinary transactions; a huge one's bits are freed, not kept.
+const SCRATCH_BITS_KEEP: usize = 4096;
 
 /// Positional reads of the `-wal` or the database file.
 pub trait ReadAt {
@@ -133,7 +133,45 @@ pub struct Scratch {
     wal_header: Option<WalHeader>,
     frames: Vec<u8>,
     growth: Vec<u8>,
-    in_txn: HashSet<u32>,
+    in_txn: GrowthBits,
+}
+
+/// The pages a transaction wrote above the database's size at its start (`base`): one bit
+/// each, so a transaction that grows the database by 1 GiB of 4 KiB pages needs 32 KiB.
+/// Pages the database grew by without a frame are read from the database file.
+#[derive(Debug, Clone, Default)]
+struct GrowthBits {
+    base: u32,
+    words: Vec<u64>,
+}
+
+impl GrowthBits {
+    fn reset(&mut self, base: u32) {
+        self.base = base;
+        self.words.clear();
+        if self.words.capacity() > SCRATCH_BITS_KEEP {
+            self.words = Vec::new();
+        }
+    }
+
+    fn insert(&mut self, pgno: u32) {
+        let Some(i) = pgno.checked_sub(self.base.saturating_add(1)) else {
+            return;
+        };
+        let (w, bit) = ((i / 64) as usize, i % 64);
+        if w >= self.words.len() {
+            self.words.resize(w + 1, 0);
+        }
+        self.words[w] |= 1 << bit;
+    }
+
+    /// Whether the transaction wrote `pgno`, which must be above `base`.
+    fn contains(&self, pgno: u32) -> bool {
+        let i = pgno - self.base - 1;
+        self.words
+            .get((i / 64) as usize)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
 }
 
 /// Scratch memory never makes two states differ.
@@ -328,9 +366,11 @@ impl CaptureState {
             in_txn,
             ..
         } = &mut self.scratch;
-        in_txn.clear();
-        let mut last_commit: Option<(u64, Checksum)> = None;
         let mut db_size = self.db_size;
+        in_txn.reset(db_size);
+        // Page records of the transaction being read.
+        let mut txn_pages = 0;
+        let mut last_commit: Option<(u64, Checksum)> = None;
         scan_frames(
             header,
             wal,
@@ -342,12 +382,13 @@ impl CaptureState {
             |fh, page, end, ck| {
                 out.write_page(fh.pgno, page)?;
                 in_txn.insert(fh.pgno);
+                txn_pages += 1;
                 if fh.commit_size == 0 {
                     return Ok(());
                 }
                 // Pages the database grew by without a frame in this transaction.
                 for pgno in (db_size + 1)..=fh.commit_size {
-                    if pgno != lock && !in_txn.contains(&pgno) {
+                    if pgno != lock && !in_txn.contains(pgno) {
                         growth.resize(page_size as usize, 0);
                         read_full_or_zero(db, growth, u64::from(pgno - 1) * u64::from(page_size))
                             .map_err(|source| CaptureError::DbRead { pgno, source })?;
@@ -355,7 +396,8 @@ impl CaptureState {
                         result.pages += 1;
                     }
                 }
-                result.pages += in_txn.len();
+                result.pages += txn_pages;
+                txn_pages = 0;
                 result.txns += 1;
                 db_size = fh.commit_size;
                 let wal_pos = pos_at(header, end, ck);
@@ -366,14 +408,12 @@ impl CaptureState {
                     full: false,
                     wal: wal_pos,
                 })?;
-                in_txn.clear();
+                in_txn.reset(db_size);
                 last_commit = Some((end, ck));
                 Ok(())
             },
         )?;
-        if in_txn.capacity() > SCRATCH_SET_KEEP {
-            *in_txn = HashSet::new();
-        }
+        in_txn.reset(db_size);
         // Pages of a transaction without its commit frame are not committed: drop them.
         out.discard_partial()?;
         if let Some((end, ck)) = last_commit {

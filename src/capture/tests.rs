@@ -582,3 +582,18 @@ fn committed_frame_rewritten_in_place_is_taken_under_the_mark() {
     assert_eq!(page_of(0), 0xdd, "frame 1 as rewritten");
     assert_eq!(page_of(6), 0x77, "frame 5 as rewritten");
 }
+
+#[test]
+fn growth_bits_track_only_pages_above_the_base() {
+    let mut g = GrowthBits::default();
+    g.reset(10);
+    for pgno in [3, 10, 11, 75, 200] {
+        g.insert(pgno);
+    }
+    assert!(g.contains(11) && g.contains(75) && g.contains(200));
+    assert!(!g.contains(12) && !g.contains(74) && !g.contains(5000));
+    // 190 pages above the base: three words, not a set of every page.
+    assert_eq!(g.words.len(), 3);
+    g.reset(200);
+    assert!(!g.contains(201) && g.words.is_empty());
+}
