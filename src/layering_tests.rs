@@ -1,4 +1,4 @@
-//! The crate's layering, checked: the top-level modules form a DAG, and each one names only
+//! The crate's layering and code conventions, checked: the top-level modules form a DAG, and each one names only
 //! modules of its own layer or of the layers below it ([`LAYERS`], drawn in
 //! docs/architecture.md). A new import that points up, or a new cycle, fails this test.
 //!
@@ -257,4 +257,101 @@ fn the_checker_sees_imports_cycles_and_upward_edges() {
         unknown[0].contains("`newmod` is in no layer"),
         "{unknown:?}"
     );
+}
+
+/// Every `.rs` file under `dir`, recursively, sorted.
+fn rust_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).expect("read src").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn src_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+}
+
+/// `unsafe` code lives only under `src/ffi/`, and every block there says why it is sound.
+#[test]
+fn unsafe_code_only_in_ffi_with_a_safety_comment() {
+    let mut problems = Vec::new();
+    for f in rust_files(&src_dir()) {
+        let rel = f.strip_prefix(src_dir()).expect("under src").to_path_buf();
+        let text = fs::read_to_string(&f).expect("read");
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let code = line.find("//").map_or(*line, |c| &line[..c]);
+            // Spelled in two parts so that this check does not find itself.
+            let needles = [concat!("unsafe", " {"), concat!("unsafe", " impl")];
+            if !needles.iter().any(|n| code.contains(n)) {
+                continue;
+            }
+            if !rel.starts_with("ffi") {
+                problems.push(format!(
+                    "{}:{}: unsafe outside src/ffi",
+                    rel.display(),
+                    i + 1
+                ));
+            } else if !lines[i.saturating_sub(6)..=i]
+                .iter()
+                .any(|l| l.contains("SAFETY"))
+            {
+                problems.push(format!(
+                    "{}:{}: no // SAFETY: comment",
+                    rel.display(),
+                    i + 1
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// One module style: no `#[path]`, and no two modules share a name (`tests` aside), so a
+/// name in a log or a stack trace points at one file.
+#[test]
+fn module_names_are_unique_and_no_path_attributes() {
+    let mut seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for f in rust_files(&src_dir()) {
+        let rel = f.strip_prefix(src_dir()).expect("under src");
+        if rel.starts_with("bin") {
+            continue;
+        }
+        let text = fs::read_to_string(&f).expect("read");
+        if text.lines().any(|l| l.trim_start().starts_with("#[path")) {
+            problems.push(format!("{}: #[path] attribute", rel.display()));
+        }
+        let stem = rel.with_extension("");
+        let module = if stem.ends_with("mod") {
+            stem.parent().expect("mod.rs in a directory").to_path_buf()
+        } else {
+            stem
+        };
+        let name = module
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name != "tests" && name != "lib" {
+            seen.entry(name)
+                .or_default()
+                .push(module.display().to_string());
+        }
+    }
+    for (name, paths) in seen {
+        if paths.len() > 1 {
+            problems.push(format!("module name `{name}` used by {paths:?}"));
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
 }

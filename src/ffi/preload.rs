@@ -217,11 +217,13 @@ pub(super) fn api_failed(e: &super::SetupError) {
     });
 }
 
-fn no_sqlite(pp_db: *mut *mut ffi::sqlite3) -> c_int {
+/// # Safety
+/// `pp_db` must be null or valid for one pointer write (the open functions' `ppDb`).
+unsafe fn no_sqlite(pp_db: *mut *mut ffi::sqlite3) -> c_int {
     crate::logging::init_from_env();
     tracing::error!("litestream (LD_PRELOAD): cannot find SQLite's open functions");
     if !pp_db.is_null() {
-        // SAFETY: SQLite's contract: *ppDb is always written.
+        // SAFETY: per the contract (SQLite's: *ppDb is always written).
         unsafe { *pp_db = ptr::null_mut() };
     }
     ffi::SQLITE_CANTOPEN
@@ -241,7 +243,8 @@ pub unsafe extern "C" fn preload_open_v2(
     guard(ffi::SQLITE_CANTOPEN, || match ensure() {
         // SAFETY: forwarding the caller's arguments to SQLite's function.
         Some(real) => unsafe { (real.open_v2)(filename, pp_db, flags, z_vfs) },
-        None => no_sqlite(pp_db),
+        // SAFETY: `pp_db` is the caller's ppDb.
+        None => unsafe { no_sqlite(pp_db) },
     })
 }
 
@@ -257,7 +260,8 @@ pub unsafe extern "C" fn preload_open(
     guard(ffi::SQLITE_CANTOPEN, || match ensure() {
         // SAFETY: forwarding the caller's arguments to SQLite's function.
         Some(real) => unsafe { (real.open)(filename, pp_db) },
-        None => no_sqlite(pp_db),
+        // SAFETY: `pp_db` is the caller's ppDb.
+        None => unsafe { no_sqlite(pp_db) },
     })
 }
 
@@ -274,7 +278,8 @@ pub unsafe extern "C" fn preload_open16(
         match ensure().and_then(|r| r.open16) {
             // SAFETY: forwarding the caller's arguments to SQLite's function.
             Some(open16) => unsafe { open16(filename, pp_db) },
-            None => no_sqlite(pp_db),
+            // SAFETY: `pp_db` is the caller's ppDb.
+            None => unsafe { no_sqlite(pp_db) },
         }
     })
 }

@@ -188,14 +188,20 @@ static CTL_METHODS: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods {
 };
 
 /// True when `name` is the control database (as given to ATTACH, or as xFullPathname left it).
-pub(super) fn is_ctl_name(name: *const c_char) -> bool {
-    // SAFETY: callers pass null or a NUL-terminated string from SQLite.
+///
+/// # Safety
+/// `name` must be null or a NUL-terminated string.
+pub(super) unsafe fn is_ctl_name(name: *const c_char) -> bool {
+    // SAFETY: per the contract.
     !name.is_null() && unsafe { CStr::from_ptr(name) } == CTL_NAME
 }
 
 /// True for the control database and the journal names SQLite derives from it.
-pub(super) fn is_ctl_derived(name: *const c_char) -> bool {
-    // SAFETY: as above.
+///
+/// # Safety
+/// `name` must be null or a NUL-terminated string.
+pub(super) unsafe fn is_ctl_derived(name: *const c_char) -> bool {
+    // SAFETY: per the contract.
     !name.is_null()
         && unsafe { CStr::from_ptr(name) }
             .to_bytes()

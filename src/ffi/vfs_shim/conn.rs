@@ -80,7 +80,8 @@ pub(super) unsafe extern "C" fn x_access(
     flags: c_int,
     out: *mut c_int,
 ) -> c_int {
-    if sqlffi::is_ctl_derived(name) {
+    // SAFETY: `name` is null or a NUL-terminated name from SQLite.
+    if unsafe { sqlffi::is_ctl_derived(name) } {
         // The control database has no journal or WAL on disk.
         // SAFETY: `out` is valid for one write.
         unsafe { *out = 0 };
@@ -96,7 +97,8 @@ pub(super) unsafe extern "C" fn x_full_pathname(
     n: c_int,
     out: *mut c_char,
 ) -> c_int {
-    if sqlffi::is_ctl_name(name) {
+    // SAFETY: `name` is null or a NUL-terminated name from SQLite.
+    if unsafe { sqlffi::is_ctl_name(name) } {
         // Kept as is: it names no file, so it shows the same in every directory.
         let bytes = sqlffi::CTL_NAME.to_bytes_with_nul();
         if bytes.len() > n.max(0) as usize {

@@ -27,7 +27,8 @@ pub(super) unsafe extern "C" fn redirected_access(
                 name = n[4..].as_ptr() as *const c_char;
             }
         }
-        let base = base_vfs(vfs);
+        // SAFETY: SQLite calls our methods with our VFS.
+        let base = unsafe { base_vfs(vfs) };
         // SAFETY: forwarding to the wrapped VFS; `name` is SQLite's or a NUL-terminated
         // process-lifetime redirect.
         unsafe { ((*base).xAccess.expect("xAccess"))(base, name, flags, out) }
@@ -38,7 +39,8 @@ macro_rules! forward_vfs {
     ($name:ident, $field:ident, $ret:ty, $err:expr, ($($arg:ident : $ty:ty),*)) => {
         pub(super) unsafe extern "C" fn $name(vfs: *mut ffi::sqlite3_vfs $(, $arg: $ty)*) -> $ret {
             guard($err, || {
-                let base = base_vfs(vfs);
+                // SAFETY: SQLite calls our methods with our VFS.
+                let base = unsafe { base_vfs(vfs) };
                 // SAFETY: forwarding to the wrapped VFS with the same arguments; the method
                 // exists because we only install forwarders for methods the base VFS has.
                 unsafe { ((*base).$field.expect(stringify!($field)))(base $(, $arg)*) }
@@ -66,7 +68,8 @@ pub(super) unsafe extern "C" fn x_dl_sym(
     sym: *const c_char,
 ) -> Option<unsafe extern "C" fn(*mut ffi::sqlite3_vfs, *mut c_void, *const c_char)> {
     guard(None, || {
-        let base = base_vfs(vfs);
+        // SAFETY: SQLite calls our methods with our VFS.
+        let base = unsafe { base_vfs(vfs) };
         // SAFETY: forwarding to the wrapped VFS with the same arguments.
         unsafe { ((*base).xDlSym.expect("xDlSym"))(base, h, sym) }
     })

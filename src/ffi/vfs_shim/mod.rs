@@ -147,11 +147,16 @@ pub unsafe fn main_is_managed(db: *mut ffi::sqlite3) -> bool {
 
 /// The VFS ours wraps (the one the application's connections use), once registered.
 pub(crate) fn wrapped_vfs() -> Option<*mut ffi::sqlite3_vfs> {
-    OURS.get().map(|v| base_vfs(v.0))
+    // SAFETY: `v.0` is our registered VFS, leaked and never freed.
+    OURS.get().map(|v| unsafe { base_vfs(v.0) })
 }
 
-fn base_vfs(vfs: *mut ffi::sqlite3_vfs) -> *mut ffi::sqlite3_vfs {
-    // SAFETY: pAppData of our VFS is the wrapped VFS, set at registration.
+/// The VFS `vfs` wraps.
+///
+/// # Safety
+/// `vfs` must be our registered VFS (the one SQLite passes to our VFS methods).
+unsafe fn base_vfs(vfs: *mut ffi::sqlite3_vfs) -> *mut ffi::sqlite3_vfs {
+    // SAFETY: per the contract; pAppData of our VFS is the wrapped VFS, set at registration.
     unsafe { (*vfs).pAppData as *mut ffi::sqlite3_vfs }
 }
 
@@ -178,11 +183,13 @@ unsafe extern "C" fn x_open(
                 },
             );
         }
-        if flags & hooks::OPEN_MAIN_DB != 0 && super::sql_shim::is_ctl_name(name) {
+        // SAFETY: `name` is null or a NUL-terminated name from SQLite.
+        if flags & hooks::OPEN_MAIN_DB != 0 && unsafe { super::sql_shim::is_ctl_name(name) } {
             // SAFETY: the allocation holds `szOsFile` >= INNER_OFFSET >= CTL_FILE_SIZE bytes.
             return unsafe { super::sql_shim::open_ctl(file, out_flags) };
         }
-        let base = base_vfs(vfs);
+        // SAFETY: SQLite calls our methods with our VFS.
+        let base = unsafe { base_vfs(vfs) };
         let path = (!name.is_null())
             // SAFETY: a non-null name is a NUL-terminated path from SQLite.
             .then(|| unsafe { CStr::from_ptr(name) }.to_str().ok())
@@ -261,7 +268,8 @@ unsafe extern "C" fn x_delete(
             let path = unsafe { CStr::from_ptr(name) }.to_string_lossy();
             guard((), || hooks::before_delete(&path));
         }
-        let base = base_vfs(vfs);
+        // SAFETY: SQLite calls our methods with our VFS.
+        let base = unsafe { base_vfs(vfs) };
         // SAFETY: forwarding to the wrapped VFS with the same arguments.
         unsafe { ((*base).xDelete.expect("xDelete"))(base, name, sync_dir) }
     })
