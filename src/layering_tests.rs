@@ -1,6 +1,7 @@
-//! The crate's layering and code conventions, checked: the top-level modules form a DAG, and each one names only
-//! modules of its own layer or of the layers below it ([`LAYERS`], drawn in
-//! docs/architecture.md). A new import that points up, or a new cycle, fails this test.
+//! The crate's layering and code conventions, checked: the top-level modules form a DAG, and
+//! each one names only modules of its own layer or of the layers below it ([`LAYERS`], drawn
+//! in docs/architecture.md). A new import that points up, or a new cycle, fails this test; so
+//! do `unsafe` outside `src/ffi/`, a `#[path]` and two modules with one name.
 //!
 //! What counts as an import: every `crate::x` path (and `crate::{x, y}` group) in a module's
 //! files, comments and `#[cfg(test)]` tails left out, test files (`tests.rs`, `*_tests.rs`)
