@@ -32,6 +32,19 @@ pub enum CliError {
     Config(#[from] crate::config::ConfigError),
     #[error("{0}")]
     Output(#[from] std::io::Error),
+    /// `restore -integrity-check` could not run SQLite's check.
+    #[error("integrity check: {0}")]
+    IntegrityCheck(#[from] crate::ffi::sqlite_lib::LibSqlError),
+    /// `restore -integrity-check` found problems in the restored database.
+    #[error(
+        "integrity check failed on {}: {}; the restored file is left in place for inspection",
+        path.display(),
+        problems.join("; ")
+    )]
+    IntegrityFailed {
+        path: std::path::PathBuf,
+        problems: Vec<String>,
+    },
 }
 
 pub fn version_string() -> String {

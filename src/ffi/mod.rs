@@ -13,6 +13,7 @@ pub mod preload;
 pub mod process;
 mod replica_sql;
 pub mod sql_shim;
+pub mod sqlite_lib;
 pub mod vfs_shim;
 
 use std::ffi::{c_char, c_int, CStr};

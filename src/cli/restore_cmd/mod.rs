@@ -71,8 +71,9 @@ Arguments:
 \t    Polling interval for follow mode. Defaults to 1s.
 
 \t-integrity-check MODE
-\t    Post-restore integrity check: only none (the default) is available yet;
-\t    every page checksum is verified during the restore in any case.
+\t    Run a post-restore integrity check on the database.
+\t    MODE is one of: none, quick, full.
+\t    Defaults to none.
 
 Examples:
 
@@ -199,9 +200,16 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> Result<
             "cannot use follow mode (-f) with -txid or -timestamp",
         ));
     }
-    if f.get("integrity-check").is_some_and(|m| m != "none") {
-        return Err(usage("-integrity-check is not supported (only \"none\"); run PRAGMA integrity_check with sqlite3 after the restore"));
-    }
+    let integrity = match f.get("integrity-check") {
+        None | Some("none") => None,
+        Some("quick") => Some(false),
+        Some("full") => Some(true),
+        Some(other) => {
+            return Err(usage(format!(
+                "invalid -integrity-check mode {other:?}: use none, quick or full"
+            )))
+        }
+    };
     let arg = match f.args.as_slice() {
         [] => return Err(usage("database path or replica URL required")),
         [a] if a.is_empty() => return Err(usage("database path or replica URL required")),
@@ -246,6 +254,15 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> Result<
     }
     let started = Instant::now();
     let outcome = restore(src.client.as_ref(), &opts)?;
+    if let (Some(full), RestoreOutcome::Restored { .. }) = (integrity, &outcome) {
+        // PRAGMA quick_check (or integrity_check) through the system's SQLite.
+        if let Some(problems) = crate::ffi::sqlite_lib::integrity_check(&src.output, full)? {
+            return Err(CliError::IntegrityFailed {
+                path: src.output.clone(),
+                problems,
+            });
+        }
+    }
     report(&outcome, &src, started, f.flag("json"), out, err)
 }
 

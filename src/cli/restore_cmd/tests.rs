@@ -31,7 +31,8 @@ fn argument_errors() {
             .starts_with("invalid -follow-interval")
     );
     assert!(
-        err_of(&["-integrity-check", "full", "-o", "x", "file:///r"]).contains("not supported")
+        err_of(&["-integrity-check", "deep", "-o", "x", "file:///r"])
+            .starts_with("invalid -integrity-check mode \"deep\"")
     );
     assert!(err_of(&["file:///r"]).starts_with("output path required"));
     assert_eq!(
@@ -222,4 +223,53 @@ fn s3_store_unreachable_names_the_bucket_and_leaves_no_output() {
     );
     assert!(!e.contains("unit-test-secret"), "{e}");
     assert!(!out.exists());
+}
+
+/// A replica whose one L0 file holds the pages of a real SQLite database made by the system's
+/// SQLite (page size 1024).
+fn real_replica(dir: &Path) -> String {
+    let src_db = dir.join("real.db");
+    {
+        let c = crate::ffi::sqlite_lib::LibConn::open(&src_db, false).unwrap();
+        c.exec("PRAGMA page_size=1024; CREATE TABLE t(a); CREATE INDEX i ON t(a); INSERT INTO t VALUES (1), (2), (3);")
+            .unwrap();
+    }
+    let bytes = fs::read(&src_db).unwrap();
+    let header = Header {
+        flags: FLAG_NO_CHECKSUM,
+        page_size: 1024,
+        commit: (bytes.len() / 1024) as u32,
+        min_txid: 1,
+        max_txid: 1,
+        timestamp_ms: 1_700_000_000_000,
+        ..Header::default()
+    };
+    let mut enc = Encoder::new(Vec::new(), &header).unwrap();
+    for (i, page) in bytes.chunks(1024).enumerate() {
+        enc.write_page(i as u32 + 1, page).unwrap();
+    }
+    let src = dir.join("real.ltx");
+    fs::write(&src, enc.finish().unwrap().0).unwrap();
+    let client = FileReplica::new(dir.join("real-replica"));
+    client.put(0, 1, 1, &src, header.timestamp_ms).unwrap();
+    format!("file://{}", dir.join("real-replica").display())
+}
+
+#[test]
+fn integrity_check_after_restore() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = real_replica(dir.path());
+    for mode in ["quick", "full"] {
+        let out = dir.path().join(format!("good-{mode}.db"));
+        let o = out.display().to_string();
+        let (code, _, err) = run_args(&["restore", "-integrity-check", mode, "-o", &o, &good]);
+        assert_eq!(code, 0, "{err}");
+    }
+    // Pages that are not b-tree pages: restored (the LTX files are valid), then refused.
+    let (junk, _) = replica(dir.path());
+    let out = dir.path().join("junk.db");
+    let o = out.display().to_string();
+    let e = err_of(&["-integrity-check", "quick", "-o", &o, &junk]);
+    assert!(e.starts_with("integrity check failed on "), "{e}");
+    assert!(out.exists(), "left in place for inspection");
 }

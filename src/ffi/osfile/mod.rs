@@ -55,7 +55,7 @@ fn dlerror_text() -> String {
 }
 
 /// A symbol of the dlopen'ed `libsqlite3.so.0`.
-fn lib_symbol(name: &CStr) -> Result<*mut c_void, DlError> {
+pub(super) fn lib_symbol(name: &CStr) -> Result<*mut c_void, DlError> {
     let lib = LIB
         .get_or_init(|| {
             // SAFETY: dlopen with a constant NUL-terminated name; the handle is never closed.

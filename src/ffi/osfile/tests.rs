@@ -1,7 +1,6 @@
 //! Tests against the real SQLite (`libsqlite3.so.0`, loaded with dlopen): lock coordination with
 //! connections in this process, and SQLite itself rolling back a journal the follower wrote.
 
-use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::fs;
 use std::path::Path;
 use std::time::Duration;
@@ -13,97 +12,25 @@ use crate::follower::dbheader;
 use crate::follower::lock::LockPolicy;
 use crate::follower::state::{FollowerState, MetaFiles};
 
-type OpenV2 = unsafe extern "C" fn(*const c_char, *mut *mut c_void, c_int, *const c_char) -> c_int;
-type Exec = unsafe extern "C" fn(
-    *mut c_void,
-    *const c_char,
-    Option<unsafe extern "C" fn(*mut c_void, c_int, *mut *mut c_char, *mut *mut c_char) -> c_int>,
-    *mut c_void,
-    *mut *mut c_char,
-) -> c_int;
-type Close = unsafe extern "C" fn(*mut c_void) -> c_int;
-type ErrMsg = unsafe extern "C" fn(*mut c_void) -> *const c_char;
-
 /// A plain SQLite connection of the dlopen'ed library (the API table of the extension is not
-/// set up in unit tests).
-pub(crate) struct TestConn(*mut c_void);
-
-unsafe extern "C" fn collect(
-    out: *mut c_void,
-    n: c_int,
-    values: *mut *mut c_char,
-    _names: *mut *mut c_char,
-) -> c_int {
-    // SAFETY: `out` is the Vec passed to exec below; `values` holds `n` nullable C strings.
-    unsafe {
-        let rows = &mut *(out as *mut Vec<String>);
-        let mut row = Vec::new();
-        for i in 0..n as usize {
-            let v = *values.add(i);
-            row.push(if v.is_null() {
-                "NULL".to_string()
-            } else {
-                CStr::from_ptr(v).to_string_lossy().into_owned()
-            });
-        }
-        rows.push(row.join("|"));
-    }
-    0
-}
+/// set up in unit tests), with a busy timeout; errors as SQLite's message.
+pub(crate) struct TestConn(crate::ffi::sqlite_lib::LibConn);
 
 impl TestConn {
     pub(crate) fn open(path: &Path) -> TestConn {
-        let open: OpenV2 =
-            // SAFETY: the symbol has this signature in SQLite 3.
-            unsafe { std::mem::transmute(lib_symbol(c"sqlite3_open_v2").unwrap()) };
-        let c = c_path(path).unwrap();
-        let mut db = std::ptr::null_mut();
-        // SAFETY: valid path and out pointer; flags READWRITE|CREATE.
-        let rc = unsafe { open(c.as_ptr(), &mut db, 0x2 | 0x4, std::ptr::null()) };
-        assert_eq!(rc, 0, "open {}", path.display());
-        let conn = TestConn(db);
+        let conn = crate::ffi::sqlite_lib::LibConn::open(path, false)
+            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        let conn = TestConn(conn);
         conn.exec("PRAGMA busy_timeout=5000").unwrap();
         conn
     }
 
     /// Runs `sql`; returns the rows as `a|b|c` strings, or SQLite's error message.
     pub(crate) fn exec(&self, sql: &str) -> Result<Vec<String>, String> {
-        let exec: Exec =
-            // SAFETY: the symbol has this signature in SQLite 3.
-            unsafe { std::mem::transmute(lib_symbol(c"sqlite3_exec").unwrap()) };
-        let errmsg: ErrMsg =
-            // SAFETY: as above.
-            unsafe { std::mem::transmute(lib_symbol(c"sqlite3_errmsg").unwrap()) };
-        let sql = CString::new(sql).unwrap();
-        let mut rows: Vec<String> = Vec::new();
-        // SAFETY: open connection, NUL-terminated SQL, callback matching `collect`.
-        let rc = unsafe {
-            exec(
-                self.0,
-                sql.as_ptr(),
-                Some(collect),
-                &mut rows as *mut _ as *mut c_void,
-                std::ptr::null_mut(),
-            )
-        };
-        if rc == 0 {
-            Ok(rows)
-        } else {
-            // SAFETY: errmsg returns a NUL-terminated string owned by the connection.
-            Err(unsafe { CStr::from_ptr(errmsg(self.0)) }
-                .to_string_lossy()
-                .into_owned())
-        }
-    }
-}
-
-impl Drop for TestConn {
-    fn drop(&mut self) {
-        let close: Close =
-            // SAFETY: the symbol has this signature in SQLite 3.
-            unsafe { std::mem::transmute(lib_symbol(c"sqlite3_close").unwrap()) };
-        // SAFETY: the connection is open and closed once.
-        unsafe { close(self.0) };
+        self.0.exec(sql).map_err(|e| match e {
+            crate::ffi::sqlite_lib::LibSqlError::Sqlite { message, .. } => message,
+            other => other.to_string(),
+        })
     }
 }
 
