@@ -47,10 +47,6 @@ impl Drop for Tmpfs {
 
 const WRITER: &str = r#"
 db, commits = ARGS[0], int(ARGS[1])
-boot = sqlite3.connect(":memory:")
-boot.enable_load_extension(True)
-boot.load_extension(SO)
-boot.close()
 c = sqlite3.connect(db, isolation_level=None, timeout=20)
 c.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)")
 for i in range(commits):
@@ -74,7 +70,7 @@ fn a_full_meta_disk_logs_capture_errors_rate_limited_and_commits_succeed() {
         .db_key("meta-path", &meta.to_string_lossy())
         .write(&s.join("litestream.yml"));
     let out = python(
-        WRITER,
+        &format!("{PY_LOAD_EXTENSION}{WRITER}"),
         &[&db.to_string_lossy(), &COMMITS.to_string()],
         &[("LITESTREAM_CONFIG", &cfg)],
     );
