@@ -113,20 +113,42 @@ pub(crate) type ForkRecordGuard = std::sync::MutexGuard<'static, Option<(u32, Ve
 /// are open, and keeps the record locked across the fork so that the child finds it
 /// consistent and unlocked after the release.
 pub(crate) fn note_fork() -> ForkRecordGuard {
-    let open: Vec<PathBuf> = all()
-        .into_iter()
-        .filter(|db| db.open_handles() > 0)
-        .map(|db| db.path.clone())
-        .collect();
+    let pid = std::process::id();
+    let from = FORKED_FROM.load(std::sync::atomic::Ordering::Acquire);
+    // In a forked child, the registry's locks may have been copied locked (held by parent
+    // threads that do not exist here), and its databases are the parent's: keep the record.
+    let child = (from != 0 && from != pid) || !crate::stager::replicating_here();
+    let open: Option<Vec<PathBuf>> = (!child).then(|| {
+        all()
+            .into_iter()
+            .filter(|db| db.open_handles() > 0)
+            .map(|db| db.path.clone())
+            .collect()
+    });
     let mut record = FORK_RECORD.lock().unwrap_or_else(|e| e.into_inner());
-    *record = Some((std::process::id(), open));
+    match (open, record.as_mut()) {
+        (Some(open), _) => *record = Some((pid, open)),
+        (None, Some(r)) => r.0 = pid,
+        (None, None) => {}
+    }
+    FORKED_FROM.store(pid, std::sync::atomic::Ordering::Release);
     record
 }
+
+/// The pid [`note_fork`] last ran in (0: never). Read without a lock, so that the parent never
+/// takes [`FORK_RECORD`] outside a fork: a thread opening a file inside SQLite (under one of
+/// its static mutexes, as a shared-cache open is) must not wait for the forking thread, which
+/// waits for that mutex while it holds the record.
+static FORKED_FROM: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 /// True in a process forked from one that had the managed database `path` open at the fork.
 /// SQLite's per-process lock records of that file were copied into the child and are wrong
 /// there, so the child must not open it (see [`crate::vfs::classify`]).
 pub(crate) fn open_in_parent_at_fork(path: &Path) -> bool {
+    let from = FORKED_FROM.load(std::sync::atomic::Ordering::Acquire);
+    if from == 0 || from == std::process::id() {
+        return false;
+    }
     let record = FORK_RECORD.lock().unwrap_or_else(|e| e.into_inner());
     match &*record {
         Some((pid, open)) => *pid != std::process::id() && open.iter().any(|p| p == path),

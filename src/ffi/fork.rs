@@ -3,11 +3,12 @@
 //!
 //! Before the fork, the forking thread takes, in a fixed order, the locks a child may need:
 //! the fork record of [`crate::registry`] (which also notes the managed databases open at
-//! this moment, see [`crate::registry::note_fork`]), the stderr lock the log lines are written
-//! under, and SQLite's static mutexes, outermost first as SQLite nests them (the application
-//! and VFS ones, `OPEN`, `VFS1`, `PRNG`, `MAIN`, `LRU`, `PMEM`, `MEM`). After the fork, parent
-//! and child each release them in the reverse order. Waiting for them delays a fork only
-//! while another thread is inside one of those short sections.
+//! this moment, see [`crate::registry::note_fork`]), SQLite's static mutexes, outermost first
+//! as SQLite nests them (the application and VFS ones, `OPEN`, `VFS1`, `PRNG`, `MAIN`, `LRU`,
+//! `PMEM`, `MEM`), and last the stderr lock the log lines are written under (a thread inside
+//! SQLite may log from our VFS while holding a static mutex; a thread logging never waits for
+//! SQLite). After the fork, parent and child each release them in the reverse order. Waiting
+//! for them delays a fork only while another thread is inside one of those short sections.
 //!
 //! This does not make SQLite's per-process lock bookkeeping (the unix VFS's inode and
 //! shared-memory records) true in the child: a child still must not open a database its
@@ -72,7 +73,6 @@ pub(crate) fn register() {
 extern "C" fn prepare() {
     super::guard((), || {
         let fork_record = crate::registry::note_fork();
-        let stderr = std::io::stderr().lock();
         let mut sqlite = Vec::with_capacity(SQLITE_STATIC_MUTEXES.len());
         for id in SQLITE_STATIC_MUTEXES {
             // SAFETY: a static mutex id of this SQLite version; SQLite returns a pointer to
@@ -86,6 +86,7 @@ extern "C" fn prepare() {
                 sqlite.push(m as usize);
             }
         }
+        let stderr = std::io::stderr().lock();
         HELD.with(|h| {
             *h.borrow_mut() = Some(Held {
                 fork_record,
@@ -102,12 +103,12 @@ extern "C" fn after() {
         let Some(held) = HELD.with(|h| h.borrow_mut().take()) else {
             return;
         };
+        drop(held.stderr);
         for &m in held.sqlite.iter().rev() {
             // SAFETY: entered by this thread (or, in the child, by the thread it copies) in
             // `prepare`; left once here.
             unsafe { ffi::sqlite3_mutex_leave(m as *mut ffi::sqlite3_mutex) };
         }
-        drop(held.stderr);
         drop(held.fork_record);
     })
 }
