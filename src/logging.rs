@@ -124,6 +124,40 @@ fn install(level: LevelFilter, format: LogFormat) {
     };
 }
 
+/// Rate limit for an error that repeats at every commit (a full meta disk): the first
+/// occurrence is logged, then at most one per `interval`, each logged line carrying how many
+/// were not logged since the previous one.
+#[derive(Debug)]
+pub(crate) struct RepeatLimiter {
+    interval: std::time::Duration,
+    last_logged: Option<std::time::Instant>,
+    suppressed: u64,
+}
+
+impl RepeatLimiter {
+    pub(crate) const fn new(interval: std::time::Duration) -> Self {
+        RepeatLimiter {
+            interval,
+            last_logged: None,
+            suppressed: 0,
+        }
+    }
+
+    /// One occurrence at `now`: `Some(n)` when it is to be logged, `n` being how many
+    /// occurrences were suppressed before it; `None` when it is to be suppressed (counted).
+    pub(crate) fn occurred(&mut self, now: std::time::Instant) -> Option<u64> {
+        let due = self
+            .last_logged
+            .is_none_or(|t| now.saturating_duration_since(t) >= self.interval);
+        if !due {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last_logged = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,5 +238,22 @@ mod tests {
         init(&LoggingConfig::default());
         assert!(INIT.is_completed());
         tracing::info!("still works");
+    }
+
+    #[test]
+    fn repeats_are_logged_once_per_interval_with_the_suppressed_count() {
+        use std::time::{Duration, Instant};
+        let every = Duration::from_secs(60);
+        let mut l = RepeatLimiter::new(every);
+        let t0 = Instant::now();
+        assert_eq!(l.occurred(t0), Some(0));
+        for i in 1..=5 {
+            assert_eq!(l.occurred(t0 + Duration::from_secs(i)), None);
+        }
+        assert_eq!(l.occurred(t0 + every), Some(5));
+        assert_eq!(l.occurred(t0 + every + Duration::from_secs(59)), None);
+        assert_eq!(l.occurred(t0 + every * 2), Some(1));
+        // A pause longer than the interval: the next one is logged at once.
+        assert_eq!(l.occurred(t0 + every * 10), Some(0));
     }
 }

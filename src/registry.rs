@@ -100,3 +100,58 @@ pub fn get(path: &Path) -> Option<Arc<Database>> {
 pub fn all() -> Vec<Arc<Database>> {
     databases().lock().values().cloned().collect()
 }
+
+/// The managed databases this process had open when it last forked, with its pid then. A
+/// std mutex (not parking_lot): the child releases it without parking_lot's global tables,
+/// which a parent thread may have held at the fork.
+static FORK_RECORD: std::sync::Mutex<Option<(u32, Vec<PathBuf>)>> = std::sync::Mutex::new(None);
+
+/// Held by the forking thread from just before `fork()` until just after, in parent and child.
+pub(crate) type ForkRecordGuard = std::sync::MutexGuard<'static, Option<(u32, Vec<PathBuf>)>>;
+
+/// Called just before `fork()` (the atfork prepare handler): notes which managed databases
+/// are open, and keeps the record locked across the fork so that the child finds it
+/// consistent and unlocked after the release.
+pub(crate) fn note_fork() -> ForkRecordGuard {
+    let pid = std::process::id();
+    let from = FORKED_FROM.load(std::sync::atomic::Ordering::Acquire);
+    // In a forked child, the registry's locks may have been copied locked (held by parent
+    // threads that do not exist here), and its databases are the parent's: keep the record.
+    let child = (from != 0 && from != pid) || !crate::stager::replicating_here();
+    let open: Option<Vec<PathBuf>> = (!child).then(|| {
+        all()
+            .into_iter()
+            .filter(|db| db.open_handles() > 0)
+            .map(|db| db.path.clone())
+            .collect()
+    });
+    let mut record = FORK_RECORD.lock().unwrap_or_else(|e| e.into_inner());
+    match (open, record.as_mut()) {
+        (Some(open), _) => *record = Some((pid, open)),
+        (None, Some(r)) => r.0 = pid,
+        (None, None) => {}
+    }
+    FORKED_FROM.store(pid, std::sync::atomic::Ordering::Release);
+    record
+}
+
+/// The pid [`note_fork`] last ran in (0: never). Read without a lock, so that the parent never
+/// takes [`FORK_RECORD`] outside a fork: a thread opening a file inside SQLite (under one of
+/// its static mutexes, as a shared-cache open is) must not wait for the forking thread, which
+/// waits for that mutex while it holds the record.
+static FORKED_FROM: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// True in a process forked from one that had the managed database `path` open at the fork.
+/// SQLite's per-process lock records of that file were copied into the child and are wrong
+/// there, so the child must not open it (see [`crate::vfs::classify`]).
+pub(crate) fn open_in_parent_at_fork(path: &Path) -> bool {
+    let from = FORKED_FROM.load(std::sync::atomic::Ordering::Acquire);
+    if from == 0 || from == std::process::id() {
+        return false;
+    }
+    let record = FORK_RECORD.lock().unwrap_or_else(|e| e.into_inner());
+    match &*record {
+        Some((pid, open)) => *pid != std::process::id() && open.iter().any(|p| p == path),
+        None => false,
+    }
+}

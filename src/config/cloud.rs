@@ -9,8 +9,31 @@
 //! With a `url`, the YAML keys win over the URL's parts (Litestream applies URL parts only to
 //! keys left empty).
 
-use super::url::{clean_key, percent_decode};
+use thiserror::Error;
+
+use super::url::{clean_key, percent_decode, UrlError};
 use super::yaml::{non_empty, RawReplica};
+
+/// A replica whose keys (and URL) do not name a usable store: something required is missing
+/// or two keys contradict each other. Each message names the keys to set.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub(crate) enum ReplicaKeysError {
+    #[error(
+        "an abs replica needs `bucket` (the container) or `url: abs://[ACCOUNT@]CONTAINER/path`"
+    )]
+    AbsContainer,
+    #[error("a gs replica needs `bucket` or `url: gs://BUCKET/path`")]
+    GsBucket,
+    #[error("a webdav replica needs `webdav-url` (or `url: webdav://USER:PASSWORD@HOST/path`)")]
+    WebdavUrl,
+    /// `url` is shown without user-info.
+    #[error("`webdav-url` {url:?} must start with http:// or https://")]
+    WebdavScheme { url: String },
+    #[error("a nats replica needs `bucket` (or `url: nats://HOST:PORT/BUCKET`)")]
+    NatsBucket,
+    #[error("`client-cert` and `client-key` must both be set for mutual TLS")]
+    NatsClientPair,
+}
 
 /// An Azure Blob Storage replica. Deliberately without a derived `Debug`: it holds secrets.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -88,7 +111,7 @@ pub(crate) struct GenericUrl {
 }
 
 /// Parses the part after `scheme://`. `shown` is the URL without user-info, for messages.
-pub(crate) fn parse_generic(scheme: &str, rest: &str, shown: &str) -> Result<GenericUrl, String> {
+pub(crate) fn parse_generic(scheme: &str, rest: &str, shown: &str) -> Result<GenericUrl, UrlError> {
     let rest = rest.split('#').next().unwrap_or_default();
     let before_query = rest.split('?').next().unwrap_or_default();
     let (authority, path) = match before_query.find('/') {
@@ -99,8 +122,12 @@ pub(crate) fn parse_generic(scheme: &str, rest: &str, shown: &str) -> Result<Gen
         Some((u, h)) => (Some(u), h),
         None => (None, authority),
     };
-    let decode =
-        |s: &str| percent_decode(s, false).map_err(|m| format!("replica url {shown:?}: {m}"));
+    let decode = |s: &str| {
+        percent_decode(s, false).map_err(|source| UrlError::Escape {
+            url: shown.to_string(),
+            source,
+        })
+    };
     let (user, password) = match userinfo {
         Some(u) => match u.split_once(':') {
             Some((name, pass)) => (Some(decode(name)?), Some(decode(pass)?)),
@@ -109,22 +136,23 @@ pub(crate) fn parse_generic(scheme: &str, rest: &str, shown: &str) -> Result<Gen
         None => (None, None),
     };
     if host.is_empty() {
-        return Err(format!(
-            "replica url {shown:?}: missing the {} after {scheme}://",
-            match scheme {
+        return Err(UrlError::MissingHost {
+            url: shown.to_string(),
+            scheme: scheme.to_string(),
+            what: match scheme {
                 "abs" => "container",
                 "gs" => "bucket",
                 "nats" => "server",
                 _ => "host",
-            }
-        ));
+            },
+        });
     }
     Ok(GenericUrl {
         scheme: scheme.to_string(),
         user: user.filter(|u| !u.is_empty()),
         password: password.filter(|p| !p.is_empty()),
         host: host.to_string(),
-        path: percent_decode(path, false).map_err(|m| format!("replica url {shown:?}: {m}"))?,
+        path: decode(path)?,
     })
 }
 
@@ -135,7 +163,7 @@ pub(crate) fn abs(
     g: &RawReplica,
     url: Option<GenericUrl>,
     path: Option<String>,
-) -> Result<AbsConfig, String> {
+) -> Result<AbsConfig, ReplicaKeysError> {
     let pick = |a: &Option<String>, b: &Option<String>| non_empty(a).or_else(|| non_empty(b));
     let mut c = AbsConfig {
         account_name: pick(&r.account_name, &g.account_name),
@@ -154,10 +182,7 @@ pub(crate) fn abs(
     }
     c.path = clean_key(&c.path);
     if c.bucket.is_empty() {
-        return Err(
-            "an abs replica needs `bucket` (the container) or `url: abs://[ACCOUNT@]CONTAINER/path`"
-                .to_string(),
-        );
+        return Err(ReplicaKeysError::AbsContainer);
     }
     Ok(c)
 }
@@ -168,7 +193,7 @@ pub(crate) fn gs(
     g: &RawReplica,
     url: Option<GenericUrl>,
     path: Option<String>,
-) -> Result<GsConfig, String> {
+) -> Result<GsConfig, ReplicaKeysError> {
     let mut c = GsConfig {
         bucket: non_empty(&r.bucket)
             .or_else(|| non_empty(&g.bucket))
@@ -181,7 +206,7 @@ pub(crate) fn gs(
     }
     c.path = clean_key(&c.path);
     if c.bucket.is_empty() {
-        return Err("a gs replica needs `bucket` or `url: gs://BUCKET/path`".to_string());
+        return Err(ReplicaKeysError::GsBucket);
     }
     Ok(c)
 }
@@ -193,7 +218,7 @@ pub(crate) fn webdav(
     g: &RawReplica,
     url: Option<GenericUrl>,
     path: Option<String>,
-) -> Result<WebdavConfig, String> {
+) -> Result<WebdavConfig, ReplicaKeysError> {
     let pick = |a: &Option<String>, b: &Option<String>| non_empty(a).or_else(|| non_empty(b));
     let mut c = WebdavConfig {
         url: pick(&r.webdav_url, &g.webdav_url).unwrap_or_default(),
@@ -221,16 +246,12 @@ pub(crate) fn webdav(
     c.url = c.url.trim_end_matches('/').to_string();
     c.path = clean_key(&c.path);
     if c.url.is_empty() {
-        return Err(
-            "a webdav replica needs `webdav-url` (or `url: webdav://USER:PASSWORD@HOST/path`)"
-                .to_string(),
-        );
+        return Err(ReplicaKeysError::WebdavUrl);
     }
     if !c.url.starts_with("http://") && !c.url.starts_with("https://") {
-        return Err(format!(
-            "`webdav-url` {:?} must start with http:// or https://",
-            super::url::redact(&c.url)
-        ));
+        return Err(ReplicaKeysError::WebdavScheme {
+            url: super::url::redact(&c.url),
+        });
     }
     Ok(c)
 }
@@ -323,8 +344,12 @@ mod tests {
         let raw = RawReplica::default();
         assert!(abs(&raw, &raw, None, Some("p".into()))
             .unwrap_err()
+            .to_string()
             .contains("bucket"));
-        assert!(gs(&raw, &raw, None, None).unwrap_err().contains("bucket"));
+        assert!(gs(&raw, &raw, None, None)
+            .unwrap_err()
+            .to_string()
+            .contains("bucket"));
         assert!(parse_generic("gs", "", "gs://").is_err());
     }
 
@@ -351,7 +376,9 @@ mod tests {
             (c.url.as_str(), c.path.as_str()),
             ("http://127.0.0.1:8080/dav", "x")
         );
-        let err = webdav(&raw, &raw, None, Some("p".into())).unwrap_err();
+        let err = webdav(&raw, &raw, None, Some("p".into()))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("webdav-url"), "{err}");
     }
 

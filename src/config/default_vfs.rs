@@ -17,6 +17,7 @@
 //! program.
 
 use serde::Deserialize;
+use thiserror::Error;
 
 use super::Config;
 
@@ -48,9 +49,16 @@ pub(crate) enum RawDefault {
 /// What the message says when `vfs.default` holds anything else.
 pub(crate) const DEFAULT_VFS_VALUES: &str = "use auto, true or false";
 
+/// `vfs.default` holds a word other than `auto`, `true` or `false`.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("unknown value {value:?} ({DEFAULT_VFS_VALUES})")]
+pub struct DefaultVfsError {
+    pub value: String,
+}
+
 impl RawDefault {
     /// The typed value; `Err` for a word other than `auto`, `true` or `false`.
-    pub(crate) fn resolve(&self) -> Result<DefaultVfs, String> {
+    pub(crate) fn resolve(&self) -> Result<DefaultVfs, DefaultVfsError> {
         match self {
             RawDefault::Bool(true) => Ok(DefaultVfs::Always),
             RawDefault::Bool(false) => Ok(DefaultVfs::Never),
@@ -58,7 +66,7 @@ impl RawDefault {
                 "" | "auto" => Ok(DefaultVfs::Auto),
                 "true" => Ok(DefaultVfs::Always),
                 "false" => Ok(DefaultVfs::Never),
-                _ => Err(format!("unknown value {w:?} ({DEFAULT_VFS_VALUES})")),
+                _ => Err(DefaultVfsError { value: w.clone() }),
             },
         }
     }
@@ -83,15 +91,14 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::config::{parse_text, resolve};
+    use crate::config::{parse_text, resolve, ConfigError};
 
-    fn parse(yaml: &str) -> Result<Config, String> {
+    fn parse(yaml: &str) -> Result<Config, ConfigError> {
         let env = resolve::Env {
             cwd: Path::new("/srv"),
             home: None,
         };
         parse_text(yaml, Some(Path::new("litestream.yml")), &|_| None, &env)
-            .map_err(|e| e.to_string())
     }
 
     const ONE_DB: &str =
@@ -136,12 +143,14 @@ mod tests {
 
     #[test]
     fn a_bad_value_names_the_key_and_the_choices() {
-        let e = parse(&format!("vfs:\n  default: sometimes\n{ONE_DB}")).unwrap_err();
+        let e = parse(&format!("vfs:\n  default: sometimes\n{ONE_DB}"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("vfs.default"), "{e}");
         assert!(e.contains("sometimes"), "{e}");
         assert!(e.contains(DEFAULT_VFS_VALUES), "{e}");
         assert!(e.contains("line 2"), "{e}");
-        let e = parse("vfs: [1, 2]\n").unwrap_err();
+        let e = parse("vfs: [1, 2]\n").unwrap_err().to_string();
         assert!(e.contains("vfs"), "{e}");
     }
 }

@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use serde::de::{self, Deserialize, Deserializer, Visitor};
+use thiserror::Error;
 
 /// Largest duration Go can represent: `1<<63 - 1` nanoseconds.
 const MAX_NANOS: u64 = i64::MAX as u64;
@@ -12,11 +13,44 @@ const LIMIT: u64 = 1 << 63;
 const HINT: &str =
     "use a number with a unit: ns, us, ms, s, m or h (e.g. \"1s\", \"500ms\", \"1h30m\")";
 
+/// Why a Go duration was refused; each message names the text and says how to write it.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DurationError {
+    #[error("invalid duration {input:?}: {HINT}")]
+    Syntax { input: String },
+    #[error("invalid duration {input:?}: missing unit; {HINT}")]
+    MissingUnit { input: String },
+    #[error("invalid duration {input:?}: unknown unit {unit:?}; {HINT}")]
+    UnknownUnit { input: String, unit: String },
+    #[error("invalid duration {input:?}: too large")]
+    TooLarge { input: String },
+    #[error("invalid duration {input:?}: must not be negative")]
+    Negative { input: String },
+}
+
+/// Why a byte size was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ByteSizeError {
+    #[error("invalid size {input:?}: {SIZE_HINT}")]
+    Syntax { input: String },
+    #[error("invalid size {input:?}: unknown unit {unit:?}; {SIZE_HINT}")]
+    UnknownUnit { input: String, unit: String },
+    #[error("invalid size {input:?}: too large")]
+    TooLarge { input: String },
+    #[error("invalid size {input:?}: must be at least 1 byte")]
+    TooSmall { input: String },
+}
+
+const SIZE_HINT: &str =
+    "use a number of bytes with an optional unit, e.g. 5242880, \"5MiB\" or \"10MB\"";
+
 /// Parses a duration the way Go's `time.ParseDuration` does (`1s`, `500ms`, `1h30m`, `1.5s`,
 /// `0`, `us`/`µs`/`ns`), except that negative durations are refused. A bare number other
 /// than `0` is an error, as in Go. The error text says what is wrong and how to write it.
-pub fn parse_go_duration(input: &str) -> Result<Duration, String> {
-    let invalid = || format!("invalid duration {input:?}: {HINT}");
+pub fn parse_go_duration(input: &str) -> Result<Duration, DurationError> {
+    let input_s = || input.to_string();
+    let invalid = || DurationError::Syntax { input: input_s() };
+    let too_large = || DurationError::TooLarge { input: input_s() };
     let mut s = input;
     let mut neg = false;
     if let Some(c) = s.as_bytes().first() {
@@ -53,37 +87,38 @@ pub fn parse_go_duration(input: &str) -> Result<Duration, String> {
             .position(|c| c == b'.' || c.is_ascii_digit())
             .unwrap_or(s.len());
         if unit_len == 0 {
-            return Err(format!("invalid duration {input:?}: missing unit; {HINT}"));
+            return Err(DurationError::MissingUnit { input: input_s() });
         }
         let (unit_name, rest) = s.split_at(unit_len);
         s = rest;
-        let unit = unit_nanos(unit_name).ok_or_else(|| {
-            format!("invalid duration {input:?}: unknown unit {unit_name:?}; {HINT}")
+        let unit = unit_nanos(unit_name).ok_or_else(|| DurationError::UnknownUnit {
+            input: input_s(),
+            unit: unit_name.to_string(),
         })?;
         if int > LIMIT / unit {
-            return Err(format!("invalid duration {input:?}: too large"));
+            return Err(too_large());
         }
         let mut v = int * unit;
         if frac > 0 {
             // Go computes the fractional part in float64 too; mirror it exactly.
             v += (frac as f64 * (unit as f64 / scale)) as u64;
             if v > LIMIT {
-                return Err(format!("invalid duration {input:?}: too large"));
+                return Err(too_large());
             }
         }
         total += v;
         if total > LIMIT {
-            return Err(format!("invalid duration {input:?}: too large"));
+            return Err(too_large());
         }
     }
     if neg {
         if total == 0 {
             return Ok(Duration::ZERO);
         }
-        return Err(format!("invalid duration {input:?}: must not be negative"));
+        return Err(DurationError::Negative { input: input_s() });
     }
     if total > MAX_NANOS {
-        return Err(format!("invalid duration {input:?}: too large"));
+        return Err(too_large());
     }
     Ok(Duration::from_nanos(total))
 }
@@ -178,16 +213,16 @@ fn split_frac(v: u128, prec: u32) -> (u128, String) {
 
 /// Parses a byte size like go-humanize's `ParseBytes`: `5242880`, `5MB` (10^6), `5MiB`
 /// (2^20), `1.5 GiB`, case-insensitive. Zero is refused.
-pub fn parse_byte_size(input: &str) -> Result<u64, String> {
+pub fn parse_byte_size(input: &str) -> Result<u64, ByteSizeError> {
     let s = input.trim();
     let n = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ','))
         .unwrap_or(s.len());
-    let hint = "use a number of bytes with an optional unit, e.g. 5242880, \"5MiB\" or \"10MB\"";
+    let input_s = || input.to_string();
     let num: f64 = s[..n]
         .replace(',', "")
         .parse()
-        .map_err(|_| format!("invalid size {input:?}: {hint}"))?;
+        .map_err(|_| ByteSizeError::Syntax { input: input_s() })?;
     let mult: u64 = match s[n..].trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" => 1_000,
@@ -201,17 +236,18 @@ pub fn parse_byte_size(input: &str) -> Result<u64, String> {
         "p" | "pb" => 1_000_000_000_000_000,
         "pi" | "pib" => 1 << 50,
         other => {
-            return Err(format!(
-                "invalid size {input:?}: unknown unit {other:?}; {hint}"
-            ))
+            return Err(ByteSizeError::UnknownUnit {
+                input: input_s(),
+                unit: other.to_string(),
+            })
         }
     };
     let bytes = num * mult as f64;
     if bytes >= i64::MAX as f64 {
-        return Err(format!("invalid size {input:?}: too large"));
+        return Err(ByteSizeError::TooLarge { input: input_s() });
     }
     if bytes < 1.0 {
-        return Err(format!("invalid size {input:?}: must be at least 1 byte"));
+        return Err(ByteSizeError::TooSmall { input: input_s() });
     }
     Ok(bytes as u64)
 }
@@ -342,7 +378,7 @@ mod tests {
             ("1s-", "invalid duration"),
         ];
         for (input, want) in bad {
-            let err = parse_go_duration(input).unwrap_err();
+            let err = parse_go_duration(input).unwrap_err().to_string();
             assert!(err.contains(want), "{input}: {err}");
         }
     }

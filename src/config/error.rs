@@ -29,6 +29,18 @@ pub enum ConfigError {
         key: String,
         message: String,
     },
+    /// Flow collections (`[…]`, `{…}`) nested deeper than any config needs: refused before
+    /// the YAML parser, whose work grows with the square of the depth, sees them.
+    #[error(
+        "{}line {line}: brackets (`[` or `{{`) nested more than {limit} levels deep; a \
+         litestream.yml needs a few at most: look for unbalanced or repeated brackets",
+        file.as_ref().map(|f| format!("{}: ", f.display())).unwrap_or_default()
+    )]
+    TooDeep {
+        file: Option<PathBuf>,
+        line: usize,
+        limit: usize,
+    },
     #[error("{0}")]
     Other(String),
 }
@@ -42,6 +54,50 @@ impl ConfigError {
             column: None,
             key: key.to_string(),
             message: message.into(),
+        }
+    }
+
+    /// Adds to an [`ConfigError::Invalid`] the environment variables that were not set when the
+    /// file was expanded (they became empty text, which often is why a required key is
+    /// missing): those on the error's line, else all of them. `unset` holds (line, name).
+    pub(crate) fn with_unset_vars(self, unset: &[(usize, String)]) -> Self {
+        let ConfigError::Invalid {
+            file,
+            line,
+            column,
+            key,
+            mut message,
+        } = self
+        else {
+            return self;
+        };
+        let on_line: Vec<&str> = unset
+            .iter()
+            .filter(|(l, _)| Some(*l) == line)
+            .map(|(_, n)| n.as_str())
+            .collect();
+        let mut names: Vec<&str> = if on_line.is_empty() {
+            unset.iter().map(|(_, n)| n.as_str()).collect()
+        } else {
+            on_line
+        };
+        names.sort_unstable();
+        names.dedup();
+        if !names.is_empty() {
+            let list: Vec<String> = names.iter().map(|n| format!("${{{n}}}")).collect();
+            let verb = if names.len() == 1 { "is" } else { "are" };
+            message.push_str(&format!(
+                " (environment variable {} {verb} not set and expanded to empty text: set it, \
+                 or write the value in the file)",
+                list.join(", ")
+            ));
+        }
+        ConfigError::Invalid {
+            file,
+            line,
+            column,
+            key,
+            message,
         }
     }
 }

@@ -2,11 +2,34 @@
 //! Litestream's `expand` (`~` → home, relative → current directory, cleaned).
 use std::path::{Component, Path, PathBuf};
 
+use thiserror::Error;
+
+/// Why a path of the config could not be made absolute.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum PathError {
+    #[error("cannot expand {path:?}: HOME is not set; use an absolute path")]
+    NoHome { path: String },
+}
+
+/// [`expand_env_noting_unset`] without the list of unset variables.
+#[cfg(test)]
+pub fn expand_env(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
+    expand_env_noting_unset(s, lookup).0
+}
+
 /// Expands `$NAME` and `${NAME}` exactly like Go's `os.Expand` (which Litestream uses on the
 /// whole config file): unset variables become empty, there is no escape (`$$` looks up the
 /// variable `$`), `${}` and an unclosed `${` are dropped, a `$` not followed by a name is kept.
-pub fn expand_env(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
+/// Also returns each variable that was not set, with its line (1-based) in `s`, in order of
+/// appearance, so that an error about a key left empty can name it.
+pub(crate) fn expand_env_noting_unset(
+    s: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> (String, Vec<(usize, String)>) {
     let bytes = s.as_bytes();
+    let mut unset = Vec::new();
+    // Line of byte `j`, counted incrementally: `line_at` is the first byte not yet counted.
+    let (mut line, mut line_at) = (1usize, 0usize);
     let mut out = String::with_capacity(s.len());
     let mut i = 0; // start of the text not yet copied
     let mut j = 0;
@@ -17,7 +40,14 @@ pub fn expand_env(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
             match name {
                 None if width > 0 => {} // bad syntax: eat it
                 None => out.push('$'),
-                Some(name) => out.push_str(&lookup(name).unwrap_or_default()),
+                Some(name) => match lookup(name) {
+                    Some(v) => out.push_str(&v),
+                    None => {
+                        line += bytes[line_at..j].iter().filter(|&&c| c == b'\n').count();
+                        line_at = j;
+                        unset.push((line, name.to_string()));
+                    }
+                },
             }
             j += width;
             i = j + 1;
@@ -25,7 +55,7 @@ pub fn expand_env(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
         j += 1;
     }
     out.push_str(&s[i.min(s.len())..]);
-    out
+    (out, unset)
 }
 
 fn is_special(c: u8) -> bool {
@@ -77,11 +107,12 @@ pub fn process_env(name: &str) -> Option<String> {
 /// Makes `p` absolute the way Litestream does: strips a `sqlite://`/`sqlite3://` prefix,
 /// replaces a leading `~` or `~/` by `home`, joins relative paths to `cwd`, and cleans `.`
 /// and `..` lexically (like Go's `filepath.Abs`). `~user` is not expanded (Go does not).
-pub fn resolve_path(p: &str, cwd: &Path, home: Option<&Path>) -> Result<PathBuf, String> {
+pub fn resolve_path(p: &str, cwd: &Path, home: Option<&Path>) -> Result<PathBuf, PathError> {
     let p = strip_sqlite_prefix(p);
     let joined = if p == "~" || p.starts_with("~/") {
-        let home = home
-            .ok_or_else(|| format!("cannot expand {p:?}: HOME is not set; use an absolute path"))?;
+        let home = home.ok_or_else(|| PathError::NoHome {
+            path: p.to_string(),
+        })?;
         home.join(p.trim_start_matches('~').trim_start_matches('/'))
     } else {
         cwd.join(p)
@@ -201,7 +232,7 @@ mod tests {
                 "{input}"
             );
         }
-        let err = resolve_path("~/x", cwd, None).unwrap_err();
+        let err = resolve_path("~/x", cwd, None).unwrap_err().to_string();
         assert!(err.contains("HOME is not set"), "{err}");
     }
 

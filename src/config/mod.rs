@@ -22,7 +22,6 @@ pub use cloud::{AbsConfig, GsConfig, WebdavConfig};
 pub use default_vfs::{default_on_load as vfs_default_on_load, DefaultVfs};
 pub use duration::{format_go_duration, parse_byte_size};
 pub use error::ConfigError;
-pub use expand::expand_env;
 pub use global::global;
 pub use nats_keys::NatsConfig;
 pub(crate) use url::ensure_scheme as ensure_endpoint_scheme;
@@ -360,7 +359,7 @@ pub fn load_with(path: &Path, expand: bool) -> Result<Config, ConfigError> {
     let home = expand::home_dir();
     let shown = path.to_string_lossy();
     let file = expand::resolve_path(&shown, &cwd, home.as_deref())
-        .map_err(|m| ConfigError::value("", m))?;
+        .map_err(|e| ConfigError::value("", e.to_string()))?;
     let text = match std::fs::read_to_string(&file) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -388,13 +387,14 @@ fn parse_text(
     lookup: &dyn Fn(&str) -> Option<String>,
     env: &resolve::Env,
 ) -> Result<Config, ConfigError> {
-    resolve::parse(&expand_env(text, lookup), file, env)
+    let (expanded, unset) = expand::expand_env_noting_unset(text, lookup);
+    resolve::parse(&expanded, file, env).map_err(|e| e.with_unset_vars(&unset))
 }
 
 /// Parses a replica URL (`file:///abs/path` or `s3://bucket/path?…`) with the default
 /// sync interval.
 pub fn parse_replica_url(url: &str) -> Result<ReplicaConfig, ConfigError> {
-    let parts = url::parse(url).map_err(|m| ConfigError::value("", m))?;
+    let parts = url::parse(url).map_err(|e| ConfigError::value("", e.to_string()))?;
     let backend = resolve::backend_from_url(parts)?;
     Ok(ReplicaConfig {
         backend,
@@ -418,7 +418,7 @@ pub fn from_replica_url(db_path: &Path, url: &str) -> Result<DbConfig, ConfigErr
 
 /// Parses a Go duration (`1s`, `500ms`, `1h30m`, `0`); negative durations are refused.
 pub fn parse_duration(s: &str) -> Result<Duration, ConfigError> {
-    duration::parse_go_duration(s).map_err(|m| ConfigError::value("", m))
+    duration::parse_go_duration(s).map_err(|e| ConfigError::value("", e.to_string()))
 }
 
 /// `p` made absolute against the current directory and cleaned lexically.

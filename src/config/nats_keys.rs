@@ -5,7 +5,7 @@
 //! Like the official binary, files live at the bucket root (`ltx/<level>/…`); `path` is not
 //! used by this replica type.
 
-use super::cloud::GenericUrl;
+use super::cloud::{GenericUrl, ReplicaKeysError};
 use super::yaml::{non_empty, RawReplica};
 
 /// Server when neither `url` names one: the NATS default.
@@ -55,7 +55,7 @@ pub(crate) fn nats(
     r: &RawReplica,
     g: &RawReplica,
     url: Option<GenericUrl>,
-) -> Result<NatsConfig, String> {
+) -> Result<NatsConfig, ReplicaKeysError> {
     let pick = |a: &Option<String>, b: &Option<String>| non_empty(a).or_else(|| non_empty(b));
     let mut c = NatsConfig {
         url: DEFAULT_NATS_URL.to_string(),
@@ -89,12 +89,10 @@ pub(crate) fn nats(
         }
     }
     if c.bucket.is_empty() {
-        return Err(
-            "a nats replica needs `bucket` (or `url: nats://HOST:PORT/BUCKET`)".to_string(),
-        );
+        return Err(ReplicaKeysError::NatsBucket);
     }
     if c.client_cert.is_some() != c.client_key.is_some() {
-        return Err("`client-cert` and `client-key` must both be set for mutual TLS".to_string());
+        return Err(ReplicaKeysError::NatsClientPair);
     }
     Ok(c)
 }
@@ -142,12 +140,18 @@ mod tests {
         assert_eq!(c.url, DEFAULT_NATS_URL);
         assert!(c.tls && c.root_cas == vec!["/ca.pem".to_string()]);
         let raw = RawReplica::default();
-        assert!(nats(&raw, &raw, None).unwrap_err().contains("bucket"));
+        assert!(nats(&raw, &raw, None)
+            .unwrap_err()
+            .to_string()
+            .contains("bucket"));
         let half = RawReplica {
             bucket: Some("b".into()),
             client_cert: Some("c.pem".into()),
             ..Default::default()
         };
-        assert!(nats(&half, &raw, None).unwrap_err().contains("client-key"));
+        assert!(nats(&half, &raw, None)
+            .unwrap_err()
+            .to_string()
+            .contains("client-key"));
     }
 }

@@ -4,12 +4,15 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
+use thiserror::Error;
 
 use super::duration::GoDuration;
 use super::error::{KeyPath, Source};
 use super::expand::resolve_path;
 use super::url::{self as replica_url, UrlParts, UNSUPPORTED_TYPES};
-use super::yaml::{non_empty, RawConfig, RawDb, RawLogging, RawReplica};
+use super::yaml::{
+    flow_too_deep, non_empty, RawConfig, RawDb, RawLogging, RawReplica, MAX_FLOW_DEPTH,
+};
 use super::{
     normalize_level, Backend, Config, ConfigError, DbConfig, LogFormat, LoggingConfig,
     ReadReplicaConfig, ReplicaConfig, S3Config, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_POLL_INTERVAL,
@@ -24,6 +27,13 @@ pub(crate) struct Env<'a> {
 
 /// Parses already `$VAR`-expanded YAML. `file` is only used in messages.
 pub(crate) fn parse(text: &str, file: Option<&Path>, env: &Env) -> Result<Config, ConfigError> {
+    if let Some(line) = flow_too_deep(text, MAX_FLOW_DEPTH) {
+        return Err(ConfigError::TooDeep {
+            file: file.map(Path::to_path_buf),
+            line,
+            limit: MAX_FLOW_DEPTH,
+        });
+    }
     let src = Source { text, file };
     let raw: RawConfig = deserialize(&src)?;
     let global: RawReplica = deserialize(&src)?;
@@ -111,7 +121,7 @@ impl Resolver<'_> {
         c.retention_enabled = raw.retention.and_then(|r| r.enabled).unwrap_or(true);
         c.addr = non_empty(&raw.addr);
         if let Some(a) = &c.addr {
-            check_listen_addr(a).map_err(|m| self.err(&root.key("addr"), m))?;
+            check_listen_addr(a).map_err(|e| self.err(&root.key("addr"), e.to_string()))?;
         }
         c.logging = self.logging(raw.logging.unwrap_or_default())?;
         c.lag_alert = dur(&raw.lag_alert).filter(|d| !d.is_zero());
@@ -129,7 +139,7 @@ impl Resolver<'_> {
         if let Some(d) = raw.vfs.and_then(|v| v.default) {
             c.vfs_default = d
                 .resolve()
-                .map_err(|m| self.err(&root.key("vfs").key("default"), m))?;
+                .map_err(|e| self.err(&root.key("vfs").key("default"), e.to_string()))?;
         }
         if self.global.age.is_some() {
             return Err(self.err(&root.key("age"), AGE_REFUSED));
@@ -236,7 +246,7 @@ impl Resolver<'_> {
     }
 
     fn path(&self, raw: &str, p: &KeyPath) -> Result<std::path::PathBuf, ConfigError> {
-        resolve_path(raw, self.env.cwd, self.env.home).map_err(|m| self.err(p, m))
+        resolve_path(raw, self.env.cwd, self.env.home).map_err(|e| self.err(p, e.to_string()))
     }
 
     fn db(
@@ -367,7 +377,7 @@ impl Resolver<'_> {
         let parts = match &url {
             Some(u) => Some(
                 replica_url::parse(u)
-                    .map_err(|m| self.err(&p.key("url"), format!("database {db}: {m}")))?,
+                    .map_err(|e| self.err(&p.key("url"), format!("database {db}: {e}")))?,
             ),
             None => None,
         };
@@ -413,7 +423,7 @@ impl Resolver<'_> {
                 };
                 Backend::Nats(
                     super::nats_keys::nats(r, g, from_url)
-                        .map_err(|m| self.err(p, format!("database {db}: {m}")))?,
+                        .map_err(|e| self.err(p, format!("database {db}: {e}")))?,
                 )
             }
             "abs" | "gs" | "webdav" => {
@@ -426,7 +436,7 @@ impl Resolver<'_> {
                     "gs" => super::cloud::gs(r, g, from_url, path).map(Backend::Gs),
                     _ => super::cloud::webdav(r, g, from_url, path).map(Backend::Webdav),
                 };
-                made.map_err(|m| self.err(p, format!("database {db}: {m}")))?
+                made.map_err(|e| self.err(p, format!("database {db}: {e}")))?
             }
             k if UNSUPPORTED_TYPES.contains(&k) => {
                 return Err(self.err(
@@ -517,17 +527,19 @@ pub(crate) fn backend_from_url(parts: UrlParts) -> Result<Backend, ConfigError> 
     Ok(match parts {
         UrlParts::Generic(u) if u.scheme == "abs" => Backend::Abs(
             super::cloud::abs(&none, &none, Some(u), None)
-                .map_err(|m| ConfigError::value("", m))?,
+                .map_err(|e| ConfigError::value("", e.to_string()))?,
         ),
         UrlParts::Generic(u) if u.scheme == "nats" => Backend::Nats(
-            super::nats_keys::nats(&none, &none, Some(u)).map_err(|m| ConfigError::value("", m))?,
+            super::nats_keys::nats(&none, &none, Some(u))
+                .map_err(|e| ConfigError::value("", e.to_string()))?,
         ),
         UrlParts::Generic(u) if u.scheme.starts_with("webdav") => Backend::Webdav(
             super::cloud::webdav(&none, &none, Some(u), None)
-                .map_err(|m| ConfigError::value("", m))?,
+                .map_err(|e| ConfigError::value("", e.to_string()))?,
         ),
         UrlParts::Generic(u) => Backend::Gs(
-            super::cloud::gs(&none, &none, Some(u), None).map_err(|m| ConfigError::value("", m))?,
+            super::cloud::gs(&none, &none, Some(u), None)
+                .map_err(|e| ConfigError::value("", e.to_string()))?,
         ),
         UrlParts::File(path) => Backend::File { path },
         UrlParts::S3(u) => Backend::S3(S3Config {
@@ -561,14 +573,22 @@ fn same_replica(a: &super::Backend, b: &super::Backend) -> bool {
     }
 }
 
+/// `addr` is not `[host]:port` with a numeric port.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error(
+    "{addr:?} is not a listen address: use HOST:PORT or :PORT with a numeric port, e.g. \":9090\""
+)]
+pub(crate) struct ListenAddrError {
+    addr: String,
+}
+
 /// `addr` must be `[host]:port` with a numeric port (`:9090`, `127.0.0.1:9090`, `[::1]:9090`).
-fn check_listen_addr(addr: &str) -> Result<(), String> {
+fn check_listen_addr(addr: &str) -> Result<(), ListenAddrError> {
     let port = addr.rsplit_once(':').map(|(_, p)| p);
     match port.map(str::parse::<u16>) {
         Some(Ok(_)) => Ok(()),
-        _ => Err(format!(
-            "{addr:?} is not a listen address: use HOST:PORT or :PORT with a numeric port, e.g. \
-             \":9090\""
-        )),
+        _ => Err(ListenAddrError {
+            addr: addr.to_string(),
+        }),
     }
 }

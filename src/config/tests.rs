@@ -553,3 +553,50 @@ fn exec_and_heartbeat_keys() {
     assert_eq!(c.exec, None);
     assert_eq!(c.heartbeat_interval, super::DEFAULT_HEARTBEAT_INTERVAL);
 }
+
+#[test]
+fn an_unset_variable_is_named_when_a_required_key_ends_up_empty() {
+    let cases = [
+        // The variable on the line of the error.
+        ("dbs:\n  - path: ${DB_PATH}\n    replica: {url: file:///r}\n", &["${DB_PATH}"][..]),
+        ("dbs:\n  - path: /a.db\n    replica:\n      url: s3://${NO_BUCKET}/p\n", &["${NO_BUCKET}"]),
+        // Not on the error's line: every unset variable is named.
+        ("dbs:\n  - path: /a.db\n    replica:\n      type: s3\n      bucket: $NO_BUCKET\n      region: $NO_REGION\n",
+            &["${NO_BUCKET}", "${NO_REGION}"]),
+    ];
+    for (yaml, names) in cases {
+        let e = err(yaml);
+        for n in names {
+            assert!(e.contains("environment variable"), "{e}");
+            assert!(e.contains(n), "want {n} in: {e}");
+        }
+        assert!(e.contains("not set"), "{e}");
+    }
+    // A variable that is set is never blamed, and an unset one on another line than the
+    // error is not named when one on the error's line is.
+    let e = err("addr: ${NO_ADDR}:x\ndbs:\n  - path: ${DB_PATH}\n    replica: {url: file:///r}\n");
+    assert!(e.contains("${NO_ADDR}") && !e.contains("DB_PATH"), "{e}");
+    let e = err("dbs:\n  - path: /a.db\n    replica: {url: \"s3://${BUCKET}\", bucket: x}\n");
+    assert!(!e.contains("not set"), "{e}");
+    // Loading succeeds when the unset variable was optional.
+    ok("dbs:\n  - path: /a.db\n    replica: {url: file:///r, region: $NO_REGION}\n");
+}
+
+#[test]
+fn deep_nesting_is_refused_fast_with_a_named_error() {
+    // 100 000 levels under an ignored key: minutes in the YAML parser, one pass here.
+    let n = 100_000;
+    let yaml = format!("dbs: []\nignored: {}{}\n", "[".repeat(n), "]".repeat(n));
+    match parse(&yaml) {
+        Err(ConfigError::TooDeep { line, limit, .. }) => assert_eq!((line, limit), (2, 128)),
+        other => panic!("{other:?}"),
+    }
+    let e = err(&format!("x: {}\n", "{a: ".repeat(200)));
+    assert!(e.starts_with("litestream.yml: line 1: brackets"), "{e}");
+    // Nesting within the bound still loads.
+    ok(&format!(
+        "dbs: []\nignored: {}{}\n",
+        "[".repeat(100),
+        "]".repeat(100)
+    ));
+}

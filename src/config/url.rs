@@ -2,7 +2,79 @@
 //! into their parts, plus percent-coding helpers and secret-free rendering.
 use std::path::PathBuf;
 
+use thiserror::Error;
+
 use super::expand::clean;
+
+/// A `%XX` escape that is not one, or escapes that do not decode to text.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub(crate) enum PercentError {
+    #[error("invalid escape {0:?}")]
+    BadEscape(String),
+    #[error("escapes do not form UTF-8 text")]
+    NotUtf8,
+}
+
+/// A query parameter of an S3 URL that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub(crate) enum QueryError {
+    #[error("query: ';' is not a separator; use '&'")]
+    Semicolon,
+    #[error("query: {0}")]
+    KeyEscape(PercentError),
+    #[error("query {key}: {source}")]
+    ValueEscape { key: String, source: PercentError },
+    #[error("query {key}: {value:?} is not a boolean (use true or false)")]
+    NotBool { key: String, value: String },
+    #[error("query {key}: {value:?} is not a positive integer")]
+    NotPositive { key: String, value: String },
+}
+
+/// Why a replica URL was refused. `url` is the URL without its user-info ([`redact`]).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub(crate) enum UrlError {
+    #[error("replica url {url:?} has no scheme: use file:///absolute/path or s3://bucket/path")]
+    NoScheme { url: String },
+    #[error(
+        "replica url {url:?}: a file url must be file:///absolute/path (host {host:?} is not \
+         allowed; official Litestream would silently drop it); for a relative directory use \
+         `path:` instead of `url:`"
+    )]
+    FileHost { url: String, host: String },
+    #[error(
+        "replica url {url:?}: the path must be absolute (file:///absolute/path); for a relative \
+         directory use `path:` instead of `url:`"
+    )]
+    FileNotAbsolute { url: String },
+    #[error(
+        "replica url {url:?}: the path contains '#', spaces or control characters, which \
+         Litestream would mangle; use `path:` instead of `url:`"
+    )]
+    FileBadChars { url: String },
+    #[error(
+        "replica type {kind:?} is not supported by liblitestream yet (supported: {SUPPORTED})"
+    )]
+    Unsupported { kind: String },
+    #[error("replica url {url:?}: unknown scheme {scheme:?} (supported: {SUPPORTED})")]
+    UnknownScheme { url: String, scheme: String },
+    #[error("replica url {url:?}: invalid S3 access point ARN")]
+    BadArn { url: String },
+    #[error("replica url {url:?}: bucket required (s3://BUCKET/path)")]
+    NoBucket { url: String },
+    #[error("replica url {url:?}: path: {source}")]
+    PathEscape { url: String, source: PercentError },
+    #[error("replica url {url:?}: {source}")]
+    Escape { url: String, source: PercentError },
+    #[error("replica url {url:?}: {source}")]
+    Query { url: String, source: QueryError },
+    /// `scheme://` without the part that names the store (`what`: container, bucket, …).
+    #[error("replica url {url:?}: missing the {what} after {scheme}://")]
+    MissingHost {
+        url: String,
+        scheme: String,
+        what: &'static str,
+    },
+}
 
 /// What a replica URL says, before it is merged with YAML keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,15 +120,13 @@ pub(crate) fn scheme(url: &str) -> Option<String> {
 }
 
 /// Parses a replica URL. Errors are plain messages without the URL's user-info.
-pub(crate) fn parse(url: &str) -> Result<UrlParts, String> {
+pub(crate) fn parse(url: &str) -> Result<UrlParts, UrlError> {
     let shown = redact(url);
     let Some(scheme) = scheme(url) else {
         if let Some(rest) = url.strip_prefix("file:") {
             return parse_file_path(rest, &shown);
         }
-        return Err(format!(
-            "replica url {shown:?} has no scheme: use file:///absolute/path or s3://bucket/path"
-        ));
+        return Err(UrlError::NoScheme { url: shown });
     };
     let rest = &url[scheme.len() + 3..];
     match scheme.as_str() {
@@ -64,11 +134,10 @@ pub(crate) fn parse(url: &str) -> Result<UrlParts, String> {
             let rest = rest.split('?').next().unwrap_or_default();
             if !rest.starts_with('/') {
                 let host = rest.split('/').next().unwrap_or_default();
-                return Err(format!(
-                    "replica url {shown:?}: a file url must be file:///absolute/path (host {host:?} \
-                     is not allowed; official Litestream would silently drop it); for a relative \
-                     directory use `path:` instead of `url:`"
-                ));
+                return Err(UrlError::FileHost {
+                    url: shown,
+                    host: host.to_string(),
+                });
             }
             parse_file_path(rest, &shown)
         }
@@ -77,35 +146,32 @@ pub(crate) fn parse(url: &str) -> Result<UrlParts, String> {
             super::cloud::parse_generic(&scheme, rest, &shown).map(UrlParts::Generic)
         }
         s if UNSUPPORTED_TYPES.contains(&s) => Err(unsupported(s)),
-        s => Err(format!(
-            "replica url {shown:?}: unknown scheme {s:?} (supported: {SUPPORTED})"
-        )),
+        s => Err(UrlError::UnknownScheme {
+            url: shown,
+            scheme: s.to_string(),
+        }),
     }
 }
 
-pub(crate) fn unsupported(kind: &str) -> String {
-    format!("replica type {kind:?} is not supported by liblitestream yet (supported: {SUPPORTED})")
+pub(crate) fn unsupported(kind: &str) -> UrlError {
+    UrlError::Unsupported {
+        kind: kind.to_string(),
+    }
 }
 
-fn parse_file_path(rest: &str, shown: &str) -> Result<UrlParts, String> {
+fn parse_file_path(rest: &str, shown: &str) -> Result<UrlParts, UrlError> {
     let path = rest.split('?').next().unwrap_or_default();
     if !path.starts_with('/') {
-        return Err(format!(
-            "replica url {shown:?}: the path must be absolute (file:///absolute/path); for a \
-             relative directory use `path:` instead of `url:`"
-        ));
+        return Err(UrlError::FileNotAbsolute { url: shown.into() });
     }
     if path.contains(|c: char| c == '#' || c.is_whitespace() || c.is_control()) {
-        return Err(format!(
-            "replica url {shown:?}: the path contains '#', spaces or control characters, which \
-             Litestream would mangle; use `path:` instead of `url:`"
-        ));
+        return Err(UrlError::FileBadChars { url: shown.into() });
     }
     // Like Litestream, percent-escapes in file URLs are kept as written.
     Ok(UrlParts::File(clean(&PathBuf::from(path))))
 }
 
-fn parse_s3(rest: &str, shown: &str) -> Result<S3UrlParts, String> {
+fn parse_s3(rest: &str, shown: &str) -> Result<S3UrlParts, UrlError> {
     let rest = rest.split('#').next().unwrap_or_default();
     let (before_query, query) = match rest.split_once('?') {
         Some((a, q)) => (a, q),
@@ -120,7 +186,7 @@ fn parse_s3(rest: &str, shown: &str) -> Result<S3UrlParts, String> {
         let idx = lower
             .find(marker)
             .filter(|i| i + marker.len() < before_query.len())
-            .ok_or_else(|| format!("replica url {shown:?}: invalid S3 access point ARN"))?;
+            .ok_or_else(|| UrlError::BadArn { url: shown.into() })?;
         let name_start = idx + marker.len();
         let (bucket, key) = match before_query[name_start..].find('/') {
             Some(n) => (
@@ -146,14 +212,17 @@ fn parse_s3(rest: &str, shown: &str) -> Result<S3UrlParts, String> {
         raw_path = path.to_string();
     }
     if out.bucket.is_empty() {
-        return Err(format!(
-            "replica url {shown:?}: bucket required (s3://BUCKET/path)"
-        ));
+        return Err(UrlError::NoBucket { url: shown.into() });
     }
-    let decoded = percent_decode(&raw_path, false)
-        .map_err(|e| format!("replica url {shown:?}: path: {e}"))?;
+    let decoded = percent_decode(&raw_path, false).map_err(|source| UrlError::PathEscape {
+        url: shown.into(),
+        source,
+    })?;
     out.path = clean_key(&decoded);
-    apply_query(query, &mut out).map_err(|e| format!("replica url {shown:?}: {e}"))?;
+    apply_query(query, &mut out).map_err(|source| UrlError::Query {
+        url: shown.into(),
+        source,
+    })?;
     Ok(out)
 }
 
@@ -233,18 +302,26 @@ fn provider_host(host: &str, suffix: &str) -> Option<(String, String)> {
     Some((bucket.trim_end_matches('.').to_string(), region.to_string()))
 }
 
-fn apply_query(query: &str, out: &mut S3UrlParts) -> Result<(), String> {
+fn apply_query(query: &str, out: &mut S3UrlParts) -> Result<(), QueryError> {
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         if pair.contains(';') {
-            return Err("query: ';' is not a separator; use '&'".to_string());
+            return Err(QueryError::Semicolon);
         }
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let key = percent_decode(k, true).map_err(|e| format!("query: {e}"))?;
-        let value = percent_decode(v, true).map_err(|e| format!("query {key}: {e}"))?;
+        let key = percent_decode(k, true).map_err(QueryError::KeyEscape)?;
+        let value = percent_decode(v, true).map_err(|source| QueryError::ValueEscape {
+            key: key.clone(),
+            source,
+        })?;
         if value.is_empty() {
             continue;
         }
-        let bool_value = || parse_bool(&value).map_err(|e| format!("query {key}: {e}"));
+        let bool_value = || {
+            parse_bool(&value).ok_or_else(|| QueryError::NotBool {
+                key: key.clone(),
+                value: value.clone(),
+            })
+        };
         match key.as_str() {
             "endpoint" => {
                 out.endpoint = Some(ensure_scheme(&value));
@@ -266,18 +343,22 @@ fn apply_query(query: &str, out: &mut S3UrlParts) -> Result<(), String> {
     Ok(())
 }
 
-fn positive(key: &str, value: &str) -> Result<u64, String> {
+fn positive(key: &str, value: &str) -> Result<u64, QueryError> {
     match value.parse::<u64>() {
         Ok(n) if n > 0 && n <= i64::MAX as u64 => Ok(n),
-        _ => Err(format!("query {key}: {value:?} is not a positive integer")),
+        _ => Err(QueryError::NotPositive {
+            key: key.to_string(),
+            value: value.to_string(),
+        }),
     }
 }
 
-pub(crate) fn parse_bool(v: &str) -> Result<bool, String> {
+/// A boolean query value as Go's `strconv.ParseBool` reads it (plus `yes`/`no`).
+fn parse_bool(v: &str) -> Option<bool> {
     match v.to_ascii_lowercase().as_str() {
-        "true" | "1" | "t" | "yes" => Ok(true),
-        "false" | "0" | "f" | "no" => Ok(false),
-        _ => Err(format!("{v:?} is not a boolean (use true or false)")),
+        "true" | "1" | "t" | "yes" => Some(true),
+        "false" | "0" | "f" | "no" => Some(false),
+        _ => None,
     }
 }
 
@@ -302,7 +383,7 @@ pub(crate) fn ensure_scheme(endpoint: &str) -> String {
 }
 
 /// Decodes `%XX` (and `+` as space in query components).
-pub(crate) fn percent_decode(s: &str, plus_is_space: bool) -> Result<String, String> {
+pub(crate) fn percent_decode(s: &str, plus_is_space: bool) -> Result<String, PercentError> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -316,7 +397,7 @@ pub(crate) fn percent_decode(s: &str, plus_is_space: bool) -> Result<String, Str
                     .and_then(|h| u8::from_str_radix(h, 16).ok())
                     .ok_or_else(|| {
                         let bad = String::from_utf8_lossy(&b[i..(i + 3).min(b.len())]);
-                        format!("invalid escape {bad:?}")
+                        PercentError::BadEscape(bad.into_owned())
                     })?;
                 out.push(byte);
                 i += 3;
@@ -331,7 +412,7 @@ pub(crate) fn percent_decode(s: &str, plus_is_space: bool) -> Result<String, Str
             }
         }
     }
-    String::from_utf8(out).map_err(|_| "escapes do not form UTF-8 text".to_string())
+    String::from_utf8(out).map_err(|_| PercentError::NotUtf8)
 }
 
 /// Percent-encodes everything but unreserved characters (and `/` when `keep_slash`).
@@ -405,7 +486,7 @@ mod tests {
             ("ftp://h/p", "unknown scheme \"ftp\""),
         ];
         for (url, want) in bad {
-            let err = parse(url).unwrap_err();
+            let err = parse(url).unwrap_err().to_string();
             assert!(err.contains(want), "{url}: {err}");
         }
     }
@@ -537,7 +618,7 @@ mod tests {
             ("s3://u:SECRET@/p", "bucket required"),
         ];
         for (url, want) in bad {
-            let err = parse(url).unwrap_err();
+            let err = parse(url).unwrap_err().to_string();
             assert!(err.contains(want), "{url}: {err}");
             assert!(!err.contains("SECRET"), "{err}");
         }
@@ -562,7 +643,7 @@ mod tests {
         assert_eq!(redact("s3://AKID;SEK/RIT@bkt/p"), "s3://bkt/p");
         // Found by fuzzing: a mistyped scheme showed the whole secret.
         assert_eq!(redact("s3;//AKID:SEK/RIT@bkt/p?x=1"), "…@bkt/p?x=1");
-        let e = parse("s3://AKID:SEK/RIT@bkt/p").unwrap_err();
+        let e = parse("s3://AKID:SEK/RIT@bkt/p").unwrap_err().to_string();
         assert!(!e.contains("SEK") && !e.contains("RIT"), "{e}");
         assert_eq!(percent_decode("a+b%2Fc", true).unwrap(), "a b/c");
         assert_eq!(percent_decode("a+b", false).unwrap(), "a+b");

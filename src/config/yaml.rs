@@ -133,3 +133,103 @@ pub(crate) struct RawReplica {
 pub(crate) fn non_empty(s: &Option<String>) -> Option<String> {
     s.as_deref().filter(|s| !s.is_empty()).map(String::from)
 }
+
+/// Deepest nesting of YAML flow collections (`[…]`, `{…}`) accepted. The YAML parser's work
+/// grows with the square of the flow depth (100 000 levels take minutes), while a
+/// `litestream.yml` needs two or three levels; the YAML deserializer refuses more than 128
+/// levels anyway, so nothing that could load is refused here.
+pub(crate) const MAX_FLOW_DEPTH: usize = 128;
+
+/// The line (1-based) where `text` first nests flow collections deeper than `limit`, found
+/// in one pass. Comments and quoted scalars are skipped; brackets inside plain scalars
+/// (`a[1]`) are counted, which can only over-count by the few a real value holds.
+pub(crate) fn flow_too_deep(text: &str, limit: usize) -> Option<usize> {
+    let b = text.as_bytes();
+    let (mut depth, mut line, mut i) = (0usize, 1usize, 0usize);
+    // Whether the previous byte lets a quote or a comment start here.
+    let mut at_token_start = true;
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'\n' => line += 1,
+            b'#' if at_token_start => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'"' | b'\'' if at_token_start => {
+                i += 1;
+                while i < b.len() {
+                    match b[i] {
+                        b'\n' => line += 1,
+                        b'\\' if c == b'"' => i += 1,
+                        q if q == c => {
+                            // `''` inside a single-quoted scalar is an escaped quote.
+                            if c == b'\'' && b.get(i + 1) == Some(&b'\'') {
+                                i += 1;
+                            } else {
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                    i += 1;
+                }
+            }
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return Some(line);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        at_token_start = matches!(
+            b.get(i),
+            Some(b' ' | b'\t' | b'\n' | b'\r' | b':' | b',' | b'[' | b'{' | b'-' | b'?')
+        );
+        i += 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn flow_depth_counts_brackets_outside_quotes_and_comments() {
+        assert_eq!(flow_too_deep("a: [[1]]\n", 2), None);
+        assert_eq!(flow_too_deep("a: [[[1]]]\n", 2), Some(1));
+        assert_eq!(flow_too_deep("a: 1\nb: {x: [{y: 1}]}\n", 2), Some(2));
+        assert_eq!(flow_too_deep("a: \"[[[[\"\nb: '{{{{'\n", 1), None);
+        assert_eq!(flow_too_deep("a: 'it''s [[[['\n", 1), None);
+        assert_eq!(flow_too_deep("a: \"\\\"[[[[\"\n", 1), None);
+        assert_eq!(flow_too_deep("# [[[[\na: 1 # {{{{\n", 1), None);
+        assert_eq!(flow_too_deep("url: s3://b/x[1]/y[2]\n", 1), None);
+        assert_eq!(flow_too_deep("a: b#[[\n", 1), Some(1));
+        assert_eq!(flow_too_deep("a: \"\n[[[[\"\nb: [[x]]\n", 1), Some(3));
+    }
+
+    #[test]
+    fn deep_nesting_is_found_in_linear_time() {
+        // 1 000 000 levels: one pass over 2 MB, where the YAML parser would take hours.
+        let n = 1_000_000;
+        let doc = format!("ignored: {}{}\n", "[".repeat(n), "]".repeat(n));
+        assert_eq!(flow_too_deep(&doc, MAX_FLOW_DEPTH), Some(1));
+    }
+
+    proptest! {
+        /// Balanced flow text as deep as the limit is accepted, one level more is refused.
+        #[test]
+        fn the_limit_is_exact(depth in 1usize..200, map in any::<bool>()) {
+            let (open, close) = if map { ("{a: ", "}") } else { ("[", "]") };
+            let doc = format!("x: {}1{}\n", open.repeat(depth), close.repeat(depth));
+            prop_assert_eq!(flow_too_deep(&doc, depth), None);
+            prop_assert_eq!(flow_too_deep(&doc, depth - 1), Some(1));
+        }
+    }
+}

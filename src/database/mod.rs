@@ -88,6 +88,8 @@ struct Inner {
     /// This process's hold on the stager lock ([`crate::stager`]); `None` while another
     /// process stages the database.
     stager: Option<crate::stager::StagerLock>,
+    /// Rate limit of the "capture failed" line ([`capture_errors`]).
+    capture_errors: crate::logging::RepeatLimiter,
 }
 
 pub struct Database {
@@ -208,6 +210,7 @@ impl Database {
             validator: crate::validate::enabled().then(crate::validate::Validator::new),
             marked_closed: false,
             stager: None,
+            capture_errors: capture_errors::new_limiter(),
         };
         let mut staged = false;
         if let Some(lock) = stager {
@@ -408,7 +411,7 @@ impl Database {
             // Another process stages: it reads this process's frames from the WAL.
             Ok(false) => return false,
             Err(e) => {
-                tracing::error!(db = %self.path.display(), error = %e, "capture failed; will retry at the next commit");
+                capture_errors::failed(&mut inner.capture_errors, &self.path, &e);
                 self.progress.capture_failed(e.to_string());
                 return false;
             }
@@ -425,7 +428,7 @@ impl Database {
             Err(e) => {
                 // Never fail the application's commit: the data is still in the WAL, and
                 // the next capture retries from the recorded position.
-                tracing::error!(db = %self.path.display(), error = %e, "capture failed; will retry at the next commit");
+                capture_errors::failed(&mut inner.capture_errors, &self.path, &e);
                 self.progress.capture_failed(e.to_string());
                 self.pending.lock().disable();
                 0
@@ -594,6 +597,7 @@ impl Database {
     }
 }
 
+mod capture_errors;
 mod takeover;
 
 #[cfg(test)]

@@ -5,9 +5,11 @@
 //! - [`sql_shim`]: the control database behind `PRAGMA litestream.*`, and the SQL functions.
 //! - [`preload`]: the `sqlite3_open*` interposers used with `LD_PRELOAD`.
 //! - [`process`]: signal forwarding for `litestream run`.
+//! - `fork`: `pthread_atfork` handlers, so that a forked child inherits no locked mutex.
 //!
 //! Every `extern "C"` function catches panics ([`guard`]): no panic may unwind into SQLite.
 
+mod fork;
 pub mod osfile;
 pub mod preload;
 pub mod process;
@@ -97,6 +99,7 @@ fn setup() -> Result<(), SetupError> {
             crate::metrics::endpoint::start_configured(config, crate::status::metric_gauges);
             crate::monitor::start_if_configured(config);
             register_atexit();
+            fork::register();
             vfs_shim::register(crate::config::vfs_default_on_load(config))?;
             // SAFETY: `auto_extension_init` has the signature SQLite calls auto-extensions
             // with; `sqlite3_auto_extension` declares it as a no-argument fn, as the C API does.

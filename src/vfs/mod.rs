@@ -31,6 +31,16 @@ pub enum ClassifyError {
     /// A managed database's replication cannot be set up.
     #[error(transparent)]
     Open(#[from] crate::registry::OpenError),
+    /// A child forked from a process that has the managed database open.
+    #[error(
+        "this process was forked from one that has {} open: fork() copied SQLite's \
+         per-process lock records of the file, which are wrong here, so the open could wait \
+         forever or break the parent's locking; open the database in a process started \
+         with exec (Python: a multiprocessing \"spawn\" or \"forkserver\" context, or \
+         subprocess), or only while the parent has it closed",
+        path.display()
+    )]
+    ForkedChild { path: std::path::PathBuf },
 }
 
 /// The part a file plays for replication.
@@ -59,6 +69,9 @@ pub fn classify(
     let Some(path) = path else {
         return Ok(Role::Other);
     };
+    if flags & OPEN_MAIN_DB != 0 && crate::registry::open_in_parent_at_fork(Path::new(path)) {
+        return Err(ClassifyError::ForkedChild { path: path.into() });
+    }
     if !crate::stager::replicating_here() {
         // A child forked after replication started: its parent's threads (which may have held
         // any of our locks at the fork) do not exist here. Every file passes through untouched:

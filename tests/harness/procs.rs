@@ -141,6 +141,15 @@ pub fn python(code: &str, args: &[&str], env: &[(&str, &Path)]) -> Output {
     run_with_input(cmd, "python3", b"")
 }
 
+/// Python lines for [`python`] snippets: load the extension (`SO`) through a first, in-memory
+/// connection, which makes it SQLite's default VFS for the configured databases.
+pub const PY_LOAD_EXTENSION: &str = "\
+boot = sqlite3.connect(\":memory:\")
+boot.enable_load_extension(True)
+boot.load_extension(SO)
+boot.close()
+";
+
 /// The command behind [`python`], for callers that need a long-running child.
 pub fn python_command(code: &str, args: &[&str], env: &[(&str, &Path)]) -> Command {
     let prelude = format!(
