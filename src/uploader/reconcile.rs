@@ -56,6 +56,10 @@ pub(super) fn reconcile(db: &Database, st: &mut SyncState) -> Result<(), SyncErr
         }
         s.txid = replica_max;
         s.replicated_txid = replica_max;
+        // No capture position: whichever process captures next (this one, or the next to open
+        // the database if this one's last capture point has passed) stages a full image.
+        s.wal = None;
+        s.closed = None;
         db.progress.restarted(replica_max);
         st.discard_until_full = true;
         db.require_full(&reason);
