@@ -31,11 +31,8 @@ pub(crate) struct S3UrlParts {
     pub concurrency: Option<usize>,
 }
 
-/// Backends Litestream 0.5 knows but this library does not implement yet.
-pub(crate) const UNSUPPORTED_TYPES: &[&str] = &["sftp", "oss"];
-
 /// Every replica type this library implements, for messages.
-pub(crate) const SUPPORTED: &str = "file, s3, abs, gs, webdav, nats";
+pub(crate) const SUPPORTED: &str = "file, s3, abs, gs, webdav, nats, sftp, oss";
 
 /// The scheme of `url` in lower case (`s3`, `file`, …), or `None` when it has no `scheme://`.
 pub(crate) fn scheme(url: &str) -> Option<String> {
@@ -73,18 +70,13 @@ pub(crate) fn parse(url: &str) -> Result<UrlParts, String> {
             parse_file_path(rest, &shown)
         }
         "s3" => parse_s3(rest, &shown).map(UrlParts::S3),
-        "abs" | "gs" | "webdav" | "webdavs" | "nats" => {
+        "abs" | "gs" | "webdav" | "webdavs" | "nats" | "sftp" | "oss" => {
             super::cloud::parse_generic(&scheme, rest, &shown).map(UrlParts::Generic)
         }
-        s if UNSUPPORTED_TYPES.contains(&s) => Err(unsupported(s)),
         s => Err(format!(
             "replica url {shown:?}: unknown scheme {s:?} (supported: {SUPPORTED})"
         )),
     }
-}
-
-pub(crate) fn unsupported(kind: &str) -> String {
-    format!("replica type {kind:?} is not supported by liblitestream yet (supported: {SUPPORTED})")
 }
 
 fn parse_file_path(rest: &str, shown: &str) -> Result<UrlParts, String> {
@@ -399,7 +391,7 @@ mod tests {
             ("file:///a b", "use `path:`"),
             ("file:///a#b", "use `path:`"),
             ("/abs/path", "has no scheme"),
-            ("sftp://h/db", "not supported by liblitestream yet"),
+            ("oss://", "missing the host"),
             ("gs://", "missing the bucket"),
             ("webdavs:///p", "missing the host"),
             ("ftp://h/p", "unknown scheme \"ftp\""),
