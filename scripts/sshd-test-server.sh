@@ -24,6 +24,10 @@ KbdInteractiveAuthentication no
 UsePAM no
 Subsystem sftp internal-sftp
 PidFile none
+# Tests run in parallel and every restore opens its own connection: sshd's default (10
+# unauthenticated connections, then random drops) would refuse some of them.
+MaxStartups 200
+MaxSessions 200
 EOF
 # Privilege separation directory (made by the package's service script otherwise).
 mkdir -p /run/sshd 2>/dev/null || true
