@@ -148,6 +148,23 @@ fn an_unknown_host_is_fatal_unless_skipping_is_chosen() {
         .expect("explicitly skipped check");
 }
 
+/// `ssh-keyscan` prints lines without a comment: such a `known_hosts` line is understood.
+#[test]
+fn a_known_hosts_line_without_a_comment_is_understood() {
+    let Some(s) = sshd() else { return };
+    let line = std::fs::read_to_string(s.dir.join("known_hosts")).unwrap();
+    let bare: Vec<&str> = line.split_whitespace().take(3).collect();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), format!("{}\n", bare.join(" "))).unwrap();
+    let cfg = SftpConfig {
+        host_key: HostKeyCheck::KnownHosts(Some(file.path().display().to_string())),
+        ..config(s, "x")
+    };
+    SftpReplica::new(&cfg)
+        .list(0)
+        .expect("a bare known_hosts line");
+}
+
 #[test]
 fn a_refused_password_is_fatal_and_never_shown() {
     let Some(s) = sshd() else { return };
