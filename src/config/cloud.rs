@@ -110,6 +110,23 @@ pub(crate) struct GenericUrl {
     pub path: String,
 }
 
+/// Parses a whole `scheme://…` URL (tests).
+#[cfg(test)]
+pub(crate) fn test_url(u: &str) -> GenericUrl {
+    let (scheme, rest) = u.split_once("://").expect("scheme://");
+    parse_generic(scheme, rest, u).expect("a valid URL")
+}
+
+/// `SCHEME://BUCKET[/path]` (gs, oss), the path percent-encoded.
+pub(crate) fn bucket_url(scheme: &str, bucket: &str, path: &str) -> String {
+    let mut out = format!("{scheme}://{bucket}");
+    if !path.is_empty() {
+        out.push('/');
+        out.push_str(&super::url::percent_encode(path, true));
+    }
+    out
+}
+
 /// Parses the part after `scheme://`. `shown` is the URL without user-info, for messages.
 pub(crate) fn parse_generic(scheme: &str, rest: &str, shown: &str) -> Result<GenericUrl, UrlError> {
     let rest = rest.split('#').next().unwrap_or_default();
@@ -287,22 +304,14 @@ pub(crate) fn abs_url(c: &AbsConfig) -> String {
 }
 
 pub(crate) fn gs_url(c: &GsConfig) -> String {
-    let mut out = format!("gs://{}", c.bucket);
-    if !c.path.is_empty() {
-        out.push('/');
-        out.push_str(&super::url::percent_encode(&c.path, true));
-    }
-    out
+    bucket_url("gs", &c.bucket, &c.path)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn url(u: &str) -> GenericUrl {
-        let (scheme, rest) = u.split_once("://").unwrap();
-        parse_generic(scheme, rest, u).unwrap()
-    }
+    use super::test_url as url;
 
     #[test]
     fn abs_url_parts() {

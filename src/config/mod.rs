@@ -14,7 +14,9 @@ mod error;
 mod expand;
 mod global;
 mod nats_keys;
+mod oss_keys;
 mod resolve;
+mod sftp_keys;
 mod url;
 mod yaml;
 
@@ -24,6 +26,8 @@ pub use duration::{format_go_duration, parse_byte_size};
 pub use error::ConfigError;
 pub use global::global;
 pub use nats_keys::NatsConfig;
+pub use oss_keys::OssConfig;
+pub use sftp_keys::{HostKeyCheck, SftpConfig};
 pub(crate) use url::ensure_scheme as ensure_endpoint_scheme;
 pub(crate) use url::redact as redact_url;
 
@@ -193,6 +197,8 @@ pub enum Backend {
     Gs(GsConfig),
     Webdav(WebdavConfig),
     Nats(NatsConfig),
+    Sftp(SftpConfig),
+    Oss(OssConfig),
 }
 
 impl Backend {
@@ -205,6 +211,8 @@ impl Backend {
             Backend::Gs(_) => "gs",
             Backend::Webdav(_) => "webdav",
             Backend::Nats(_) => "nats",
+            Backend::Sftp(_) => "sftp",
+            Backend::Oss(_) => "oss",
         }
     }
 }
@@ -277,15 +285,17 @@ pub fn normalize_level(level: &str) -> Option<&'static str> {
     })
 }
 
-impl ReplicaConfig {
+impl Backend {
     /// The replica as a URL (`file:///…`, `s3://bucket/path?endpoint=…`), without secrets.
     pub fn url(&self) -> String {
-        match &self.backend {
+        match self {
             Backend::File { path } => format!("file://{}", path.display()),
             Backend::Abs(c) => cloud::abs_url(c),
             Backend::Gs(c) => cloud::gs_url(c),
             Backend::Webdav(c) => cloud::webdav_url(c),
             Backend::Nats(c) => nats_keys::nats_url(c),
+            Backend::Sftp(c) => sftp_keys::sftp_url(c),
+            Backend::Oss(c) => oss_keys::oss_url(c),
             Backend::S3(s3) => {
                 let mut out = format!("s3://{}", s3.bucket);
                 if !s3.path.is_empty() {
@@ -315,6 +325,13 @@ impl ReplicaConfig {
                 out
             }
         }
+    }
+}
+
+impl ReplicaConfig {
+    /// The replica as a URL, without secrets ([`Backend::url`]).
+    pub fn url(&self) -> String {
+        self.backend.url()
     }
 }
 

@@ -106,10 +106,7 @@ pub(crate) fn nats_url(c: &NatsConfig) -> String {
 mod tests {
     use super::*;
 
-    fn url(u: &str) -> GenericUrl {
-        let (scheme, rest) = u.split_once("://").unwrap();
-        super::super::cloud::parse_generic(scheme, rest, u).unwrap()
-    }
+    use super::super::cloud::test_url as url;
 
     #[test]
     fn url_names_server_and_bucket() {

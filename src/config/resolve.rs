@@ -9,7 +9,7 @@ use thiserror::Error;
 use super::duration::GoDuration;
 use super::error::{KeyPath, Source};
 use super::expand::resolve_path;
-use super::url::{self as replica_url, UrlParts, UNSUPPORTED_TYPES};
+use super::url::{self as replica_url, UrlParts};
 use super::yaml::{
     flow_too_deep, non_empty, RawConfig, RawDb, RawLogging, RawReplica, MAX_FLOW_DEPTH,
 };
@@ -426,6 +426,26 @@ impl Resolver<'_> {
                         .map_err(|e| self.err(p, format!("database {db}: {e}")))?,
                 )
             }
+            "oss" => {
+                let from_url = match parts {
+                    Some(UrlParts::Generic(u)) => Some(u),
+                    _ => None,
+                };
+                Backend::Oss(
+                    super::oss_keys::oss(r, g, from_url, path)
+                        .map_err(|m| self.err(p, format!("database {db}: {m}")))?,
+                )
+            }
+            "sftp" => {
+                let from_url = match parts {
+                    Some(UrlParts::Generic(u)) => Some(u),
+                    _ => None,
+                };
+                Backend::Sftp(
+                    super::sftp_keys::sftp(r, g, from_url, path)
+                        .map_err(|m| self.err(p, format!("database {db}: {m}")))?,
+                )
+            }
             "abs" | "gs" | "webdav" => {
                 let from_url = match parts {
                     Some(UrlParts::Generic(u)) => Some(u),
@@ -437,12 +457,6 @@ impl Resolver<'_> {
                     _ => super::cloud::webdav(r, g, from_url, path).map(Backend::Webdav),
                 };
                 made.map_err(|e| self.err(p, format!("database {db}: {e}")))?
-            }
-            k if UNSUPPORTED_TYPES.contains(&k) => {
-                return Err(self.err(
-                    &p.key("type"),
-                    format!("database {db}: {}", replica_url::unsupported(k)),
-                ))
             }
             k => {
                 return Err(self.err(
@@ -532,6 +546,14 @@ pub(crate) fn backend_from_url(parts: UrlParts) -> Result<Backend, ConfigError> 
         UrlParts::Generic(u) if u.scheme == "nats" => Backend::Nats(
             super::nats_keys::nats(&none, &none, Some(u))
                 .map_err(|e| ConfigError::value("", e.to_string()))?,
+        ),
+        UrlParts::Generic(u) if u.scheme == "oss" => Backend::Oss(
+            super::oss_keys::oss(&none, &none, Some(u), None)
+                .map_err(|m| ConfigError::value("", m))?,
+        ),
+        UrlParts::Generic(u) if u.scheme == "sftp" => Backend::Sftp(
+            super::sftp_keys::sftp(&none, &none, Some(u), None)
+                .map_err(|m| ConfigError::value("", m))?,
         ),
         UrlParts::Generic(u) if u.scheme.starts_with("webdav") => Backend::Webdav(
             super::cloud::webdav(&none, &none, Some(u), None)

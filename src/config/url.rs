@@ -51,10 +51,6 @@ pub(crate) enum UrlError {
          Litestream would mangle; use `path:` instead of `url:`"
     )]
     FileBadChars { url: String },
-    #[error(
-        "replica type {kind:?} is not supported by liblitestream yet (supported: {SUPPORTED})"
-    )]
-    Unsupported { kind: String },
     #[error("replica url {url:?}: unknown scheme {scheme:?} (supported: {SUPPORTED})")]
     UnknownScheme { url: String, scheme: String },
     #[error("replica url {url:?}: invalid S3 access point ARN")]
@@ -103,11 +99,8 @@ pub(crate) struct S3UrlParts {
     pub concurrency: Option<usize>,
 }
 
-/// Backends Litestream 0.5 knows but this library does not implement yet.
-pub(crate) const UNSUPPORTED_TYPES: &[&str] = &["sftp", "oss"];
-
 /// Every replica type this library implements, for messages.
-pub(crate) const SUPPORTED: &str = "file, s3, abs, gs, webdav, nats";
+pub(crate) const SUPPORTED: &str = "file, s3, abs, gs, webdav, nats, sftp, oss";
 
 /// The scheme of `url` in lower case (`s3`, `file`, …), or `None` when it has no `scheme://`.
 pub(crate) fn scheme(url: &str) -> Option<String> {
@@ -142,20 +135,13 @@ pub(crate) fn parse(url: &str) -> Result<UrlParts, UrlError> {
             parse_file_path(rest, &shown)
         }
         "s3" => parse_s3(rest, &shown).map(UrlParts::S3),
-        "abs" | "gs" | "webdav" | "webdavs" | "nats" => {
+        "abs" | "gs" | "webdav" | "webdavs" | "nats" | "sftp" | "oss" => {
             super::cloud::parse_generic(&scheme, rest, &shown).map(UrlParts::Generic)
         }
-        s if UNSUPPORTED_TYPES.contains(&s) => Err(unsupported(s)),
         s => Err(UrlError::UnknownScheme {
             url: shown,
             scheme: s.to_string(),
         }),
-    }
-}
-
-pub(crate) fn unsupported(kind: &str) -> UrlError {
-    UrlError::Unsupported {
-        kind: kind.to_string(),
     }
 }
 
@@ -480,7 +466,7 @@ mod tests {
             ("file:///a b", "use `path:`"),
             ("file:///a#b", "use `path:`"),
             ("/abs/path", "has no scheme"),
-            ("sftp://h/db", "not supported by liblitestream yet"),
+            ("oss://", "missing the host"),
             ("gs://", "missing the bucket"),
             ("webdavs:///p", "missing the host"),
             ("ftp://h/p", "unknown scheme \"ftp\""),

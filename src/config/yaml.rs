@@ -125,6 +125,14 @@ pub(crate) struct RawReplica {
     pub root_cas: Option<Vec<String>>,
     pub client_cert: Option<String>,
     pub client_key: Option<String>,
+    /// SFTP (`sftp`); `password` is shared with NATS. `known-hosts-path` and
+    /// `skip-host-key-check` are this library's (the official binary has neither).
+    pub host: Option<String>,
+    pub user: Option<String>,
+    pub key_path: Option<String>,
+    pub host_key: Option<String>,
+    pub known_hosts_path: Option<String>,
+    pub skip_host_key_check: Option<bool>,
     /// Encryption: Litestream 0.5 refuses it, and so do we.
     pub age: Option<IgnoredAny>,
 }

@@ -21,7 +21,7 @@ pub use chain::{check_link, LinkError};
 pub use checksum::{crc64, Crc64, CHECKSUM_FLAG};
 pub use decoder::Decoder;
 pub use encoder::Encoder;
-pub use header::{lock_pgno, Header, Trailer, FLAG_NO_CHECKSUM, HEADER_SIZE, TRAILER_SIZE};
+pub use header::{lock_pgno, Header, Trailer, FLAG_NO_CHECKSUM, HEADER_SIZE, MAGIC, TRAILER_SIZE};
 pub use name::{format_file_name, parse_file_name};
 // Used by the tests of this and other modules only.
 #[cfg(test)]

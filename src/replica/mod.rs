@@ -1,10 +1,11 @@
 //! Replica storage backends behind one small trait, and the conformance suite every backend runs.
 //!
 //! A replica holds only immutable LTX files, one directory or prefix per level (spec §1.1):
-//! `file`, `abs`, `gs`, `webdav`: `<root>/ltx/<level>/<min>-<max>.ltx`; `s3`:
+//! `file`, `abs`, `gs`, `webdav`, `sftp`: `<root>/ltx/<level>/<min>-<max>.ltx`; `s3`:
 //! `<prefix>/<level as %04x>/<min>-<max>.ltx`.
 
 pub mod abs;
+mod async_read;
 #[cfg(test)]
 pub mod conformance;
 #[cfg(test)]
@@ -14,7 +15,9 @@ pub mod gs;
 pub mod http;
 pub mod nats;
 mod objects;
+pub mod oss;
 pub mod s3;
+pub mod sftp;
 #[cfg(test)]
 pub mod test_servers;
 pub mod webdav;
@@ -213,6 +216,13 @@ pub trait ReplicaClient: Send + Sync {
     }
 
     #[cfg(test)]
+    /// The precision of listed file times (`created_at`) after [`Self::resolve_timestamps`]:
+    /// a millisecond, or a second for stores whose file times are whole seconds (SFTP).
+    fn time_resolution(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(1)
+    }
+
+    #[cfg(test)]
     /// Deletes the small object `name`; a missing one is not an error.
     fn delete_object(&self, name: &str) -> Result<(), ReplicaError> {
         Err(ReplicaError::Fatal {
@@ -274,5 +284,7 @@ pub fn client_for(
         crate::config::Backend::Gs(c) => Ok(Box::new(gs::GsReplica::new(c))),
         crate::config::Backend::Webdav(c) => Ok(Box::new(webdav::WebdavReplica::new(c))),
         crate::config::Backend::Nats(c) => Ok(Box::new(nats::NatsReplica::new(c))),
+        crate::config::Backend::Sftp(c) => Ok(Box::new(sftp::SftpReplica::new(c))),
+        crate::config::Backend::Oss(c) => Ok(Box::new(oss::OssReplica::new(c))),
     }
 }

@@ -23,7 +23,7 @@ pub fn version_of(data: &[u8]) -> String {
 }
 
 /// Object names are plain file names that cannot collide with the level tree or temp files.
-fn check_name(name: &str) -> Result<(), ReplicaError> {
+pub(super) fn check_name(name: &str) -> Result<(), ReplicaError> {
     let ok = !name.is_empty()
         && !name.starts_with('.')
         && name != "ltx"
@@ -118,23 +118,34 @@ pub(super) fn write(
     let key = path.display().to_string();
     let _lock = lock(client, name)?;
     let current = read_current(&path)?;
-    match (&cond, &current) {
-        (WriteCondition::Always, _) => {}
-        (WriteCondition::IfAbsent, None) => {}
-        (WriteCondition::IfAbsent, Some(_)) => return Err(ReplicaError::AlreadyExists { key }),
-        (WriteCondition::IfMatch(_), None) => return Err(ReplicaError::NotFound { key }),
+    check_condition(key, &cond, current.as_deref())?;
+    replace(&path, data)?;
+    Ok(version_of(data))
+}
+
+/// Whether a write under `cond` may replace `current` (the object's content, `None`: absent),
+/// for stores that compare versions themselves while holding a lock; the error names `key`.
+pub(super) fn check_condition(
+    key: String,
+    cond: &WriteCondition,
+    current: Option<&[u8]>,
+) -> Result<(), ReplicaError> {
+    match (cond, current) {
+        (WriteCondition::Always, _) | (WriteCondition::IfAbsent, None) => Ok(()),
+        (WriteCondition::IfAbsent, Some(_)) => Err(ReplicaError::AlreadyExists { key }),
+        (WriteCondition::IfMatch(_), None) => Err(ReplicaError::NotFound { key }),
         (WriteCondition::IfMatch(want), Some(cur)) => {
             let have = version_of(cur);
-            if &have != want {
-                return Err(ReplicaError::Precondition {
+            if &have == want {
+                Ok(())
+            } else {
+                Err(ReplicaError::Precondition {
                     key,
                     reason: format!("version is {have}, not {want}"),
-                });
+                })
             }
         }
     }
-    replace(&path, data)?;
-    Ok(version_of(data))
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@
 //! get it), print the workload seed so that a failure can be replayed (`LITESTREAM_TEST_SEED`).
 
 pub mod azurite;
+pub mod backend_descriptors;
+pub mod backend_scenarios;
 pub mod bank;
 pub mod checks;
 pub mod crash;
@@ -24,7 +26,10 @@ pub mod procs;
 pub mod replica;
 pub mod s3;
 pub mod scratch;
+pub mod server_proc;
 pub mod session;
+pub mod sshd;
+pub mod tcp_relay;
 pub mod wait;
 pub mod workload;
 pub mod wsgidav;
@@ -52,6 +57,7 @@ pub use replica::{
 pub use s3::{credential_env, s3_url, S3Server};
 pub use scratch::Scratch;
 pub use session::Session;
+pub use sshd::Sshd;
 pub use wait::{wait_until, wait_until_eq};
 pub use workload::{seed_from_env_or_random, Workload, WorkloadOptions, PAGE_SIZES};
 pub use wsgidav::WsgiDav;

@@ -3,13 +3,13 @@
 //! stopped when the test binary exits (`scripts/serve-until-eof.sh`). Object store buckets are
 //! created with nats-py (also in `.venv`): neither Litestream creates them.
 
-use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use crate::paths::workspace_root;
+use crate::server_proc::{self, ServerProc};
 
 pub const USER: &str = "replicator";
 /// Must never appear in any log of ours.
@@ -20,8 +20,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct NatsServer {
     pub port: u16,
-    _stdin: Mutex<ChildStdin>,
-    _child: Mutex<Child>,
+    _proc: ServerProc,
 }
 
 fn venv(name: &str) -> PathBuf {
@@ -49,37 +48,14 @@ impl NatsServer {
         }
         let store = std::env::temp_dir().join(format!("litestream-nats-it-{}", std::process::id()));
         std::fs::create_dir_all(&store).expect("JetStream store directory");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let mut child = Command::new(workspace_root().join("scripts/serve-until-eof.sh"))
-            .arg(&bin)
+        let port = server_proc::free_port();
+        let mut cmd = server_proc::until_eof();
+        cmd.arg(&bin)
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
             .arg(&store)
-            .args(["--user", USER, "--pass", PASSWORD])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start nats-server: {e}"));
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(s)) = child.try_wait() {
-                panic!("nats-server exited at start-up: {s}");
-            }
-            assert!(
-                start.elapsed() < START_TIMEOUT,
-                "nats-server did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let stdin = child.stdin.take().expect("piped stdin");
-        Some(NatsServer {
-            port,
-            _stdin: Mutex::new(stdin),
-            _child: Mutex::new(child),
-        })
+            .args(["--user", USER, "--pass", PASSWORD]);
+        let proc = server_proc::start("nats-server", cmd, port, START_TIMEOUT);
+        Some(NatsServer { port, _proc: proc })
     }
 
     /// `nats://127.0.0.1:PORT`.

@@ -2,13 +2,13 @@
 //! `scripts/setup-test-env.sh`) sharing a temporary directory, on a free loopback port, one per
 //! test binary, stopped when the test binary exits (`scripts/serve-until-eof.sh`).
 
-use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use crate::paths::workspace_root;
+use crate::server_proc::{self, ServerProc};
 
 pub const USER: &str = "replicator";
 /// Must never appear in any log of ours.
@@ -21,8 +21,7 @@ pub struct WsgiDav {
     pub port: u16,
     /// The directory the server shares.
     pub root: PathBuf,
-    _stdin: Mutex<ChildStdin>,
-    _child: Mutex<Child>,
+    _proc: ServerProc,
 }
 
 impl WsgiDav {
@@ -47,37 +46,17 @@ impl WsgiDav {
         }
         let root = std::env::temp_dir().join(format!("litestream-wsgidav-{}", std::process::id()));
         std::fs::create_dir_all(&root).expect("create the shared directory");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let mut child = Command::new(workspace_root().join("scripts/serve-until-eof.sh"))
-            .arg(&python)
+        let port = server_proc::free_port();
+        let mut cmd = server_proc::until_eof();
+        cmd.arg(&python)
             .arg(workspace_root().join("scripts/webdav-server.py"))
             .arg(&root)
-            .args([USER, PASSWORD, &port.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start the WebDAV server: {e}"));
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(s)) = child.try_wait() {
-                panic!("the WebDAV server exited at start-up: {s}");
-            }
-            assert!(
-                start.elapsed() < START_TIMEOUT,
-                "the WebDAV server did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let stdin = child.stdin.take().expect("piped stdin");
+            .args([USER, PASSWORD, &port.to_string()]);
+        let proc = server_proc::start("the WebDAV server", cmd, port, START_TIMEOUT);
         Some(WsgiDav {
             port,
             root,
-            _stdin: Mutex::new(stdin),
-            _child: Mutex::new(child),
+            _proc: proc,
         })
     }
 

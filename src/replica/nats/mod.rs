@@ -23,6 +23,7 @@ use async_nats::jetstream::{self, stream::Stream};
 use futures_util::StreamExt;
 use parking_lot::Mutex;
 
+use super::async_read::BlockingReader;
 use super::s3::{format_timestamp, parse_timestamp, runtime};
 use super::{LtxFileInfo, ReplicaClient, ReplicaError, VersionedObject, WriteCondition};
 use crate::config::NatsConfig;
@@ -244,56 +245,13 @@ async fn connect(cfg: &NatsConfig, shown: &str) -> Result<Conn, ReplicaError> {
     Ok(Conn { js, store, stream })
 }
 
-/// A blocking reader over an object's chunks.
-struct ObjectReader {
-    object: Option<async_nats::jetstream::object_store::Object>,
-    key: String,
-}
-
-impl Read for ObjectReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        use tokio::io::AsyncReadExt;
-        let Some(mut object) = self.object.take() else {
-            return Ok(0);
-        };
-        let want = buf.len();
-        let (object, got) = runtime::block_on(async move {
-            let mut tmp = vec![0u8; want];
-            let r = tokio::time::timeout(CHUNK_TIMEOUT, object.read(&mut tmp)).await;
-            (object, r.map(|r| r.map(|n| (tmp, n))))
-        })
-        .map_err(|e| std::io::Error::other(format!("{}: {e}", self.key)))?;
-        match got {
-            Err(_) => Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("{}: no data for {} s", self.key, CHUNK_TIMEOUT.as_secs()),
-            )),
-            Ok(Err(e)) => Err(std::io::Error::other(format!(
-                "{}: download interrupted: {e}",
-                self.key
-            ))),
-            Ok(Ok((tmp, n))) => {
-                buf[..n].copy_from_slice(&tmp[..n]);
-                if n > 0 {
-                    self.object = Some(object);
-                }
-                Ok(n)
-            }
-        }
-    }
-}
-
 impl ReplicaClient for NatsReplica {
     fn kind(&self) -> &'static str {
         "nats"
     }
 
     fn describe(&self) -> String {
-        crate::config::ReplicaConfig {
-            backend: crate::config::Backend::Nats(self.cfg.clone()),
-            sync_interval: crate::config::DEFAULT_SYNC_INTERVAL,
-        }
-        .url()
+        crate::config::Backend::Nats(self.cfg.clone()).url()
     }
 
     fn key(&self, level: u8, min: TxId, max: TxId) -> String {
@@ -364,10 +322,7 @@ impl ReplicaClient for NatsReplica {
                 }
             })
         })?;
-        Ok(Box::new(ObjectReader {
-            object: Some(object),
-            key: shown,
-        }))
+        Ok(Box::new(BlockingReader::new(object, shown, CHUNK_TIMEOUT)))
     }
 
     fn put(

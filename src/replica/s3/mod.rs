@@ -18,7 +18,7 @@ pub mod runtime;
 pub mod sdk;
 
 #[cfg(test)]
-mod test_server;
+pub(crate) mod test_server;
 #[cfg(test)]
 mod tests;
 

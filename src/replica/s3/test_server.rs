@@ -8,6 +8,11 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 
+use aws_sdk_s3::primitives::ByteStream;
+
+use super::error_map::map_sdk;
+use super::S3Replica;
+
 struct Server {
     endpoint: String,
     // Held for the life of the test process; dropping the pipe stops the server.
@@ -55,4 +60,24 @@ fn start() -> Server {
 /// The endpoint of the shared moto server, started on first use.
 pub fn endpoint() -> &'static str {
     &SERVER.get_or_init(start).endpoint
+}
+
+/// Stores raw bytes under `<prefix>/<level>/<name>` of `r`, bypassing the layout (the
+/// conformance suite's foreign names).
+pub(crate) fn plant(r: &S3Replica) -> impl Fn(u8, &str, &[u8]) + '_ {
+    move |level, name, data| {
+        let key = format!("{}{name}", r.level_prefix(level));
+        let (bucket, data) = (r.settings().bucket.clone(), data.to_vec());
+        r.run(&key.clone(), move |c| async move {
+            c.put_object()
+                .bucket(&bucket)
+                .key(&key)
+                .body(ByteStream::from(data))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| map_sdk("PUT", key.clone(), &e))
+        })
+        .expect("plant");
+    }
 }

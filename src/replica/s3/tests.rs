@@ -4,6 +4,7 @@ use std::io::Read;
 use std::time::Duration;
 
 use super::sdk::{CredentialSource, Settings, Tuning};
+use super::test_server::plant;
 use super::*;
 use crate::config::S3Config;
 use crate::replica::conformance;
@@ -28,25 +29,6 @@ fn fresh(path: &str) -> S3Replica {
     let r = replica_on(test_server::endpoint(), &bucket, path, Tuning::default());
     r.create_bucket().expect("create bucket");
     r
-}
-
-/// Stores raw bytes under `<prefix>/<level>/<name>`, bypassing the layout.
-fn plant(r: &S3Replica) -> impl Fn(u8, &str, &[u8]) + '_ {
-    move |level, name, data| {
-        let key = format!("{}{name}", r.level_prefix(level));
-        let (bucket, data) = (r.settings().bucket.clone(), data.to_vec());
-        r.run(&key.clone(), move |c| async move {
-            c.put_object()
-                .bucket(&bucket)
-                .key(&key)
-                .body(ByteStream::from(data))
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| map_sdk("PUT", key.clone(), &e))
-        })
-        .expect("plant");
-    }
 }
 
 #[test]
