@@ -271,7 +271,8 @@ impl Database {
                 // Copy what was recorded lazily while our descriptors are still open.
                 let recorded = self.pending.lock().recorded();
                 if let Some((mark, at_ms)) = recorded {
-                    if inner.db_file.is_some() && inner.wal_file.is_some() {
+                    // (The `-wal` descriptor may have been closed while idle: reopened.)
+                    if inner.db_file.is_some() {
                         self.capture_in(&mut inner, false, false, Some(mark), at_ms);
                     }
                 }
@@ -582,6 +583,7 @@ impl Database {
     }
 }
 
+mod idle;
 mod takeover;
 
 #[cfg(test)]
