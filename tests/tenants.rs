@@ -142,10 +142,11 @@ fn the_official_directory_replica_is_restored_by_ours() {
     }
 }
 
-/// Opens N databases `tNNNN.db` under ARGS[0] through the extension, writes each once, keeps
-/// them all open, waits until every one was shipped (`PRAGMA litestream.checkpoint` is not
-/// used: it would ship synchronously), then prints the process's threads and descriptors,
-/// closes everything and prints the plain-SQLite baseline measured the same way first.
+/// Opens N databases `tNNNN.db` under ARGS[0] (natively, or through the extension), writes
+/// each once and keeps them all open; through the extension, waits until every one was
+/// shipped and the uploader's idle pass closed what an idle database does not need. Prints
+/// the process's threads and descriptors; through the extension, then writes every database
+/// again and waits until each second write is acknowledged (`litestream_lag()` = 0).
 const THOUSAND: &str = r#"
 import glob
 root, n, mode = ARGS[0], int(ARGS[1]), ARGS[2]
@@ -172,6 +173,17 @@ if mode == "ext":
     time.sleep(2)
 print("threads", len(os.listdir("/proc/self/task")))
 print("fds", len(os.listdir("/proc/self/fd")))
+if mode == "ext":
+    # Written again after idling (descriptors closed meanwhile): every write is shipped.
+    import time
+    for i, c in enumerate(conns):
+        c.execute("INSERT INTO t(v) VALUES (?)", ("tenant %d again" % i,))
+    deadline = time.time() + 120
+    for i, c in enumerate(conns):
+        while c.execute("SELECT litestream_lag()").fetchone()[0] != 0.0:
+            if time.time() > deadline:
+                sys.exit("t%04d: its second write was not shipped" % i)
+            time.sleep(0.05)
 for c in conns:
     c.close()
 "#;
