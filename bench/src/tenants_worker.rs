@@ -20,6 +20,10 @@ const DURABLE_POLL: Duration = Duration::from_millis(50);
 /// Longest wait for every write to be acknowledged before the worker gives up: far above the
 /// seconds 1000 uploads take, so that only a stuck replication fails the run.
 const DURABLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Settled: this many seconds in a row with at most [`QUIET_CPU_SECS`] of CPU each (a wake-up
+/// or two, not a compaction round of many databases).
+const QUIET_SECS: u32 = 3;
+const QUIET_CPU_SECS: f64 = 0.005;
 
 fn open_one(path: &std::path::Path, ext: bool) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -110,8 +114,17 @@ pub fn run(args: &Args) -> Result<serde_json::Value> {
         wait_durable(&conns)?;
     }
     let durable_secs = t1.elapsed().as_secs_f64();
-    // The work the writes left (compaction, L0 retention) finishes before the idle window.
-    std::thread::sleep(settle);
+    // The work the writes left (compaction, L0 retention) finishes before the idle window:
+    // until the process used no CPU for QUIET_SECS in a row, at most `settle`.
+    let t_settle = Instant::now();
+    let mut quiet = 0;
+    while quiet < QUIET_SECS && t_settle.elapsed() < settle {
+        let c0 = crate::sys::process_cpu_secs();
+        std::thread::sleep(Duration::from_secs(1));
+        let busy = crate::sys::process_cpu_secs() - c0 > QUIET_CPU_SECS;
+        quiet = if busy { 0 } else { quiet + 1 };
+    }
+    let settle_secs = t_settle.elapsed().as_secs_f64();
     let threads = count_dir("/proc/self/task");
     let fds = count_dir("/proc/self/fd");
     let rss_kib = vm_rss_kib();
@@ -134,6 +147,7 @@ pub fn run(args: &Args) -> Result<serde_json::Value> {
         "durable_secs": durable_secs,
         "second_durable_secs": second_durable_secs,
         "threads": threads,
+        "settle_secs": settle_secs,
         "fds": fds,
         "fds_before_open": base.0,
         "rss_kib": rss_kib,
