@@ -57,9 +57,9 @@ pub fn open(
         Some(url) => config::from_replica_url(path, url)?,
         None => match config::global()
             .map_err(OpenError::Config)?
-            .and_then(|c| c.find_db(path))
+            .and_then(|c| c.replicated_db(path))
         {
-            Some(c) => c.clone(),
+            Some(c) => c.into_owned(),
             None => match crate::replicate_all::db_config(path) {
                 Some(c) => c,
                 None => return Ok(None),
@@ -86,8 +86,11 @@ pub fn open(
     dbs.insert(path.to_path_buf(), Arc::clone(&db));
     crate::compactor::watch(&db);
     // Ship what a killed previous run left staged now, not at the first commit: `dirty` starts
-    // set when segments are left, so captures would not notify until a sync cleared it.
-    crate::uploader::notify(&db, false);
+    // set when segments are left, so captures would not notify until a sync cleared it. A
+    // database with nothing staged or sealed is current: opening it makes no request.
+    if db.has_staged_work() {
+        crate::uploader::notify(&db, false);
+    }
     Ok(Some(db))
 }
 

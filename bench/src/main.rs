@@ -2,7 +2,7 @@
 //! sidecar, on the same machine in the same run (issue 7). Driven by `make bench`.
 //!
 //! ```text
-//! litestream-bench run [--quick] [--out DIR] [--work DIR] [--only write,lag,restore,memory,cost]
+//! litestream-bench run [--quick] [--out DIR] [--work DIR] [--only write,lag,restore,memory,cost,tenants]
 //! litestream-bench render [--out DIR] [--work DIR]   (rewrite the outputs from work/report.json)
 //! litestream-bench worker <mode> …      (internal: one writer process)
 //! ```
@@ -17,6 +17,7 @@ mod report;
 mod scenarios;
 mod svg;
 mod sys;
+mod tenants_worker;
 mod watch;
 mod worker;
 
@@ -26,7 +27,7 @@ use error::{failed, Context, Result};
 use report::Report;
 use scenarios::{Ctx, S3};
 
-const SCENARIOS: [&str; 5] = ["write", "lag", "restore", "memory", "cost"];
+const SCENARIOS: [&str; 6] = ["write", "lag", "restore", "memory", "cost", "tenants"];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -135,6 +136,7 @@ fn run(args: &[String]) -> Result<bool> {
             "lag" => scenarios::lag::run(&ctx, &mut rep),
             "restore" => scenarios::restore::run(&ctx, &mut rep),
             "memory" => scenarios::memory::run(&ctx, &mut rep),
+            "tenants" => scenarios::tenants::run(&ctx, &mut rep),
             _ => scenarios::cost::run(&ctx, &mut rep),
         };
         let secs = (sys::mono_ns() - t0) as f64 / 1e9;

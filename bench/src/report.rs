@@ -248,7 +248,62 @@ fn targets(r: &Report) -> Vec<Target> {
             fmt(small)
         ),
     });
+    tenant_targets(r, &mut t);
     t
+}
+
+/// A target of issue 14: text, measured value, the check, unit.
+type TenantRow = (&'static str, Option<f64>, fn(f64) -> bool, &'static str);
+
+/// Issue 14's targets (tenants benchmark, N databases in one process).
+fn tenant_targets(r: &Report, t: &mut Vec<Target>) {
+    let ours = |n: &str| r.get(n).and_then(|m| m.ours);
+    let ratio = |n: &str| r.get(n).and_then(|m| m.ratio);
+    let rows: [TenantRow; 6] = [
+        (
+            "tenants: CPU while idle, whole process ≤ 0.5 % of a core",
+            ours("tenants_idle_cpu_pct"),
+            |x| x <= 0.5,
+            "%",
+        ),
+        (
+            "tenants: extra file descriptors per open database ≤ +1",
+            ours("tenants_extra_fds_per_db"),
+            |x| x <= 1.0,
+            "fds",
+        ),
+        (
+            "tenants: extra RSS per open database ≤ 32 KiB",
+            ours("tenants_extra_rss_kib_per_db"),
+            |x| x <= 32.0,
+            "KiB",
+        ),
+        (
+            "tenants: S3 requests while idle, per hour = 0",
+            ours("tenants_idle_requests_per_hour"),
+            |x| x == 0.0,
+            "requests/h",
+        ),
+        (
+            "tenants: open N databases ÷ native ≤ 1.5",
+            ratio("tenants_open_secs"),
+            |x| x <= 1.5,
+            "×",
+        ),
+        (
+            "tenants: threads ≤ 8, independent of N",
+            ours("tenants_threads"),
+            |x| x <= 8.0,
+            "threads",
+        ),
+    ];
+    for (text, x, ok, unit) in rows {
+        t.push(Target {
+            text,
+            verdict: x.map(ok),
+            detail: format!("{} {unit}", fmt(x)),
+        });
+    }
 }
 
 /// Lag p99 target to a file replica at sync-interval 0 (ms), unless the disk's own fsync p99

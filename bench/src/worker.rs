@@ -26,7 +26,7 @@ pub const BATCH_ROWS: usize = 1000;
 /// overhead does not dominate, small enough to stay off overflow pages (4 KiB pages).
 pub const BIG_ROW_BYTES: usize = 4000;
 
-struct Args(HashMap<String, String>);
+pub struct Args(HashMap<String, String>);
 
 impl Args {
     fn parse(raw: &[String]) -> Result<Args> {
@@ -44,20 +44,20 @@ impl Args {
         Ok(Args(m))
     }
 
-    fn str(&self, k: &str) -> Result<&str> {
+    pub fn str(&self, k: &str) -> Result<&str> {
         self.0
             .get(k)
             .map(String::as_str)
             .ok_or_else(|| failed("worker arguments", format!("--{k} is required")))
     }
 
-    fn num(&self, k: &str) -> Result<u64> {
+    pub fn num(&self, k: &str) -> Result<u64> {
         self.str(k)?
             .parse()
             .map_err(|e| failed(format!("--{k}"), e))
     }
 
-    fn num_or(&self, k: &str, default: u64) -> Result<u64> {
+    pub fn num_or(&self, k: &str, default: u64) -> Result<u64> {
         if self.0.contains_key(k) {
             self.num(k)
         } else {
@@ -91,6 +91,7 @@ pub fn main(raw: &[String]) -> i32 {
         "paced" => paced(&args),
         "rss" => rss(&args),
         "fill" => fill(&args),
+        "tenants" => crate::tenants_worker::run(&args),
         other => Err(failed("worker", format!("unknown mode {other}"))),
     };
     let (doc, code) = match result {
@@ -150,7 +151,7 @@ impl Rows {
     }
 }
 
-fn file_uri(path: &Path) -> String {
+pub fn file_uri(path: &Path) -> String {
     let mut s = String::from("file:");
     for c in path.to_string_lossy().chars() {
         match c {
@@ -164,23 +165,27 @@ fn file_uri(path: &Path) -> String {
     s
 }
 
+/// Loads the extension from `so` into this process (through a throwaway connection).
+pub fn load_extension(so: &str) -> Result<()> {
+    let boot = Connection::open_in_memory().ctx(|| "in-memory connection".to_string())?;
+    // SAFETY: loads this workspace's own extension into this process; loading stays
+    // enabled only on this bootstrap connection.
+    unsafe {
+        boot.load_extension_enable()
+            .ctx(|| "enable extension loading".to_string())?;
+        boot.load_extension(so, None::<&str>)
+            .ctx(|| format!("load_extension({so})"))?;
+    }
+    Ok(())
+}
+
 /// Opens `--db`: plain SQLite, or (`--ext 1`) through the extension loaded from `--so`, which
 /// reads its configuration from `LITESTREAM_CONFIG`.
 fn open(args: &Args) -> Result<Connection> {
     let db = PathBuf::from(args.str("db")?);
     let ext = args.num_or("ext", 0)? == 1;
     let conn = if ext {
-        let so = args.str("so")?;
-        let boot = Connection::open_in_memory().ctx(|| "in-memory connection".to_string())?;
-        // SAFETY: loads this workspace's own extension into this process; loading stays
-        // enabled only on this bootstrap connection.
-        unsafe {
-            boot.load_extension_enable()
-                .ctx(|| "enable extension loading".to_string())?;
-            boot.load_extension(so, None::<&str>)
-                .ctx(|| format!("load_extension({so})"))?;
-        }
-        drop(boot);
+        load_extension(args.str("so")?)?;
         let uri = format!("{}?vfs=litestream", file_uri(&db));
         Connection::open_with_flags(
             &uri,
@@ -313,14 +318,19 @@ fn paced(args: &Args) -> Result<serde_json::Value> {
     }))
 }
 
-/// `VmHWM` of this process in KiB.
-fn vm_hwm_kib() -> u64 {
+/// A `/proc/self/status` field in KiB (`VmHWM`, `VmRSS`); 0 when it cannot be read.
+pub fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// `VmHWM` of this process in KiB.
+fn vm_hwm_kib() -> u64 {
+    status_kib("VmHWM")
 }
 
 /// One transaction of `--txn-bytes` bytes of rows, then close. The driver reads the peak

@@ -19,7 +19,6 @@ use std::collections::HashMap;
 use std::time::SystemTime;
 
 use super::schedule::Job;
-#[cfg(test)]
 use super::schedule::Settings;
 use crate::replica::SNAPSHOT_LEVEL;
 
@@ -87,11 +86,36 @@ impl Activity {
     /// True when no job has anything to do at `now`.
     #[cfg(test)]
     pub fn idle(&self, settings: &Settings, now: SystemTime) -> bool {
-        let jobs = (1..=settings.levels.len() as u8)
-            .map(Job::Level)
-            .chain([Job::Snapshot, Job::L0Retention]);
-        jobs.into_iter().all(|j| !self.needed(j, now))
+        all_jobs(settings).all(|j| !self.needed(j, now))
     }
+
+    /// True when no job has anything to do now or later without new uploads.
+    #[cfg(test)]
+    pub fn settled(&self, settings: &Settings, now: SystemTime) -> bool {
+        self.idle(settings, now) && self.l0_settles_at.is_none_or(|t| t <= now)
+    }
+
+    /// When the L0 files the last L0 retention pass kept will all be old enough to delete.
+    pub fn l0_settles_at(&self) -> Option<SystemTime> {
+        self.l0_settles_at
+    }
+
+    /// Records every job as done with the current inputs, `uploads` observed: the state of a
+    /// database the previous process left settled (its `compacted` marker).
+    pub fn settle(&mut self, settings: &Settings, uploads: u64) {
+        self.observe(uploads);
+        for job in all_jobs(settings) {
+            let inputs = self.inputs(job);
+            self.succeeded(job, inputs);
+        }
+        self.l0_settles_at = None;
+    }
+}
+
+fn all_jobs(settings: &Settings) -> impl Iterator<Item = Job> {
+    (1..=settings.levels.len() as u8)
+        .map(Job::Level)
+        .chain([Job::Snapshot, Job::L0Retention])
 }
 
 #[cfg(test)]
@@ -181,6 +205,24 @@ mod tests {
         assert_eq!(round(&mut a, at(130), &[], None), vec![Job::L0Retention]);
         assert!(a.idle(&s, at(130)));
         assert!(round(&mut a, at(100_000), &[], None).is_empty());
+    }
+
+    #[test]
+    fn settled_waits_for_l0_files_to_age_and_settle_marks_everything_done() {
+        let s = settings();
+        let mut a = Activity::default();
+        a.observe(1);
+        assert!(!a.settled(&s, at(0)));
+        round(&mut a, at(0), &[(Job::Level(1), 1)], Some(at(30)));
+        assert!(a.idle(&s, at(10)));
+        assert!(!a.settled(&s, at(10)), "L0 files still age");
+        round(&mut a, at(30), &[], None);
+        assert!(a.settled(&s, at(30)));
+        let mut b = Activity::default();
+        b.settle(&s, 0);
+        assert!(b.settled(&s, at(0)));
+        b.observe(1);
+        assert!(!b.idle(&s, at(0)), "a new upload wakes it");
     }
 
     #[test]

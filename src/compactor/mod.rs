@@ -1,7 +1,8 @@
 //! Compaction levels, L9 snapshots and retention (spec §1.5, §2; design: `docs/compaction.md`).
 //!
 //! One background thread per process (`litestream-compactor`) keeps a schedule per replicated
-//! database: level N (1..=8) merges level N-1 at wall-clock multiples of its interval, L9
+//! database, and one timer heap holding only the databases with pending work ([`timers`]):
+//! level N (1..=8) merges level N-1 at wall-clock multiples of its interval, L9
 //! snapshots are written every `snapshot.interval`, and retention runs as Litestream's does.
 //! Everything is read from and written to the replica through
 //! [`crate::replica::ReplicaClient`]: the jobs never read the live database and never take a
@@ -16,6 +17,7 @@ mod jobs;
 mod merge;
 mod retention;
 mod schedule;
+mod timers;
 
 use std::io;
 use std::ops::ControlFlow;
@@ -31,8 +33,9 @@ pub use schedule::{previous_boundary, Schedule, Settings};
 
 use crate::database::Database;
 use crate::l0_cache::L0Cache;
-use crate::panic_guard::{AfterPanic, Supervision};
+use crate::panic_guard::AfterPanic;
 use crate::replica::ReplicaError;
+use timers::Timers;
 
 #[derive(Debug, Error)]
 pub enum CompactError {
@@ -67,9 +70,10 @@ impl CompactError {
     }
 }
 
-/// Longest sleep of the thread between checks: bounds the effect of a wall-clock jump, and is
-/// the cadence at which a database refused by the writer fence is checked again (a local
-/// check only, unless it was refused).
+/// Longest sleep of the thread between checks while some database has a timer: bounds the
+/// effect of a wall-clock jump, and is the cadence at which a database refused by the writer
+/// fence is checked again (a local check only, unless it was refused). With every database
+/// parked the thread sleeps until a database wakes.
 const MAX_SLEEP: Duration = Duration::from_secs(10);
 
 struct Handle {
@@ -79,7 +83,9 @@ struct Handle {
 
 static COMPACTOR: OnceLock<Handle> = OnceLock::new();
 
-/// Starts scheduling compaction, snapshots and retention for `db` (idempotent per database).
+/// Tells the compactor that `db` may have work: starts scheduling compaction, snapshots and
+/// retention for a new database, or wakes a parked one (the uploader calls it after it stored
+/// an L0 file). Cheap and idempotent.
 pub fn watch(db: &Arc<Database>) {
     let h = COMPACTOR.get_or_init(|| {
         let (tx, rx) = crossbeam_channel::unbounded();
@@ -107,52 +113,36 @@ fn settings() -> Settings {
     }
 }
 
-struct Tracked {
-    db: Arc<Database>,
-    schedule: Schedule,
-    supervision: Supervision,
-}
-
 fn run(rx: Receiver<Arc<Database>>) {
     let settings = settings();
-    let mut tracked: Vec<Tracked> = Vec::new();
-    crate::panic_guard::supervise("litestream-compactor", || {
-        step(&rx, &settings, &mut tracked)
-    });
+    let mut timers = Timers::default();
+    crate::panic_guard::supervise("litestream-compactor", || step(&rx, &settings, &mut timers));
 }
 
-/// Waits for a new database or the next due job, then runs what is due.
-fn step(
-    rx: &Receiver<Arc<Database>>,
-    settings: &Settings,
-    tracked: &mut Vec<Tracked>,
-) -> ControlFlow<()> {
-    let now = SystemTime::now();
-    let wait = tracked
-        .iter()
-        .map(|t| t.schedule.next_due())
-        .min()
-        .map(|due| due.duration_since(now).unwrap_or(Duration::ZERO))
-        .unwrap_or(MAX_SLEEP)
-        .min(MAX_SLEEP);
-    match rx.recv_timeout(wait) {
-        Ok(db) => {
-            if !tracked.iter().any(|t| Arc::ptr_eq(&t.db, &db)) {
-                if db.is_stager() {
-                    // Another process's merge may be under way in a shared meta directory.
-                    clean_work_dir(&work_dir(&db));
-                }
-                tracked.push(Tracked {
-                    db,
-                    schedule: Schedule::new(settings, SystemTime::now()),
-                    supervision: Supervision::default(),
-                });
-            }
+/// Waits for a database to wake or the next timer, then runs the rounds that are due.
+fn step(rx: &Receiver<Arc<Database>>, settings: &Settings, timers: &mut Timers) -> ControlFlow<()> {
+    let msg = match timers.next_wake() {
+        Some(due) => {
+            let wait = due
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+                .min(MAX_SLEEP);
+            rx.recv_timeout(wait)
         }
+        None => rx
+            .recv()
+            .map_err(|_| crossbeam_channel::RecvTimeoutError::Disconnected),
+    };
+    match msg {
+        Ok(db) => timers.wake(db, settings, SystemTime::now()),
         Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
         Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return ControlFlow::Break(()),
     }
-    tracked.retain_mut(|t| {
+    while let Ok(db) = rx.try_recv() {
+        timers.wake(db, settings, SystemTime::now());
+    }
+    for k in timers.take_due(SystemTime::now()) {
+        let Some(t) = timers.get_mut(k) else { continue };
         let round = crate::panic_guard::catch(|| {
             crate::fencing::poll(&t.db);
             run_due(&t.db, &mut t.schedule, settings, SystemTime::now());
@@ -160,11 +150,17 @@ fn step(
         match round {
             Ok(()) => {
                 t.supervision.finished();
-                true
+                timers.after_round(k, SystemTime::now(), false);
             }
-            Err(p) => compaction_panicked(&t.db, p.0, t.supervision.panicked()),
+            Err(p) => {
+                if compaction_panicked(&t.db, p.0, t.supervision.panicked()) {
+                    timers.after_round(k, SystemTime::now(), true);
+                } else {
+                    timers.remove(k);
+                }
+            }
         }
-    });
+    }
     ControlFlow::Continue(())
 }
 

@@ -116,6 +116,42 @@ impl Schedule {
             .expect("at least two entries")
     }
 
+    /// The earliest time at which a job has something to read: the boundary of each job
+    /// that is needed now, and for L0 retention that waits for its files to age, the first
+    /// check after they have. `None` when nothing is left to do without a new upload.
+    pub fn next_needed(&self, now: SystemTime) -> Option<SystemTime> {
+        let a = &self.activity;
+        let levels = self
+            .levels
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| a.needed(Job::Level(*i as u8 + 1), now))
+            .map(|(_, t)| *t);
+        let snapshot = a.needed(Job::Snapshot, now).then_some(self.snapshot);
+        let l0 = if a.needed(Job::L0Retention, now) {
+            Some(self.l0_retention)
+        } else {
+            a.l0_settles_at().map(|t| t.max(self.l0_retention))
+        };
+        levels.chain(snapshot).chain(l0).min()
+    }
+
+    /// Moves every job time already past to its next boundary after `now`: used when a parked
+    /// database wakes, whose jobs had nothing to read at the boundaries it slept through.
+    pub fn resume(&mut self, settings: &Settings, now: SystemTime) {
+        for (next, interval) in self.levels.iter_mut().zip(&settings.levels) {
+            if *next <= now {
+                *next = next_boundary(now, *interval);
+            }
+        }
+        if self.snapshot <= now {
+            self.snapshot = next_boundary(now, settings.snapshot_interval);
+        }
+        if self.l0_retention <= now {
+            self.l0_retention = now + settings.l0_retention_check_interval;
+        }
+    }
+
     /// Runs the snapshot job at the next round.
     pub fn snapshot_soon(&mut self) {
         self.snapshot = UNIX_EPOCH;
@@ -218,6 +254,59 @@ pub(crate) mod tests {
             ]
         );
         assert_eq!(sch.next_due(), at(100_000));
+    }
+
+    #[test]
+    fn a_resumed_schedule_waits_for_the_next_boundaries() {
+        let s = settings();
+        let mut sch = Schedule::new(&s, at(0));
+        sch.take_due(&s, at(0));
+        // Parked since; woken at 47 s by an upload: level 1 at 50, level 2 at 60, the
+        // snapshot at 60, L0 retention 5 s later.
+        sch.resume(&s, at(47_000));
+        assert!(sch.take_due(&s, at(47_000)).is_empty());
+        assert_eq!(sch.next_due(), at(50_000));
+        assert_eq!(sch.take_due(&s, at(50_000)).jobs, vec![Job::Level(1)]);
+        assert_eq!(sch.take_due(&s, at(52_000)).jobs, vec![Job::L0Retention]);
+        assert_eq!(
+            sch.take_due(&s, at(60_000)).jobs,
+            vec![
+                Job::Level(1),
+                Job::Level(2),
+                Job::Snapshot,
+                Job::L0Retention
+            ]
+        );
+    }
+
+    #[test]
+    fn only_needed_jobs_set_the_next_wake_up() {
+        let s = settings();
+        let mut sch = Schedule::new(&s, at(0));
+        sch.activity.observe(0);
+        assert_eq!(sch.next_needed(at(0)), Some(at(0)), "start-up round");
+        sch.activity.settle(&s, 0);
+        sch.take_due(&s, at(0));
+        assert_eq!(sch.next_needed(at(1_000)), None, "settled: parked");
+        // An upload: level 1 and the snapshot need a run; level 1's boundary comes first.
+        sch.activity.observe(1);
+        assert_eq!(sch.next_needed(at(1_000)), Some(at(10_000)));
+        sch.take_due(&s, at(10_000));
+        let inputs = sch.activity.inputs(Job::Level(1));
+        sch.activity.succeeded(Job::Level(1), inputs);
+        sch.activity.stored(1);
+        let inputs = sch.activity.inputs(Job::Snapshot);
+        sch.activity.succeeded(Job::Snapshot, inputs);
+        // Level 2 (its boundary at 20 s) and L0 retention (5 s checks) now have input.
+        assert_eq!(sch.next_needed(at(10_000)), Some(at(15_000)));
+        let inputs = sch.activity.inputs(Job::L0Retention);
+        sch.activity
+            .l0_retention_succeeded(inputs, Some(at(40_000)));
+        assert_eq!(sch.next_needed(at(10_000)), Some(at(20_000)), "level 2");
+        let inputs = sch.activity.inputs(Job::Level(2));
+        sch.activity.succeeded(Job::Level(2), inputs);
+        // Only the ageing L0 files are left: the wake-up is when they are old enough.
+        assert_eq!(sch.next_needed(at(20_000)), Some(at(40_000)));
     }
 
     #[test]

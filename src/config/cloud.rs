@@ -33,6 +33,18 @@ pub(crate) enum ReplicaKeysError {
     NatsBucket,
     #[error("`client-cert` and `client-key` must both be set for mutual TLS")]
     NatsClientPair,
+    #[error("an sftp replica needs `host` (or `url: sftp://USER@HOST[:PORT]/path`)")]
+    SftpHost,
+    #[error("an sftp replica needs `user` (or `url: sftp://USER@HOST/path`)")]
+    SftpUser,
+    #[error("sftp host {host:?}: missing ']'")]
+    SftpBracket { host: String },
+    #[error("sftp host {host:?}: {port:?} is not a port number")]
+    SftpPort { host: String, port: String },
+    #[error("`host-key` and `skip-host-key-check: true` are both set; keep one")]
+    SftpHostKeyBoth,
+    #[error("an oss replica needs `bucket` (or `url: oss://BUCKET/path`)")]
+    OssBucket,
 }
 
 /// An Azure Blob Storage replica. Deliberately without a derived `Debug`: it holds secrets.

@@ -82,7 +82,7 @@ pub fn default_on_load(config: Option<&Config>) -> bool {
     match config.vfs_default {
         DefaultVfs::Always => true,
         DefaultVfs::Never => false,
-        DefaultVfs::Auto => !config.dbs.is_empty(),
+        DefaultVfs::Auto => !config.dbs.is_empty() || !config.dirs.is_empty(),
     }
 }
 

@@ -4,11 +4,13 @@
 //! Submodules: `file` (the YAML as written), `resolve` (YAML → [`Config`], all checks),
 //! `expand` (`$VAR`, `~`, relative paths), `duration` (Go durations, byte sizes), `url`
 //! (replica URLs), `error` ([`ConfigError`] with file, line, column and key path).
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod cloud;
 mod default_vfs;
+mod dir_mode;
 mod duration;
 mod error;
 mod expand;
@@ -22,6 +24,7 @@ mod yaml;
 
 pub use cloud::{AbsConfig, GsConfig, WebdavConfig};
 pub use default_vfs::{default_on_load as vfs_default_on_load, DefaultVfs};
+pub use dir_mode::DirConfig;
 pub use duration::{format_go_duration, parse_byte_size};
 pub use error::ConfigError;
 pub use global::global;
@@ -67,7 +70,10 @@ pub const SYSTEM_CONFIG_PATH: &str = "/etc/litestream.yml";
 pub struct Config {
     /// The file this was loaded from (`None` for a config built from a URI parameter).
     pub source: Option<PathBuf>,
+    /// Every database: the `path` entries and the databases the `dir` entries matched at load.
     pub dbs: Vec<DbConfig>,
+    /// Directory-mode entries, with their index in `dbs:` as written.
+    pub dirs: Vec<(usize, DirConfig)>,
     pub logging: LoggingConfig,
     /// `levels[].interval`: compaction intervals of L1..Ln (at most [`MAX_LEVELS`]).
     pub levels: Vec<Duration>,
@@ -100,6 +106,7 @@ impl Default for Config {
         Config {
             source: None,
             dbs: Vec::new(),
+            dirs: Vec::new(),
             logging: LoggingConfig::default(),
             levels: DEFAULT_LEVELS.to_vec(),
             snapshot_interval: DEFAULT_SNAPSHOT_INTERVAL,
@@ -461,15 +468,34 @@ fn comparable(p: &Path) -> PathBuf {
 }
 
 impl Config {
-    /// The entry for `db_path` (compared after making both absolute and resolving symlinks of
-    /// the parent directory; the database file itself may not exist yet).
-    pub fn find_db(&self, db_path: &Path) -> Option<&DbConfig> {
+    /// The configuration of `db_path` (compared after making both absolute and resolving
+    /// symlinks of the parent directory; the database file itself may not exist yet): its
+    /// `path` entry, the database a `dir` entry matched at load, or what any `dir` entry would
+    /// make of it (a database created since, or one to restore). For the CLI.
+    pub fn find_db(&self, db_path: &Path) -> Option<Cow<'_, DbConfig>> {
+        self.lookup(db_path, false)
+    }
+
+    /// The configuration the extension replicates `db_path` with: like [`Config::find_db`],
+    /// but a file a `dir` entry did not match at load counts only with `watch: true`.
+    pub fn replicated_db(&self, db_path: &Path) -> Option<Cow<'_, DbConfig>> {
+        self.lookup(db_path, true)
+    }
+
+    fn lookup(&self, db_path: &Path, watched_only: bool) -> Option<Cow<'_, DbConfig>> {
         let abs = absolute(db_path);
         if let Some(db) = self.dbs.iter().find(|db| db.path == abs) {
-            return Some(db);
+            return Some(Cow::Borrowed(db));
         }
         let want = comparable(&abs);
-        self.dbs.iter().find(|db| comparable(&db.path) == want)
+        if let Some(db) = self.dbs.iter().find(|db| comparable(&db.path) == want) {
+            return Some(Cow::Borrowed(db));
+        }
+        self.dirs
+            .iter()
+            .filter(|(_, d)| d.watch || !watched_only)
+            .find_map(|(_, d)| d.db_for(&abs).or_else(|| d.db_for(&want)))
+            .map(Cow::Owned)
     }
 }
 

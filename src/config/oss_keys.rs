@@ -2,7 +2,7 @@
 //! `cn-hangzhou`), `path`, `endpoint`, `access-key-id`, `secret-access-key`; URLs
 //! `oss://BUCKET[.oss-REGION[-internal].aliyuncs.com]/path`. The keys win over the URL's parts.
 
-use super::cloud::GenericUrl;
+use super::cloud::{GenericUrl, ReplicaKeysError};
 use super::yaml::{non_empty, RawReplica};
 
 /// The region when neither `region` nor the URL's host names one (the official binary's).
@@ -66,7 +66,7 @@ pub(crate) fn oss(
     g: &RawReplica,
     url: Option<GenericUrl>,
     path: Option<String>,
-) -> Result<OssConfig, String> {
+) -> Result<OssConfig, ReplicaKeysError> {
     let pick = |a: &Option<String>, b: &Option<String>| non_empty(a).or_else(|| non_empty(b));
     let mut bucket = pick(&r.bucket, &g.bucket);
     let mut region = pick(&r.region, &g.region);
@@ -80,7 +80,7 @@ pub(crate) fn oss(
         }
     }
     let Some(bucket) = bucket else {
-        return Err("an oss replica needs `bucket` (or `url: oss://BUCKET/path`)".to_string());
+        return Err(ReplicaKeysError::OssBucket);
     };
     Ok(OssConfig {
         bucket,
@@ -152,6 +152,7 @@ mod tests {
         assert!(!format!("{c:?}").contains("s3cr3t"));
         assert!(oss(&raw, &raw, None, None)
             .unwrap_err()
+            .to_string()
             .contains("`bucket`"));
     }
 }

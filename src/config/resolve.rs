@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use thiserror::Error;
 
+use super::dir_mode::{self, DirConfig};
 use super::duration::GoDuration;
 use super::error::{KeyPath, Source};
 use super::expand::resolve_path;
@@ -144,30 +145,161 @@ impl Resolver<'_> {
         if self.global.age.is_some() {
             return Err(self.err(&root.key("age"), AGE_REFUSED));
         }
-        for (i, db) in dbs.into_iter().enumerate() {
-            let db = self.db(db, &root.key("dbs").index(i), c.lag_alert)?;
-            if let Some(j) = c.dbs.iter().position(|d: &DbConfig| d.path == db.path) {
+        // Directory entries first, so that a `path` entry under one of them is refused
+        // whatever the order of the entries.
+        let mut entries: Vec<(usize, RawDb)> = Vec::with_capacity(dbs.len());
+        for (i, raw) in dbs.into_iter().enumerate() {
+            let p = root.key("dbs").index(i);
+            if non_empty(&raw.dir).is_some() && non_empty(&raw.path).is_some() {
                 return Err(self.err(
-                    &root.key("dbs").index(i).key("path"),
-                    format!("{} is already configured by dbs[{j}]", db.path.display()),
+                    &p,
+                    "`path` and `dir` are both set; use `path` for one database or `dir` + \
+                     `pattern` for a directory of them",
                 ));
             }
-            if let Some(j) = c
-                .dbs
-                .iter()
-                .position(|d: &DbConfig| same_replica(&d.replica.backend, &db.replica.backend))
-            {
+            if non_empty(&raw.dir).is_some() {
+                let (dir, matches) = self.dir_entry(raw, &p, c.lag_alert)?;
+                for db in matches.iter().filter_map(|m| dir.db_for(m)) {
+                    self.push_db(&mut c, db, &p)?;
+                }
+                c.dirs.push((i, dir));
+            } else {
+                entries.push((i, raw));
+            }
+        }
+        for (i, raw) in entries {
+            let db = self.db(raw, &root.key("dbs").index(i), c.lag_alert)?;
+            if let Some((j, d)) = c.dirs.iter().find(|(_, d)| d.db_for(&db.path).is_some()) {
                 return Err(self.err(
-                    &root.key("dbs").index(i).key("replica"),
+                    &root.key("dbs").index(i).key("path"),
                     format!(
-                        "dbs[{j}] already replicates to this replica; two databases in one \
-                         replica overwrite each other's history: give each its own path"
+                        "{} is also matched by dbs[{j}] (dir {}, pattern {:?}); a database is \
+                         configured once: remove this entry, or change dbs[{j}]'s pattern",
+                        db.path.display(),
+                        d.dir.display(),
+                        d.pattern
                     ),
                 ));
             }
-            c.dbs.push(db);
+            self.push_db(&mut c, db, &root.key("dbs").index(i))?;
         }
         Ok(c)
+    }
+
+    /// Adds `db` (configured by the entry at `p`) unless its path or replica is taken.
+    fn push_db(&self, c: &mut Config, db: DbConfig, p: &KeyPath) -> Result<(), ConfigError> {
+        if let Some(j) = c.dbs.iter().position(|d: &DbConfig| d.path == db.path) {
+            return Err(self.err(
+                &p.key("path"),
+                format!("{} is already configured by dbs[{j}]", db.path.display()),
+            ));
+        }
+        if let Some(j) = c
+            .dbs
+            .iter()
+            .position(|d: &DbConfig| same_replica(&d.replica.backend, &db.replica.backend))
+        {
+            return Err(self.err(
+                &p.key("replica"),
+                format!(
+                    "dbs[{j}] already replicates to this replica (as {}); two databases in \
+                     one replica overwrite each other's history: give each its own path",
+                    c.dbs[j].path.display()
+                ),
+            ));
+        }
+        c.dbs.push(db);
+        Ok(())
+    }
+
+    /// A directory-mode entry (`dir` + `pattern`): checks that the directory exists, the
+    /// pattern is well formed and, without `watch`, matches at least one database now.
+    /// Returns the entry and the databases it matches now.
+    fn dir_entry(
+        &self,
+        mut raw: RawDb,
+        p: &KeyPath,
+        global_lag: Option<Duration>,
+    ) -> Result<(DirConfig, Vec<std::path::PathBuf>), ConfigError> {
+        let dir_raw = non_empty(&raw.dir).unwrap_or_default();
+        let dir = self.path(&dir_raw, &p.key("dir"))?;
+        match std::fs::metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(self.err(
+                    &p.key("dir"),
+                    format!(
+                        "{} is not a directory; `dir` names the directory that holds the databases",
+                        dir.display()
+                    ),
+                ))
+            }
+            Err(e) => {
+                return Err(self.err(
+                    &p.key("dir"),
+                    format!("{}: {e}; create the directory or fix `dir`", dir.display()),
+                ))
+            }
+        }
+        let Some(pattern) = non_empty(&raw.pattern) else {
+            return Err(self.err(
+                p,
+                "directory mode needs `pattern` (a file-name glob such as \"*.db\") beside `dir`",
+            ));
+        };
+        dir_mode::check_pattern(&pattern)
+            .map_err(|e| self.err(&p.key("pattern"), e.to_string()))?;
+        if non_empty(&raw.meta_path).is_some() {
+            return Err(self.err(
+                &p.key("meta-path"),
+                "`meta-path` names one database's state; in directory mode use `meta-dir`",
+            ));
+        }
+        let meta_dir = match non_empty(&raw.meta_dir) {
+            Some(m) => Some(self.path(&m, &p.key("meta-dir"))?),
+            None => None,
+        };
+        let (recursive, watch) = (raw.recursive.unwrap_or(false), raw.watch.unwrap_or(false));
+        raw.path = Some(dir.display().to_string());
+        let template = self.db(raw, p, global_lag)?;
+        if matches!(template.replica.backend, super::Backend::Nats(_)) {
+            return Err(self.err(
+                &p.key("replica"),
+                "directory mode needs a replica with a path prefix (file, s3, abs, gs, webdav); \
+                 a nats object store has none: list each database with `path`",
+            ));
+        }
+        let entry = DirConfig {
+            dir,
+            pattern,
+            recursive,
+            watch,
+            meta_dir,
+            template,
+        };
+        let found = entry.scan().map_err(|e| {
+            self.err(
+                &p.key("dir"),
+                format!("cannot list {}: {e}", entry.dir.display()),
+            )
+        })?;
+        if !watch && found.is_empty() {
+            return Err(self.err(
+                &p.key("pattern"),
+                format!(
+                    "{:?} matches no SQLite database under {}{}; fix the pattern, or set \
+                         `watch: true` to replicate databases created later",
+                    entry.pattern,
+                    entry.dir.display(),
+                    if recursive {
+                        " (recursive)"
+                    } else {
+                        " (add `recursive: true` for subdirectories)"
+                    }
+                ),
+            ));
+        }
+        Ok((entry, found))
     }
 
     /// Per-db `snapshot:` values; they must agree (Litestream: the effective value is global).
@@ -256,13 +388,6 @@ impl Resolver<'_> {
         global_lag: Option<Duration>,
     ) -> Result<DbConfig, ConfigError> {
         let Some(path) = non_empty(&raw.path) else {
-            if non_empty(&raw.dir).is_some() {
-                return Err(self.err(
-                    &p.key("dir"),
-                    "directory replication (`dir` + `pattern`) is \
-                    not supported by liblitestream yet; list each database with `path`",
-                ));
-            }
             return Err(self.err(
                 p,
                 "missing `path`: every database needs the path of its file",
@@ -433,7 +558,7 @@ impl Resolver<'_> {
                 };
                 Backend::Oss(
                     super::oss_keys::oss(r, g, from_url, path)
-                        .map_err(|m| self.err(p, format!("database {db}: {m}")))?,
+                        .map_err(|e| self.err(p, format!("database {db}: {e}")))?,
                 )
             }
             "sftp" => {
@@ -443,7 +568,7 @@ impl Resolver<'_> {
                 };
                 Backend::Sftp(
                     super::sftp_keys::sftp(r, g, from_url, path)
-                        .map_err(|m| self.err(p, format!("database {db}: {m}")))?,
+                        .map_err(|e| self.err(p, format!("database {db}: {e}")))?,
                 )
             }
             "abs" | "gs" | "webdav" => {
@@ -549,11 +674,11 @@ pub(crate) fn backend_from_url(parts: UrlParts) -> Result<Backend, ConfigError> 
         ),
         UrlParts::Generic(u) if u.scheme == "oss" => Backend::Oss(
             super::oss_keys::oss(&none, &none, Some(u), None)
-                .map_err(|m| ConfigError::value("", m))?,
+                .map_err(|e| ConfigError::value("", e.to_string()))?,
         ),
         UrlParts::Generic(u) if u.scheme == "sftp" => Backend::Sftp(
             super::sftp_keys::sftp(&none, &none, Some(u), None)
-                .map_err(|m| ConfigError::value("", m))?,
+                .map_err(|e| ConfigError::value("", e.to_string()))?,
         ),
         UrlParts::Generic(u) if u.scheme.starts_with("webdav") => Backend::Webdav(
             super::cloud::webdav(&none, &none, Some(u), None)

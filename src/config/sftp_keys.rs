@@ -7,7 +7,7 @@
 //! (`known-hosts-path`, default `~/.ssh/known_hosts`), and skipping the check takes an explicit
 //! `skip-host-key-check: true`, logged when the connection opens.
 
-use super::cloud::GenericUrl;
+use super::cloud::{GenericUrl, ReplicaKeysError};
 use super::yaml::{non_empty, RawReplica};
 
 /// The SSH port when `host` names none.
@@ -60,11 +60,13 @@ impl std::fmt::Debug for SftpConfig {
 }
 
 /// Splits `HOST[:PORT]` (or `[V6]:PORT`).
-fn split_host_port(hostport: &str) -> Result<(String, u16), String> {
+fn split_host_port(hostport: &str) -> Result<(String, u16), ReplicaKeysError> {
     if let Some(rest) = hostport.strip_prefix('[') {
         let (h, after) = rest
             .split_once(']')
-            .ok_or_else(|| format!("sftp host {hostport:?}: missing ']'"))?;
+            .ok_or_else(|| ReplicaKeysError::SftpBracket {
+                host: hostport.to_string(),
+            })?;
         return match after.strip_prefix(':') {
             Some(p) => Ok((h.to_string(), parse_port(hostport, p)?)),
             None => Ok((h.to_string(), DEFAULT_SSH_PORT)),
@@ -76,11 +78,14 @@ fn split_host_port(hostport: &str) -> Result<(String, u16), String> {
     }
 }
 
-fn parse_port(hostport: &str, p: &str) -> Result<u16, String> {
+fn parse_port(hostport: &str, p: &str) -> Result<u16, ReplicaKeysError> {
     p.parse::<u16>()
         .ok()
         .filter(|p| *p != 0)
-        .ok_or_else(|| format!("sftp host {hostport:?}: {p:?} is not a port number"))
+        .ok_or_else(|| ReplicaKeysError::SftpPort {
+            host: hostport.to_string(),
+            port: p.to_string(),
+        })
 }
 
 /// Resolves an `sftp` replica from its keys (`r`, then the top-level `g`) and optional URL;
@@ -90,7 +95,7 @@ pub(crate) fn sftp(
     g: &RawReplica,
     url: Option<GenericUrl>,
     path: Option<String>,
-) -> Result<SftpConfig, String> {
+) -> Result<SftpConfig, ReplicaKeysError> {
     let pick = |a: &Option<String>, b: &Option<String>| non_empty(a).or_else(|| non_empty(b));
     let mut host = pick(&r.host, &g.host);
     let mut user = pick(&r.user, &g.user);
@@ -103,21 +108,17 @@ pub(crate) fn sftp(
         path = u.path;
     }
     let Some(host) = host else {
-        return Err(
-            "an sftp replica needs `host` (or `url: sftp://USER@HOST[:PORT]/path`)".to_string(),
-        );
+        return Err(ReplicaKeysError::SftpHost);
     };
     let Some(user) = user else {
-        return Err("an sftp replica needs `user` (or `url: sftp://USER@HOST/path`)".to_string());
+        return Err(ReplicaKeysError::SftpUser);
     };
     let (host, port) = split_host_port(&host)?;
     let host_key = match (
         pick(&r.host_key, &g.host_key),
         r.skip_host_key_check.or(g.skip_host_key_check),
     ) {
-        (Some(_), Some(true)) => {
-            return Err("`host-key` and `skip-host-key-check: true` are both set; keep one".into())
-        }
+        (Some(_), Some(true)) => return Err(ReplicaKeysError::SftpHostKeyBoth),
         (Some(k), _) => HostKeyCheck::Fixed(k.trim().to_string()),
         (None, Some(true)) => HostKeyCheck::Skip,
         (None, _) => HostKeyCheck::KnownHosts(pick(&r.known_hosts_path, &g.known_hosts_path)),
@@ -214,12 +215,18 @@ mod tests {
     #[test]
     fn missing_or_conflicting_keys_are_errors() {
         let raw = RawReplica::default();
-        assert!(sftp(&raw, &raw, None, None).unwrap_err().contains("`host`"));
+        assert!(sftp(&raw, &raw, None, None)
+            .unwrap_err()
+            .to_string()
+            .contains("`host`"));
         let r = RawReplica {
             host: Some("h".into()),
             ..Default::default()
         };
-        assert!(sftp(&r, &raw, None, None).unwrap_err().contains("`user`"));
+        assert!(sftp(&r, &raw, None, None)
+            .unwrap_err()
+            .to_string()
+            .contains("`user`"));
         let r = RawReplica {
             host: Some("h:port".into()),
             user: Some("u".into()),
@@ -227,6 +234,7 @@ mod tests {
         };
         assert!(sftp(&r, &raw, None, None)
             .unwrap_err()
+            .to_string()
             .contains("not a port"));
         let r = RawReplica {
             host: Some("h".into()),
@@ -235,6 +243,9 @@ mod tests {
             skip_host_key_check: Some(true),
             ..Default::default()
         };
-        assert!(sftp(&r, &raw, None, None).unwrap_err().contains("both set"));
+        assert!(sftp(&r, &raw, None, None)
+            .unwrap_err()
+            .to_string()
+            .contains("both set"));
     }
 }

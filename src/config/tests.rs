@@ -221,7 +221,8 @@ fn rule_violations() {
     let db = |replica: &str| format!("dbs:\n  - path: /data/x.db\n    replica:\n{replica}");
     let cases: Vec<(String, &str)> = vec![
         ("dbs:\n  - replica: {url: file:///r}\n".into(), "line 2 column 5: dbs[0]: missing `path`"),
-        ("dbs:\n  - dir: /data\n    pattern: '*.db'\n".into(), "dbs[0].dir: directory replication"),
+        ("dbs:\n  - dir: /nonexistent-liblitestream-dir\n    pattern: '*.db'\n    replica: {url: file:///r}\n".into(),
+            "dbs[0].dir: /nonexistent-liblitestream-dir: No such file or directory (os error 2); create the directory or fix `dir`"),
         ("dbs:\n  - path: /x.db\n".into(), "line 2 column 5: dbs[0]: database /x.db: no replica configured"),
         ("dbs:\n  - path: /x.db\n    replicas: []\n".into(), "no replica configured"),
         ("dbs:\n  - path: /x.db\n    replica: {url: file:///r}\n    replicas: [{url: file:///s}]\n".into(),
@@ -484,16 +485,17 @@ fn find_db_through_symlinks() {
     );
     let c = ok(&yaml);
     assert_eq!(
-        c.find_db(&real.join("app.db")).map(|d| &d.path),
-        Some(&link.join("app.db"))
+        c.find_db(&real.join("app.db")).map(|d| d.path.clone()),
+        Some(link.join("app.db"))
     );
     assert_eq!(
-        c.find_db(&link.join("app.db")).map(|d| &d.path),
-        Some(&link.join("app.db"))
+        c.find_db(&link.join("app.db")).map(|d| d.path.clone()),
+        Some(link.join("app.db"))
     );
     assert_eq!(
-        c.find_db(&link.join("./sub/../other.db")).map(|d| &d.path),
-        Some(&real.join("other.db"))
+        c.find_db(&link.join("./sub/../other.db"))
+            .map(|d| d.path.clone()),
+        Some(real.join("other.db"))
     );
     assert!(c.find_db(&real.join("none.db")).is_none());
     assert!(c.find_db(Path::new("/")).is_none());

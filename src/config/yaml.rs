@@ -62,8 +62,12 @@ pub(crate) struct RawLogging {
 #[serde(default, rename_all = "kebab-case")]
 pub(crate) struct RawDb {
     pub path: Option<String>,
-    /// Directory mode (`dir` + `pattern`): refused for now.
+    /// Directory mode (`dir` + `pattern` [+ `recursive`, `watch`, `meta-dir`]).
     pub dir: Option<String>,
+    pub pattern: Option<String>,
+    pub recursive: Option<bool>,
+    pub watch: Option<bool>,
+    pub meta_dir: Option<String>,
     pub meta_path: Option<String>,
     pub restore_if_db_not_exists: Option<bool>,
     pub snapshot: Option<RawSnapshot>,

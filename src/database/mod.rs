@@ -274,7 +274,8 @@ impl Database {
                 // Copy what was recorded lazily while our descriptors are still open.
                 let recorded = self.pending.lock().recorded();
                 if let Some((mark, at_ms)) = recorded {
-                    if inner.db_file.is_some() && inner.wal_file.is_some() {
+                    // (The `-wal` descriptor may have been closed while idle: reopened.)
+                    if inner.db_file.is_some() {
                         self.capture_in(&mut inner, false, false, Some(mark), at_ms);
                     }
                 }
@@ -385,9 +386,11 @@ impl Database {
             return;
         };
         let mut inner = self.inner.lock();
-        // Our descriptors are opened by a synchronous capture on an application thread, and
-        // only closed with the last handle (which copies what is recorded first): never here.
-        if inner.db_file.is_none() || inner.wal_file.is_none() {
+        // Our database descriptor is opened by a synchronous capture on an application thread,
+        // and only closed with the last handle (which copies what is recorded first): never
+        // here. The `-wal` one may have been closed while the database was idle
+        // (`close_idle_files`): the capture reopens it and checks it against the mark.
+        if inner.db_file.is_none() {
             return;
         }
         self.capture_in(&mut inner, false, false, Some(mark), at_ms);
@@ -598,6 +601,7 @@ impl Database {
 }
 
 mod capture_errors;
+mod idle;
 mod takeover;
 
 #[cfg(test)]

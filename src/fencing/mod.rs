@@ -215,14 +215,18 @@ pub fn permits_db(db: &Database) -> bool {
     permits(db, &state)
 }
 
+/// True while the last fence check of `db` was refused.
+pub fn refused(db: &Path) -> bool {
+    leases()
+        .lock()
+        .get(db)
+        .is_some_and(|e| e.lock().refused.is_some())
+}
+
 /// Called periodically (by the compactor thread): re-checks a database whose last check was
 /// refused, and asks the uploader to ship what is staged once the fence clears.
 pub fn poll(db: &Arc<Database>) {
-    let refused = leases()
-        .lock()
-        .get(&db.path)
-        .is_some_and(|e| e.lock().refused.is_some());
-    if refused && permits_db(db) {
+    if refused(&db.path) && permits_db(db) {
         db.request_sync(false);
     }
 }

@@ -197,19 +197,19 @@ pub fn route_main(
             return Ok(MainRoute::Replica);
         }
     }
-    let Some(db) = config.and_then(|c| c.find_db(path)) else {
+    let Some(db) = config.and_then(|c| c.replicated_db(path)) else {
         return Ok(MainRoute::Normal);
     };
     let Some(rr) = db.read_replicas.first() else {
         return Ok(MainRoute::Normal);
     };
-    let Some(reason) = primary_unavailable(path, db) else {
+    let Some(reason) = primary_unavailable(path, &db) else {
         return Ok(MainRoute::Normal);
     };
     if let Some(r) = redirects().lock().get(path) {
         return Ok(MainRoute::Failover { name: r.name });
     }
-    let follower = follower_config(db, rr).and_then(|cfg| get_or_open(&rr.path, cfg));
+    let follower = follower_config(&db, rr).and_then(|cfg| get_or_open(&rr.path, cfg));
     match follower {
         Ok(f) => {
             let full = super::sys::full_pathname(&f.path).unwrap_or_else(|_| f.path.clone());

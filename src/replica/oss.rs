@@ -19,8 +19,16 @@ use crate::TxId;
 /// An OSS replica: the S3 client configured for OSS, or why it cannot be.
 pub(crate) struct OssReplica {
     cfg: OssConfig,
-    inner: Result<S3Replica, String>,
+    inner: Result<S3Replica, NoCredentials>,
 }
+
+/// Neither the keys nor the environment give OSS credentials.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "no OSS credentials: set `access-key-id` and `secret-access-key`, or OSS_ACCESS_KEY_ID and \
+     OSS_ACCESS_KEY_SECRET"
+)]
+pub(crate) struct NoCredentials;
 
 /// Whether `endpoint` is an Alibaba Cloud OSS host (virtual-hosted addressing only).
 fn is_aliyun(endpoint: &str) -> bool {
@@ -36,7 +44,10 @@ fn is_aliyun(endpoint: &str) -> bool {
 
 /// The S3 configuration that reaches `cfg` through OSS's S3-compatible API, with credentials
 /// from `env` when the keys give none.
-fn s3_config(cfg: &OssConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<S3Config, String> {
+fn s3_config(
+    cfg: &OssConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<S3Config, NoCredentials> {
     let endpoint = cfg
         .endpoint
         .clone()
@@ -45,13 +56,7 @@ fn s3_config(cfg: &OssConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<S3
         (Some(id), Some(secret)) => (id.clone(), secret.clone()),
         _ => match (env("OSS_ACCESS_KEY_ID"), env("OSS_ACCESS_KEY_SECRET")) {
             (Some(id), Some(secret)) if !id.is_empty() && !secret.is_empty() => (id, secret),
-            _ => {
-                return Err(
-                    "no OSS credentials: set `access-key-id` and `secret-access-key`, or \
-                            OSS_ACCESS_KEY_ID and OSS_ACCESS_KEY_SECRET"
-                        .to_string(),
-                )
-            }
+            _ => return Err(NoCredentials),
         },
     };
     Ok(S3Config {
@@ -80,7 +85,7 @@ impl OssReplica {
     fn s3(&self) -> Result<&S3Replica, ReplicaError> {
         self.inner.as_ref().map_err(|reason| ReplicaError::Fatal {
             key: self.describe(),
-            reason: reason.clone(),
+            reason: reason.to_string(),
         })
     }
 }

@@ -275,11 +275,22 @@ impl Loop {
         for key in due {
             let db = Arc::clone(&self.work[&key].db);
             db.dirty.store(false, Ordering::Release);
+            let uploads = db.uploads.load(Ordering::Acquire);
             match self.supervised.run(&db, || sync_database(&db)) {
                 Ok(Ok(())) => {
                     self.work.remove(&key);
+                    if db.uploads.load(Ordering::Acquire) != uploads
+                        || crate::fencing::refused(&db.path)
+                    {
+                        // New input for compaction, or a fence to check again: the compactor
+                        // holds only databases with pending work.
+                        crate::compactor::watch(&db);
+                    }
                     if db.is_stager() && !db.dirty.load(Ordering::Acquire) {
                         hand_over_if_closed(&db);
+                        // Idle until the next commit: no descriptor kept but the stager lock
+                        // (and the database's own, see `close_idle_files`).
+                        db.close_idle_files();
                     }
                     // Work captured while we synced is picked up at the next interval.
                     if db.dirty.load(Ordering::Acquire) {

@@ -1,9 +1,10 @@
-//! The five measurements of issue 7, and what they share.
+//! The five measurements of issue 7, the tenants benchmark of issue 14, and what they share.
 
 pub mod cost;
 pub mod lag;
 pub mod memory;
 pub mod restore;
+pub mod tenants;
 pub mod write;
 
 use std::path::{Path, PathBuf};

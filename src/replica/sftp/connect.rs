@@ -34,8 +34,42 @@ pub struct Checker {
     refused: Arc<Mutex<Option<String>>>,
 }
 
+/// Why the server's host key is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum HostKeyError {
+    #[error("`host-key` {line:?} is not a public key line (want e.g. `ssh-ed25519 AAAA…`)")]
+    NotAKeyLine { line: String },
+    #[error("`host-key` is not a usable public key: {reason}")]
+    BadKey { reason: String },
+    #[error(
+        "the server's host key ({algorithm}) is not the configured `host-key`; if the server's \
+         key changed on purpose, update `host-key`"
+    )]
+    NotTheConfiguredKey { algorithm: String },
+    #[error("HOME is not set, so ~/.ssh/known_hosts cannot be read")]
+    NoHome,
+    #[error("host key of {host}:{port} does not match {}: {reason}", path.display())]
+    Mismatch {
+        host: String,
+        port: u16,
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    #[error(
+        "the host key of {host}:{port} is not in {}: add it (ssh-keyscan -p {port} {host}), set \
+         `host-key` to the server's public key line, or set `skip-host-key-check: true` to \
+         accept any key",
+        path.display()
+    )]
+    Unknown {
+        host: String,
+        port: u16,
+        path: std::path::PathBuf,
+    },
+}
+
 impl Checker {
-    fn verdict(&self, key: &PublicKey) -> Result<(), String> {
+    fn verdict(&self, key: &PublicKey) -> Result<(), HostKeyError> {
         match &self.check {
             HostKeyCheck::Skip => Ok(()),
             HostKeyCheck::Fixed(line) => {
@@ -43,11 +77,9 @@ impl Checker {
                 if want.key_data() == key.key_data() {
                     Ok(())
                 } else {
-                    Err(format!(
-                        "the server's host key ({}) is not the configured `host-key`; if the \
-                         server's key changed on purpose, update `host-key`",
-                        key.algorithm()
-                    ))
+                    Err(HostKeyError::NotTheConfiguredKey {
+                        algorithm: key.algorithm().to_string(),
+                    })
                 }
             }
             HostKeyCheck::KnownHosts(path) => {
@@ -55,30 +87,23 @@ impl Checker {
                     Some(p) => std::path::PathBuf::from(p),
                     None => std::env::var_os("HOME")
                         .map(|h| std::path::PathBuf::from(h).join(".ssh/known_hosts"))
-                        .ok_or("HOME is not set, so ~/.ssh/known_hosts cannot be read")?,
+                        .ok_or(HostKeyError::NoHome)?,
                 };
                 let found = russh::keys::check_known_hosts_path(&self.host, self.port, key, &path)
-                    .map_err(|e| {
-                        format!(
-                            "host key of {}:{} does not match {}: {e}",
-                            self.host,
-                            self.port,
-                            path.display()
-                        )
+                    .map_err(|e| HostKeyError::Mismatch {
+                        host: self.host.clone(),
+                        port: self.port,
+                        path: path.clone(),
+                        reason: e.to_string(),
                     })?;
                 if found {
                     Ok(())
                 } else {
-                    Err(format!(
-                        "the host key of {}:{} is not in {}: add it (ssh-keyscan -p {} {}), set \
-                         `host-key` to the server's public key line, or set \
-                         `skip-host-key-check: true` to accept any key",
-                        self.host,
-                        self.port,
-                        path.display(),
-                        self.port,
-                        self.host
-                    ))
+                    Err(HostKeyError::Unknown {
+                        host: self.host.clone(),
+                        port: self.port,
+                        path,
+                    })
                 }
             }
         }
@@ -86,15 +111,16 @@ impl Checker {
 }
 
 /// `ssh-ed25519 AAAA… [comment]` (a `known_hosts` line without the host names also works).
-fn parse_key_line(line: &str) -> Result<PublicKey, String> {
+fn parse_key_line(line: &str) -> Result<PublicKey, HostKeyError> {
     let mut words = line.split_whitespace();
     let (Some(_algo), Some(b64)) = (words.next(), words.next()) else {
-        return Err(format!(
-            "`host-key` {line:?} is not a public key line (want e.g. `ssh-ed25519 AAAA…`)"
-        ));
+        return Err(HostKeyError::NotAKeyLine {
+            line: line.to_string(),
+        });
     };
-    russh::keys::parse_public_key_base64(b64)
-        .map_err(|e| format!("`host-key` is not a usable public key: {e}"))
+    russh::keys::parse_public_key_base64(b64).map_err(|e| HostKeyError::BadKey {
+        reason: e.to_string(),
+    })
 }
 
 impl client::Handler for Checker {
@@ -115,7 +141,7 @@ impl client::Handler for Checker {
         match self.verdict(key) {
             Ok(()) => Ok(true),
             Err(why) => {
-                *self.refused.lock() = Some(why);
+                *self.refused.lock() = Some(why.to_string());
                 Ok(false)
             }
         }
@@ -229,9 +255,11 @@ mod tests {
         assert!(parse_key_line(line).is_ok());
         assert!(parse_key_line("ssh-ed25519")
             .unwrap_err()
+            .to_string()
             .contains("not a public key line"));
         assert!(parse_key_line("ssh-ed25519 !!!")
             .unwrap_err()
+            .to_string()
             .contains("not a usable"));
     }
 }
