@@ -83,6 +83,23 @@ struct Handle {
 
 static COMPACTOR: OnceLock<Handle> = OnceLock::new();
 
+/// Held by the compactor thread for each round of jobs; `true` once the process exits. A round
+/// cut off by the end of the process would leave its temp file in the replica (harmless to
+/// readers, which skip such names, but litter), so [`stop_for_exit`] waits for it.
+static ROUND: parking_lot::Mutex<bool> = parking_lot::Mutex::new(false);
+
+/// How long the exit waits for a compaction round under way: a merge of the few L0 files a
+/// round takes finishes well within it on a local or nearby store; a longer one is cut off.
+pub const EXIT_ROUND_WAIT: Duration = Duration::from_secs(2);
+
+/// At process exit: waits (at most `wait`) for the compaction round under way, then lets no
+/// other round start.
+pub fn stop_for_exit(wait: Duration) {
+    if let Some(mut exiting) = ROUND.try_lock_for(wait) {
+        *exiting = true;
+    }
+}
+
 /// Tells the compactor that `db` may have work: starts scheduling compaction, snapshots and
 /// retention for a new database, or wakes a parked one (the uploader calls it after it stored
 /// an L0 file). Cheap and idempotent.
@@ -143,6 +160,10 @@ fn step(rx: &Receiver<Arc<Database>>, settings: &Settings, timers: &mut Timers) 
     }
     for k in timers.take_due(SystemTime::now()) {
         let Some(t) = timers.get_mut(k) else { continue };
+        let exiting = ROUND.lock();
+        if *exiting {
+            return ControlFlow::Break(());
+        }
         let round = crate::panic_guard::catch(|| {
             crate::fencing::poll(&t.db);
             run_due(&t.db, &mut t.schedule, settings, SystemTime::now());
@@ -160,6 +181,7 @@ fn step(rx: &Receiver<Arc<Database>>, settings: &Settings, timers: &mut Timers) 
                 }
             }
         }
+        drop(exiting);
     }
     ControlFlow::Continue(())
 }

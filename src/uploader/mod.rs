@@ -184,6 +184,8 @@ pub fn flush(timeout: Duration) -> bool {
 
 /// The exit-time flush and lease release (see [`flush_at_exit`]).
 fn exit_flush() {
+    // A compaction round under way ends first (its temp file would stay in the replica).
+    crate::compactor::stop_for_exit(crate::compactor::EXIT_ROUND_WAIT);
     // `shutdown-sync-timeout` from the configuration, as Litestream uses it at shutdown.
     let timeout = crate::config::global()
         .ok()
