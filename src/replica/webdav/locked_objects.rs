@@ -11,6 +11,9 @@
 //! it does not: a server without LOCK (405/501) cannot fence, and says so in the error; a
 //! lock whose holder died is released only by its timeout ([`LOCK_TIMEOUT_S`]); a holder
 //! paused longer than that timeout may complete a write after another writer took the lock.
+//! A LOCK whose answer was lost (a cut connection) may still have been granted: each LOCK
+//! names a fresh owner, and after such a loss the lock's `lockdiscovery` tells whether it is
+//! ours, so that it is used and released instead of blocking every writer until it expires.
 
 use std::time::{Duration, Instant};
 
@@ -31,7 +34,44 @@ const LOCK_WAIT: Duration = Duration::from_secs(LOCK_TIMEOUT_S + 5);
 const LOCK_RETRY_FIRST: Duration = Duration::from_millis(10);
 const LOCK_RETRY_MAX: Duration = Duration::from_millis(500);
 
-const LOCKINFO: &str = r#"<?xml version="1.0" encoding="utf-8"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner>litestream</D:owner></D:lockinfo>"#;
+/// The LOCK body, owned by `owner` (unique per attempt, see [`own_lock`]).
+fn lockinfo(owner: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="utf-8"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner>{owner}</D:owner></D:lockinfo>"#
+    )
+}
+
+/// PROPFIND body asking for the active locks of a resource.
+const LOCKDISCOVERY: &str = r#"<?xml version="1.0" encoding="utf-8"?><D:propfind xmlns:D="DAV:"><D:prop><D:lockdiscovery/></D:prop></D:propfind>"#;
+
+/// The token (with angle brackets) of the active lock on `path` whose owner is `owner`, if
+/// any: a LOCK of ours that the server granted although its answer never reached us.
+fn own_lock(r: &WebdavReplica, path: &str, owner: &str) -> Option<String> {
+    let req = Request::new(method("PROPFIND"), r.url(path))
+        .header("depth", "0")
+        .header("content-type", "application/xml; charset=utf-8")
+        .body(LOCKDISCOVERY);
+    let resp = r.send("PROPFIND", path, req).ok()?;
+    if !resp.status.is_success() {
+        return None;
+    }
+    let leaves = crate::replica::http::xml::leaves(&resp.body_text()).ok()?;
+    let (mut cur_owner, mut token) = (None, None);
+    for (p, text) in leaves {
+        if p.ends_with("activelock/owner") {
+            cur_owner = Some(text.trim().to_string());
+        } else if p.ends_with("activelock/locktoken/href") {
+            token = Some(text.trim().to_string());
+        }
+        if let (Some(o), Some(t)) = (&cur_owner, &token) {
+            if o == owner {
+                return Some(format!("<{t}>"));
+            }
+            (cur_owner, token) = (None, None);
+        }
+    }
+    None
+}
 
 fn object_path(r: &WebdavReplica, name: &str) -> Result<String, ReplicaError> {
     if name.is_empty() || name.contains('/') || name.starts_with('.') || name == "ltx" {
@@ -56,12 +96,24 @@ fn lock(r: &WebdavReplica, name: &str) -> Result<String, ReplicaError> {
     let mut pause = LOCK_RETRY_FIRST;
     let mut created_parents = false;
     loop {
+        let owner = format!("litestream-{:016x}", fastrand::u64(..));
         let req = Request::new(method("LOCK"), r.url(&path))
             .header("timeout", &format!("Second-{LOCK_TIMEOUT_S}"))
             .header("depth", "0")
             .header("content-type", "application/xml; charset=utf-8")
-            .body(LOCKINFO);
-        let resp = r.send("LOCK", &path, req)?;
+            .body(lockinfo(&owner));
+        let resp = match r.send("LOCK", &path, req) {
+            Ok(resp) => resp,
+            Err(e) if e.is_transient() => {
+                // The server may have granted it: then it is ours to use (and release).
+                if let Some(token) = own_lock(r, &path, &owner) {
+                    tracing::debug!(key = %r.shown(&path), "LOCK answer lost; found the lock granted to us");
+                    return Ok(token);
+                }
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         match resp.status {
             s if s.is_success() => {
                 return resp
@@ -195,6 +247,29 @@ pub(super) mod tests_support {
 
     pub fn lock(r: &WebdavReplica, name: &str) -> String {
         super::lock(r, name).expect("lock")
+    }
+
+    /// Sends a LOCK owned by `owner` and drops its answer, as a cut connection would; then
+    /// looks the lock up as the recovery does.
+    pub fn lock_and_lose_the_answer(r: &WebdavReplica, name: &str, owner: &str) -> Option<String> {
+        use crate::replica::http::Request;
+        let path = super::lock_path(r, name);
+        let req = Request::new(super::method("LOCK"), r.url(&path))
+            .header("timeout", "Second-30")
+            .header("depth", "0")
+            .header("content-type", "application/xml; charset=utf-8")
+            .body(super::lockinfo(owner));
+        let _ = r.send("LOCK", &path, req).expect("LOCK sent");
+        assert!(
+            super::own_lock(r, &path, "litestream-someone-else").is_none(),
+            "another owner's lock must not be taken"
+        );
+        super::own_lock(r, &path, owner)
+    }
+
+    /// The token of the active lock of `name` owned by `owner`, if any.
+    pub fn active_lock(r: &WebdavReplica, name: &str, owner: &str) -> Option<String> {
+        super::own_lock(r, &super::lock_path(r, name), owner)
     }
 
     pub fn unlock(r: &WebdavReplica, name: &str, token: &str) {

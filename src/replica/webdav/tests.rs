@@ -171,6 +171,29 @@ fn a_lock_left_by_another_client_delays_but_does_not_break_writes() {
     assert_eq!(r.read_object("lease.json").unwrap().version, v);
 }
 
+#[test]
+fn a_lock_granted_but_whose_answer_was_lost_is_found_and_released() {
+    let Some(r) = fresh("lost-lock") else { return };
+    r.write_object("lease.json", b"a", WriteCondition::IfAbsent)
+        .unwrap();
+    let token = super::locked_objects::tests_support::lock_and_lose_the_answer(
+        &r,
+        "lease.json",
+        "litestream-00000000deadbeef",
+    )
+    .expect("our own lock is found through lockdiscovery");
+    objects_unlock_for_test(&r, "lease.json", &token);
+    // Released: no active lock is left, and a conditional write goes through.
+    assert!(super::locked_objects::tests_support::active_lock(
+        &r,
+        "lease.json",
+        "litestream-00000000deadbeef"
+    )
+    .is_none());
+    r.write_object("lease.json", b"b", WriteCondition::Always)
+        .unwrap();
+}
+
 fn objects_lock_for_test(r: &WebdavReplica, name: &str) -> String {
     super::locked_objects::tests_support::lock(r, name)
 }
