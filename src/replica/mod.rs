@@ -93,6 +93,28 @@ impl ReplicaError {
     }
 }
 
+/// Joins a key prefix and a name like Go's `path.Join` for clean inputs (the object stores'
+/// `<path>/ltx/<level>/…` layout).
+pub(crate) fn join_key(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}/{name}")
+    }
+}
+
+/// The key of the small object `name` (the writer lease) under `prefix`: `name` must be a
+/// plain file name, and not `ltx`, where the LTX files live.
+pub(crate) fn small_object_key(prefix: &str, name: &str) -> Result<String, ReplicaError> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." || name == "ltx" {
+        return Err(ReplicaError::Fatal {
+            key: name.to_string(),
+            reason: "object names must be plain file names (no '/', not 'ltx')".to_string(),
+        });
+    }
+    Ok(join_key(prefix, name))
+}
+
 #[cfg(test)]
 mod error_tests {
     use super::*;

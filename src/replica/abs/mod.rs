@@ -22,6 +22,7 @@ use http::{Method, StatusCode};
 
 use self::credentials::Signer;
 use super::http::{self as h, HttpClient, Request, Response, Tuning};
+use super::join_key as join;
 use super::s3::{format_timestamp, parse_timestamp};
 use super::{LtxFileInfo, ReplicaClient, ReplicaError, VersionedObject, WriteCondition};
 use crate::config::AbsConfig;
@@ -124,13 +125,7 @@ impl AbsReplica {
     }
 
     fn object_name(&self, name: &str) -> Result<String, ReplicaError> {
-        if name.is_empty() || name.contains('/') || name == "." || name == ".." || name == "ltx" {
-            return Err(ReplicaError::Fatal {
-                key: name.to_string(),
-                reason: "object names must be plain file names (no '/', not 'ltx')".to_string(),
-            });
-        }
-        Ok(join(&self.cfg.path, name))
+        super::small_object_key(&self.cfg.path, name)
     }
 
     fn shown(&self, blob: &str) -> String {
@@ -266,15 +261,6 @@ fn base_url(cfg: &AbsConfig) -> String {
         out.push_str(&cfg.path);
     }
     out
-}
-
-/// Joins a prefix and a name like Go's `path.Join` for clean inputs.
-fn join(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() {
-        name.to_string()
-    } else {
-        format!("{prefix}/{name}")
-    }
 }
 
 /// The service's error code and message, for error texts (never a header that holds a secret).

@@ -25,6 +25,7 @@ use serde::Deserialize;
 
 use self::auth::Signer;
 use super::http::{self as h, HttpClient, Request, Response, Tuning};
+use super::join_key as join;
 use super::s3::{format_timestamp, parse_timestamp};
 use super::{LtxFileInfo, ReplicaClient, ReplicaError, VersionedObject, WriteCondition};
 use crate::config::GsConfig;
@@ -143,13 +144,7 @@ impl GsReplica {
     }
 
     fn small_object_name(&self, name: &str) -> Result<String, ReplicaError> {
-        if name.is_empty() || name.contains('/') || name == "." || name == ".." || name == "ltx" {
-            return Err(ReplicaError::Fatal {
-                key: name.to_string(),
-                reason: "object names must be plain file names (no '/', not 'ltx')".to_string(),
-            });
-        }
-        Ok(join(&self.cfg.path, name))
+        super::small_object_key(&self.cfg.path, name)
     }
 
     fn shown(&self, object: &str) -> String {
@@ -312,14 +307,6 @@ impl GsReplica {
             s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
             _ => Err(self.error("DELETE", object, &resp)),
         }
-    }
-}
-
-fn join(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() {
-        name.to_string()
-    } else {
-        format!("{prefix}/{name}")
     }
 }
 

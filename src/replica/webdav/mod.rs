@@ -26,6 +26,7 @@ use base64::Engine;
 use http::{Method, StatusCode};
 
 use super::http::{self as h, HttpClient, Request, Response, Sign, Tuning};
+use super::join_key as join;
 use super::s3::{format_timestamp, parse_timestamp};
 use super::{LtxFileInfo, ReplicaClient, ReplicaError, VersionedObject, WriteCondition};
 use crate::config::WebdavConfig;
@@ -221,14 +222,6 @@ impl WebdavReplica {
             s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
             _ => Err(self.error("DELETE", path, &resp)),
         }
-    }
-}
-
-fn join(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() {
-        name.to_string()
-    } else {
-        format!("{prefix}/{name}")
     }
 }
 
