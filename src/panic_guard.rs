@@ -115,14 +115,17 @@ pub(crate) fn supervise(thread: &str, mut step: impl FnMut() -> ControlFlow<()>)
 }
 
 /// The environment variable of test-only fault injection: `<point>=<count>` makes the first
-/// `count` arrivals at [`inject`]`(point)` panic. Integration tests set it to check that a
-/// panic in a background thread is survived; it is never set in production.
+/// `count` arrivals at [`inject`]`(point)` panic; `<point>=abort` makes the first arrival
+/// abort the process (a crash at that exact point, as a `kill -9` there would be).
+/// Integration tests set it to check that a panic in a background thread is survived and that
+/// a crash at a given point loses nothing; it is never set in production.
 #[doc(hidden)]
 pub const FAULT_ENV: &str = "LITESTREAM_TEST_FAULT";
 
 struct Fault {
     point: String,
     remaining: AtomicU32,
+    abort: bool,
 }
 
 fn fault() -> Option<&'static Fault> {
@@ -134,9 +137,11 @@ fn fault() -> Option<&'static Fault> {
 
 fn parse_fault(spec: &str) -> Option<Fault> {
     let (point, count) = spec.split_once('=')?;
+    let abort = count == "abort";
     Some(Fault {
         point: point.to_string(),
-        remaining: AtomicU32::new(count.parse().ok()?),
+        remaining: AtomicU32::new(if abort { 1 } else { count.parse().ok()? }),
+        abort,
     })
 }
 
@@ -149,6 +154,10 @@ pub(crate) fn inject(point: &str) {
     let took = f
         .remaining
         .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    if took.is_ok() && f.abort {
+        tracing::error!(point, "aborting the process: injected crash ({FAULT_ENV})");
+        std::process::abort();
+    }
     if took.is_ok() {
         panic!("injected fault at {point} ({FAULT_ENV})");
     }

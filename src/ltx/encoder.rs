@@ -2,7 +2,7 @@
 //! page data goes straight to the writer, so files of any size stream.
 use std::io::Write;
 
-use super::index::put_uvarint;
+use super::index::{put_uvarint, UvarintParser, MAX_UVARINT_LEN};
 use super::{Crc64, Header, LtxError, Trailer, CHECKSUM_FLAG, FLAG_NO_CHECKSUM, HEADER_SIZE};
 
 /// Page header (pgno u32, flags u16) plus the u32 compressed length.
@@ -21,8 +21,10 @@ pub struct Encoder<W: Write> {
     prev_pgno: u32,
     /// Only tests change it (to exercise lock-page rules on small files).
     pub(super) lock_pgno: u32,
-    /// The page index entries written so far, already encoded (spec §3.3): about 8 bytes per
-    /// page instead of a 24-byte entry.
+    /// The page index so far, compact: per page `uvarint(pgno − previous pgno)
+    /// uvarint(frame size)` (about 3 bytes, instead of the 8–10 of a spec §3.3 entry: frames
+    /// are contiguous from the header on, so each offset is the sum of the sizes before it).
+    /// `finish` expands it into the spec's entries while writing them.
     index: Vec<u8>,
     pages: usize,
     /// Page header, length field and compressed data of the current frame; reused.
@@ -171,8 +173,7 @@ impl<W: Write> Encoder<W> {
         // The checksum covers the page header and length, then the *uncompressed* page.
         self.hash.update(&self.frame[..FRAME_HEADER_SIZE]);
         self.hash.update(data);
-        put_uvarint(&mut self.index, u64::from(pgno));
-        put_uvarint(&mut self.index, self.offset);
+        put_uvarint(&mut self.index, u64::from(pgno - self.prev_pgno));
         put_uvarint(&mut self.index, size as u64);
         self.pages += 1;
         self.offset += size as u64;
@@ -198,17 +199,35 @@ impl<W: Write> Encoder<W> {
             }
         }
         // End marker, index entries, terminator, u64 length of entries + terminator, then the
-        // trailer; the index is written from where it was built (no second copy).
-        let mut index = std::mem::take(&mut self.index);
-        put_uvarint(&mut index, 0);
+        // trailer. The entries are expanded from the compact index in small blocks.
+        self.hash.update(&END_MARKER);
+        self.w.write_all(&END_MARKER)?;
+        let compact = std::mem::take(&mut self.index);
+        let mut block = Vec::with_capacity(INDEX_BLOCK_BYTES + 3 * MAX_UVARINT_LEN);
+        let mut index_len = 0u64;
+        let (mut pgno, mut offset) = (0u64, HEADER_SIZE as u64);
+        let mut values = compact_values(&compact);
+        #[allow(clippy::while_let_loop)]
+        while let (Some(delta), Some(size)) = (values.next(), values.next()) {
+            pgno += delta;
+            put_uvarint(&mut block, pgno);
+            put_uvarint(&mut block, offset);
+            put_uvarint(&mut block, size);
+            offset += size;
+            if block.len() >= INDEX_BLOCK_BYTES {
+                self.write_index_block(&mut block, &mut index_len)?;
+            }
+        }
+        put_uvarint(&mut block, 0);
+        self.write_index_block(&mut block, &mut index_len)?;
+        drop(values);
+        drop(compact);
         let post_apply_checksum = 0u64;
         let mut lengths = [0u8; 16];
-        lengths[..8].copy_from_slice(&(index.len() as u64).to_be_bytes());
+        lengths[..8].copy_from_slice(&index_len.to_be_bytes());
         lengths[8..].copy_from_slice(&post_apply_checksum.to_be_bytes());
-        for part in [&END_MARKER[..], &index, &lengths] {
-            self.hash.update(part);
-            self.w.write_all(part)?;
-        }
+        self.hash.update(&lengths);
+        self.w.write_all(&lengths)?;
         let trailer = Trailer {
             post_apply_checksum,
             file_checksum: CHECKSUM_FLAG | self.hash.finish(),
@@ -219,11 +238,34 @@ impl<W: Write> Encoder<W> {
             min_txid = self.header.min_txid,
             max_txid = self.header.max_txid,
             pages = self.pages,
-            bytes = self.offset + (END_MARKER.len() + index.len() + lengths.len() + 8) as u64,
+            bytes = self.offset + (END_MARKER.len() + lengths.len() + 8) as u64 + index_len,
             "ltx file encoded"
         );
         Ok((self.w, trailer))
     }
+}
+
+impl<W: Write> Encoder<W> {
+    fn write_index_block(
+        &mut self,
+        block: &mut Vec<u8>,
+        written: &mut u64,
+    ) -> Result<(), LtxError> {
+        self.hash.update(block);
+        self.w.write_all(block)?;
+        *written += block.len() as u64;
+        block.clear();
+        Ok(())
+    }
+}
+
+/// Bytes of expanded index entries written at a time by `finish`.
+const INDEX_BLOCK_BYTES: usize = 64 * 1024;
+
+/// The values of the compact index, in order (it was written by `put_uvarint`, so it parses).
+fn compact_values(bytes: &[u8]) -> impl Iterator<Item = u64> + '_ {
+    let mut p = UvarintParser::default();
+    bytes.iter().filter_map(move |&b| p.push(b).ok().flatten())
 }
 
 #[cfg(test)]

@@ -278,9 +278,9 @@ pub trait ReplicaClient: Send + Sync {
 /// near `u64::MAX` would make the next TXID wrap to 0 and every sync fail.
 pub const MAX_CONTINUABLE_TXID: TxId = 1 << 62;
 
-/// [`ReplicaClient::max_txid`] for a writer about to continue the replica: a file naming a TXID
-/// above [`MAX_CONTINUABLE_TXID`] is an error naming it, instead of a TXID that would wrap.
-pub fn continuable_max_txid(client: &dyn ReplicaClient) -> Result<TxId, ReplicaError> {
+/// Every file of the replica (all levels), for a writer about to continue it: a file naming a
+/// TXID above [`MAX_CONTINUABLE_TXID`] is an error naming it, instead of a TXID that would wrap.
+pub fn continuable_files(client: &dyn ReplicaClient) -> Result<Vec<LtxFileInfo>, ReplicaError> {
     let files = client.list_all()?;
     if let Some(f) = files.iter().find(|f| f.max_txid > MAX_CONTINUABLE_TXID) {
         return Err(ReplicaError::Fatal {
@@ -292,7 +292,7 @@ pub fn continuable_max_txid(client: &dyn ReplicaClient) -> Result<TxId, ReplicaE
             ),
         });
     }
-    Ok(files.iter().map(|f| f.max_txid).max().unwrap_or(0))
+    Ok(files)
 }
 
 /// Builds the client for a configured replica.

@@ -2,6 +2,7 @@
 
 use std::fs::{self, File};
 use std::io::BufWriter;
+use std::path::PathBuf;
 
 use super::{segment_scan, SyncError};
 use crate::database::Database;
@@ -9,8 +10,36 @@ use crate::ltx::{Encoder, Header, FLAG_NO_CHECKSUM};
 use crate::staging::{self, CommitRecord, StagingError};
 use crate::TxId;
 
-/// Writes the L0 file of `txid` (through a temporary file, fsynced, renamed).
-pub(super) fn write_l0(
+/// An L0 file just encoded into `<meta>/ltx/0/<txid>-<txid>.ltx.tmp`, not yet fsynced: what
+/// happens next decides whether it is ever made durable locally (see [`Encoded::seal`]).
+pub(super) struct Encoded {
+    pub tmp: PathBuf,
+    pub final_path: PathBuf,
+    pub bytes: u64,
+    file: File,
+}
+
+impl Encoded {
+    /// Makes the file a sealed local L0 file: fsync, rename to its final name, fsync the
+    /// directory. Only then may the state record it as sealed.
+    pub(super) fn seal(self, db: &Database) -> Result<(), SyncError> {
+        self.file.sync_all().map_err(|e| StagingError::Io {
+            path: self.tmp.clone(),
+            source: e,
+        })?;
+        drop(self.file);
+        fs::rename(&self.tmp, &self.final_path).map_err(|e| StagingError::Io {
+            path: self.final_path.clone(),
+            source: e,
+        })?;
+        staging::sync_dir(&db.meta.l0_dir())?;
+        Ok(())
+    }
+}
+
+/// Encodes the L0 file of `txid` from the staged `pages` into a temporary file (no fsync: see
+/// [`Encoded`]).
+pub(super) fn encode_l0(
     db: &Database,
     txid: TxId,
     c: &CommitRecord,
@@ -18,13 +47,16 @@ pub(super) fn write_l0(
     complete_from: u32,
     pages: &segment_scan::PageMap,
     files: &[File],
-) -> Result<(), SyncError> {
+) -> Result<Encoded, SyncError> {
     let final_path = db.meta.l0_path(txid, txid);
     let tmp = final_path.with_extension("ltx.tmp");
     let ltx_err = |source| SyncError::Ltx {
         path: tmp.display().to_string(),
         source,
     };
+    // The WAL fields name the commit the file ends with: after a crash between storing the
+    // file in the replica and saving the state, `adopt` finds that commit among the staged
+    // segments by them (and the commit's size and timestamp).
     let header = Header {
         flags: FLAG_NO_CHECKSUM,
         page_size: c.page_size,
@@ -60,16 +92,13 @@ pub(super) fn write_l0(
         path: tmp.clone(),
         source: e.into_error(),
     })?;
-    file.sync_all().map_err(|e| StagingError::Io {
-        path: tmp.clone(),
-        source: e,
-    })?;
-    fs::rename(&tmp, &final_path).map_err(|e| StagingError::Io {
-        path: final_path.clone(),
-        source: e,
-    })?;
-    staging::sync_dir(&db.meta.l0_dir())?;
-    Ok(())
+    let bytes = file.metadata().map_or(0, |m| m.len());
+    Ok(Encoded {
+        tmp,
+        final_path,
+        bytes,
+        file,
+    })
 }
 
 /// The timestamp in the header of the sealed L0 file at `path`.

@@ -20,6 +20,7 @@ use crate::staging::{CommitRecord, StagingError};
 use crate::wal::WAL_HEADER_SIZE;
 use crate::TxId;
 
+mod adopt;
 pub mod bound;
 mod l0file;
 mod reconcile;
@@ -430,6 +431,14 @@ pub fn sync_database(db: &Database) -> Result<(), SyncError> {
     Ok(())
 }
 
+/// Seals the closed `segments` into the next L0 file and, when no older sealed file waits,
+/// stores it in the replica at once ("direct"): the file is encoded without an fsync, the
+/// replica's own write is the one durable step before it becomes visible, and the state is
+/// saved once, after the replica acknowledged it. A crash between the two leaves a replica one
+/// file ahead of the state and the segments that file came from still staged: `adopt` finds
+/// them at the next start by the commit the file's header names. If the replica refuses the
+/// file, it is sealed durably here instead and uploaded later in TXID order, as every file
+/// is while older ones wait (and as the first file of a chain is).
 fn seal(db: &Database, st: &mut SyncState, segments: &[u64]) -> Result<(), SyncError> {
     let segments = &segments[..segments.len().min(segment_scan::MAX_SEGMENTS_PER_SEAL)];
     let paths: Vec<_> = segments.iter().map(|&s| db.meta.segment_path(s)).collect();
@@ -461,6 +470,7 @@ fn seal(db: &Database, st: &mut SyncState, segments: &[u64]) -> Result<(), SyncE
     let sealed_through = *segments.last().expect("non-empty");
     let discard = st.discard_until_full && !any_full;
     let mut written = None;
+    let mut refused = None;
     if let (Some(c), false) = (last, discard) {
         if st.state.txid == 0 && !any_full {
             // Cannot happen by construction (the first capture is full); refuse to write a
@@ -472,7 +482,7 @@ fn seal(db: &Database, st: &mut SyncState, segments: &[u64]) -> Result<(), SyncE
             let txid = st.state.txid + 1;
             // A full image holds every page; otherwise every page the database grew by.
             let complete_from = if any_full { 1 } else { st.state.commit + 1 };
-            let sealed = l0file::write_l0(
+            let encoded = l0file::encode_l0(
                 db,
                 txid,
                 &c,
@@ -481,10 +491,18 @@ fn seal(db: &Database, st: &mut SyncState, segments: &[u64]) -> Result<(), SyncE
                 &pages,
                 &files,
             );
-            match sealed {
-                Ok(()) => {
+            match encoded {
+                Ok(enc) => {
+                    let bytes = enc.bytes;
+                    // Not the first file: a replica holding it while the state records no
+                    // position at all would look like another database's (the lineage rule).
+                    if st.state.txid > 0 && st.state.replicated_txid == st.state.txid {
+                        refused = publish_direct(db, st, txid, c.timestamp_ms, enc)?;
+                    } else {
+                        enc.seal(db)?;
+                    }
                     st.discard_until_full = false;
-                    written = Some(txid);
+                    written = Some((txid, bytes));
                     st.state.txid = txid;
                     st.state.wal = Some(c.wal);
                     st.state.page_size = c.page_size;
@@ -509,14 +527,57 @@ fn seal(db: &Database, st: &mut SyncState, segments: &[u64]) -> Result<(), SyncE
     }
     st.state.sealed_segment = sealed_through;
     db.meta.save_state(&st.state)?;
-    let bytes = written.map_or(0, |t| {
-        fs::metadata(db.meta.l0_path(t, t)).map_or(0, |m| m.len())
-    });
-    db.progress.sealed(sealed_through, written, bytes);
+    db.progress.sealed(
+        sealed_through,
+        written.map(|w| w.0),
+        written.map_or(0, |w| w.1),
+    );
+    if let Some((txid, _)) = written.filter(|_| st.state.replicated_txid == st.state.txid) {
+        db.progress.acked(txid);
+    }
     for &seq in segments {
         let _ = fs::remove_file(db.meta.segment_path(seq));
     }
-    Ok(())
+    match refused {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
+/// Stores the just-encoded L0 file of `txid` in the replica (see [`seal`]). On success the
+/// in-memory state counts it as acknowledged; if the replica refused it, the file is sealed
+/// locally and the refusal returned (to be reported once the state is saved).
+fn publish_direct(
+    db: &Database,
+    st: &mut SyncState,
+    txid: TxId,
+    timestamp_ms: i64,
+    enc: l0file::Encoded,
+) -> Result<Option<crate::replica::ReplicaError>, SyncError> {
+    crate::panic_guard::inject("uploader");
+    match db.client.put(0, txid, txid, &enc.tmp, timestamp_ms) {
+        Ok(()) => {
+            // Fault injection: a crash after the replica has the file, before the state knows.
+            crate::panic_guard::inject("published");
+            st.state.replicated_txid = txid;
+            db.uploads.fetch_add(1, Ordering::Release);
+            crate::metrics::record_upload(&db.path, enc.bytes);
+            let tmp = enc.tmp.clone();
+            drop(enc);
+            if db.client.is_local() {
+                let _ = fs::remove_file(&tmp);
+            } else {
+                // The next L1 merge reads it from here instead of downloading it.
+                L0Cache::new(&db.meta).keep(&tmp, txid, txid);
+            }
+            tracing::debug!(db = %db.path.display(), replica = %db.client.describe(), txid = %crate::format_txid(txid), "sync complete");
+            Ok(None)
+        }
+        Err(e) => {
+            enc.seal(db)?;
+            Ok(Some(e))
+        }
+    }
 }
 
 /// Uploads sealed files in TXID order; each acknowledged one is recorded, then deleted locally.

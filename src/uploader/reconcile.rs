@@ -14,8 +14,14 @@ pub(super) fn reconcile(db: &Database, st: &mut SyncState) -> Result<(), SyncErr
     let url = db.client.describe();
     // Copies of earlier uploads may not match the replica any more (see `l0_cache`).
     L0Cache::new(&db.meta).clear();
-    let replica_max = crate::replica::continuable_max_txid(db.client.as_ref())?;
+    let replica_files = crate::replica::continuable_files(db.client.as_ref())?;
+    let replica_max = replica_files.iter().map(|f| f.max_txid).max().unwrap_or(0);
     let pending = db.meta.list_l0()?;
+    let adopted = if st.state.replica == url {
+        super::adopt::adopt_published(db, st, &replica_files)?
+    } else {
+        Vec::new()
+    };
     let s = &mut st.state;
     if s.replica == url && replica_max > s.replicated_txid {
         // Uploaded before a crash but not recorded (the acknowledgement is persisted with the
@@ -66,6 +72,9 @@ pub(super) fn reconcile(db: &Database, st: &mut SyncState) -> Result<(), SyncErr
     }
     st.state.replica = url;
     db.meta.save_state(&st.state)?;
+    for seq in adopted {
+        let _ = fs::remove_file(db.meta.segment_path(seq));
+    }
     st.reconciled = true;
     Ok(())
 }

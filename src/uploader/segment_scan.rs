@@ -92,6 +92,25 @@ pub(super) struct Scanned {
     pub files: Vec<File>,
 }
 
+/// The last commit record of the segment at `path`, and a `closed` record after it, if any.
+pub(super) fn last_commit(
+    path: &std::path::Path,
+) -> Result<(Option<CommitRecord>, Option<DbFingerprint>), StagingError> {
+    let mut r = SegmentReader::open(path)?;
+    let (mut last, mut closed) = (None, None);
+    while let Some(rec) = r.next_record()? {
+        match rec {
+            Record::Page { .. } => {}
+            Record::Commit(c) => {
+                last = Some(c);
+                closed = None;
+            }
+            Record::Closed(f) => closed = Some(f),
+        }
+    }
+    Ok((last, closed))
+}
+
 /// Scans `paths` (closed segments, oldest first; at most [`MAX_SEGMENTS_PER_SEAL`]).
 pub(super) fn scan(paths: &[std::path::PathBuf]) -> Result<Scanned, StagingError> {
     let mut commits: Vec<CommitAt> = Vec::new();
