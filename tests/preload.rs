@@ -50,6 +50,9 @@ fn sqlite3_shell_replicates_configured_databases_only() {
          PRAGMA database_list;\n\
          PRAGMA litestream.checkpoint;\n\
          SELECT litestream_lag();\n\
+         PRAGMA litestream.page_size;\n\
+         PRAGMA litestream.integrity_check;\n\
+         SELECT count(*) FROM litestream.sqlite_schema;\n\
          INSERT INTO t(v) VALUES ('three');",
     )
     // Clean: in particular no "attempt to configure SQLite after initialization" warnings.
@@ -66,6 +69,9 @@ fn sqlite3_shell_replicates_configured_databases_only() {
         lines[4], "0.0",
         "caught up right after the checkpoint: {out}"
     );
+    // The control database: one valid, empty page of SQLite's smallest size (what its
+    // attachment costs in page cache per connection, see docs/sql-surface.md).
+    assert_eq!(lines[5..8], ["512", "ok", "0"], "{out}");
     // 'three' was committed after the checkpoint: only the final sync can have shipped it.
     assert_restores_to(&s, &replica, &db, "preload-cli");
     assert_eq!(query_ids(&db, "SELECT count(*) FROM t;"), vec![3]);

@@ -191,7 +191,7 @@ impl Database {
         notify: Notify,
     ) -> Result<Arc<Database>, StagingError> {
         let meta = MetaDir::for_db(&path, config.meta_path.as_deref());
-        meta.create_dirs()?;
+        meta.create_root()?;
         let stager = if crate::stager::replicating_here() {
             crate::stager::try_lock(&meta)?
         } else {

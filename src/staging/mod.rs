@@ -144,6 +144,13 @@ impl MetaDir {
         self.l0_dir().join(crate::ltx::format_file_name(min, max))
     }
 
+    /// Creates the meta directory itself, all an open needs (the stager lock and `state.json`
+    /// live there). `staging` and `ltx/0` are created by the first file written into them
+    /// ([`create_file`]): a database opened and never written costs one directory, not four.
+    pub fn create_root(&self) -> Result<(), StagingError> {
+        fs::create_dir_all(&self.root).map_err(io_err(&self.root))
+    }
+
     pub fn create_dirs(&self) -> Result<(), StagingError> {
         for d in [self.staging_dir(), self.l0_dir()] {
             fs::create_dir_all(&d).map_err(io_err(&d))?;
@@ -225,6 +232,23 @@ pub(crate) fn write_file_synced(path: &Path, bytes: &[u8]) -> Result<(), Staging
     Ok(())
 }
 
+/// Opens `path` with `open` (which creates the file), creating its directory first if it does
+/// not exist yet (see [`MetaDir::create_root`]).
+pub(crate) fn create_file(
+    path: &Path,
+    open: impl Fn(&Path) -> io::Result<File>,
+) -> Result<File, StagingError> {
+    match open(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                fs::create_dir_all(dir).map_err(io_err(dir))?;
+            }
+            open(path).map_err(io_err(path))
+        }
+        r => r.map_err(io_err(path)),
+    }
+}
+
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), StagingError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -250,13 +274,14 @@ impl SegmentWriter {
     /// Creates segment `seq`, or continues an existing one after its last complete record.
     pub fn open(meta: &MetaDir, seq: u64) -> Result<SegmentWriter, StagingError> {
         let path = meta.segment_path(seq);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io_err(&path))?;
+        let mut file = create_file(&path, |p| {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(p)
+        })?;
         let existing = file.metadata().map_err(io_err(&path))?.len();
         let len = if existing < SEGMENT_MAGIC.len() as u64 {
             // New, or torn before its header was complete.

@@ -70,10 +70,7 @@ pub(super) fn encode_l0(
         wal_salt2: c.wal.salt2,
         ..Header::default()
     };
-    let out = File::create(&tmp).map_err(|e| StagingError::Io {
-        path: tmp.clone(),
-        source: e,
-    })?;
+    let out = staging::create_file(&tmp, |p| File::create(p))?;
     let mut enc =
         Encoder::new(BufWriter::with_capacity(256 * 1024, out), &header).map_err(ltx_err)?;
     enc.require_complete_from(complete_from);

@@ -46,7 +46,7 @@ const HEAD_CONCURRENCY: usize = 8;
 /// User metadata key holding the LTX timestamp (sent as `x-amz-meta-litestream-timestamp`).
 pub const TIMESTAMP_METADATA: &str = "litestream-timestamp";
 
-/// An S3 replica. Cheap to share: the SDK client is built once, on first use.
+/// An S3 replica. Cheap to share: the SDK client is found or built once, on first use.
 pub struct S3Replica {
     settings: Settings,
     tuning: Tuning,
@@ -109,13 +109,14 @@ impl S3Replica {
         }
     }
 
-    /// The SDK client, built on the runtime by the first caller.
+    /// The SDK client, found or built on the runtime by the first caller (shared with every
+    /// replica on the same store with the same credentials, see [`sdk::shared_client`]).
     fn client(&self) -> Result<aws_sdk_s3::Client, ReplicaError> {
         if let Some(c) = self.client.get() {
             return Ok(c.clone());
         }
         let (s, t) = (self.settings.clone(), self.tuning);
-        let built = runtime::block_on(async move { sdk::build_client(&s, &t).await })
+        let built = runtime::block_on(async move { sdk::shared_client(&s, &t).await })
             .map_err(|e| map_runtime(self.describe(), e))?;
         tracing::info!(replica = %self.describe(), credentials = self.settings.credentials.name(), "s3 client ready");
         Ok(self.client.get_or_init(|| built).clone())

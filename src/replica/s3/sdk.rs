@@ -1,6 +1,7 @@
 //! The replica configuration turned into an aws-sdk-s3 client: credentials in Litestream's order,
 //! endpoint and path style, checksums and timeouts that S3-compatible stores accept.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use aws_sdk_s3::config::retry::RetryConfig;
@@ -23,7 +24,7 @@ pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 pub const DEFAULT_CONCURRENCY: usize = 5;
 
 /// Timeouts and retries of the client. Defaults come from the constants below; tests shorten them.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tuning {
     /// TCP + TLS handshake. A healthy store answers in well under a second; 10 s tolerates a
     /// slow link and still notices a dead endpoint long before the uploader's longest backoff.
@@ -207,6 +208,63 @@ pub fn timeouts(t: &Tuning, body_len: u64) -> TimeoutConfig {
         .build()
 }
 
+/// What a client is built from ([`build_client`] reads nothing else): replicas that agree on
+/// it can share one client whatever their bucket and prefix.
+#[derive(PartialEq, Eq)]
+struct ClientKey {
+    region: String,
+    endpoint: Option<String>,
+    force_path_style: bool,
+    skip_verify: bool,
+    credentials: CredentialSource,
+    tuning: Tuning,
+}
+
+impl ClientKey {
+    fn of(s: &Settings, t: &Tuning) -> ClientKey {
+        ClientKey {
+            region: s.region.clone(),
+            endpoint: s.endpoint.clone(),
+            force_path_style: s.force_path_style,
+            skip_verify: s.skip_verify,
+            credentials: s.credentials.clone(),
+            tuning: *t,
+        }
+    }
+}
+
+/// The clients built so far, one per distinct [`ClientKey`]. A client (its configuration,
+/// interceptors, connection pool and credential cache) costs about 100 KiB, so the databases
+/// of a directory entry, which differ only in their prefix, share one instead of building one
+/// each. Never emptied: it holds one entry per store and credentials the configuration names,
+/// so a linear search is enough.
+static CLIENTS: Mutex<Vec<(ClientKey, aws_sdk_s3::Client)>> = Mutex::new(Vec::new());
+
+/// The client for `s` and `t`: the one already built for the same store and credentials, or a
+/// new one. Runs on the S3 runtime (whose one thread also serialises the builds).
+pub async fn shared_client(s: &Settings, t: &Tuning) -> aws_sdk_s3::Client {
+    let key = ClientKey::of(s, t);
+    let find = |key: &ClientKey| {
+        let clients = CLIENTS.lock().unwrap_or_else(|e| e.into_inner());
+        clients
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, c)| c.clone())
+    };
+    if let Some(c) = find(&key) {
+        return c;
+    }
+    let built = build_client(s, t).await;
+    if let Some(c) = find(&key) {
+        return c;
+    }
+    CLIENTS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((key, built.clone()));
+    built
+}
+
 /// Builds the client. Runs on the S3 runtime (the default chain is set up asynchronously; it
 /// makes no request until the first S3 call needs credentials).
 pub async fn build_client(s: &Settings, t: &Tuning) -> aws_sdk_s3::Client {
@@ -370,5 +428,31 @@ mod tests {
             big,
             ATTEMPT_TIMEOUT + Duration::from_secs((1 << 30) / MIN_UPLOAD_RATE)
         );
+    }
+
+    #[test]
+    fn replicas_on_one_store_with_one_key_share_one_client() {
+        // An endpoint no other test uses, so that only this test's entries match it.
+        let endpoint = "http://127.0.0.1:9/shared-client-test";
+        let settings = |path: &str, id: &str| {
+            let mut c = cfg();
+            c.path = path.into();
+            c.endpoint = Some(endpoint.into());
+            c.access_key_id = Some(id.into());
+            c.secret_access_key = Some("secret".into());
+            Settings::resolve(&c, &env_of(&[]))
+        };
+        let t = Tuning::default();
+        for (path, id) in [("tenant/a.db", "k1"), ("tenant/b.db", "k1"), ("c.db", "k2")] {
+            let s = settings(path, id);
+            super::super::runtime::block_on(async move { shared_client(&s, &t).await })
+                .expect("runtime");
+        }
+        let clients = CLIENTS.lock().unwrap();
+        let ours = clients
+            .iter()
+            .filter(|(k, _)| k.endpoint.as_deref() == Some(endpoint))
+            .count();
+        assert_eq!(ours, 2, "one client per key id, whatever the prefix");
     }
 }

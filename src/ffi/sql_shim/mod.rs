@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use libsqlite3_sys as ffi;
 
+mod ctl_file;
+
+pub(super) use self::ctl_file::{is_ctl_derived, is_ctl_name, open_ctl, CTL_FILE_SIZE};
 use super::guard;
 use crate::database::Database;
 use crate::sql::{self, CheckpointMode, Conn, Via, WalCheckpoint, WalCheckpointError};
@@ -153,180 +156,6 @@ pub(super) unsafe fn file_pragma(
 }
 
 // ---------------------------------------------------------------------------------------------
-// The control file
-
-#[repr(C)]
-struct CtlFile {
-    base: ffi::sqlite3_file,
-    /// `Arc::into_raw` of the connection state once bound (null before).
-    ctl: *const ConnCtl,
-}
-
-/// Size the control file needs inside the VFS's `szOsFile` allocation.
-pub(super) const CTL_FILE_SIZE: usize = std::mem::size_of::<CtlFile>();
-
-static CTL_METHODS: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods {
-    iVersion: 1,
-    xClose: Some(c_close),
-    xRead: Some(c_read),
-    xWrite: Some(c_write),
-    xTruncate: Some(c_truncate),
-    xSync: Some(c_ok_int),
-    xFileSize: Some(c_file_size),
-    xLock: Some(c_ok_int),
-    xUnlock: Some(c_ok_int),
-    xCheckReservedLock: Some(c_check_reserved_lock),
-    xFileControl: Some(c_file_control),
-    xSectorSize: Some(c_sector_size),
-    xDeviceCharacteristics: Some(c_device_characteristics),
-    xShmMap: None,
-    xShmLock: None,
-    xShmBarrier: None,
-    xShmUnmap: None,
-    xFetch: None,
-    xUnfetch: None,
-};
-
-/// True when `name` is the control database (as given to ATTACH, or as xFullPathname left it).
-///
-/// # Safety
-/// `name` must be null or a NUL-terminated string.
-pub(super) unsafe fn is_ctl_name(name: *const c_char) -> bool {
-    // SAFETY: per the contract.
-    !name.is_null() && unsafe { CStr::from_ptr(name) } == CTL_NAME
-}
-
-/// True for the control database and the journal names SQLite derives from it.
-///
-/// # Safety
-/// `name` must be null or a NUL-terminated string.
-pub(super) unsafe fn is_ctl_derived(name: *const c_char) -> bool {
-    // SAFETY: per the contract.
-    !name.is_null()
-        && unsafe { CStr::from_ptr(name) }
-            .to_bytes()
-            .starts_with(CTL_NAME.to_bytes())
-}
-
-/// xOpen of the control database: no real file; read-only and empty.
-///
-/// # Safety
-/// `file` must be a `szOsFile` allocation at least [`CTL_FILE_SIZE`] bytes long;
-/// `out_flags` null or writable.
-pub(super) unsafe fn open_ctl(file: *mut ffi::sqlite3_file, out_flags: *mut c_int) -> c_int {
-    // SAFETY: per the contract.
-    unsafe {
-        ptr::write(
-            file as *mut CtlFile,
-            CtlFile {
-                base: ffi::sqlite3_file {
-                    pMethods: &CTL_METHODS,
-                },
-                ctl: ptr::null(),
-            },
-        );
-        if !out_flags.is_null() {
-            *out_flags = ffi::SQLITE_OPEN_READONLY;
-        }
-    }
-    ffi::SQLITE_OK
-}
-
-/// # Safety
-/// `f` must be a control file opened by [`open_ctl`].
-unsafe fn ctl_file<'a>(f: *mut ffi::sqlite3_file) -> &'a mut CtlFile {
-    // SAFETY: per the contract; SQLite serialises calls on one file.
-    unsafe { &mut *(f as *mut CtlFile) }
-}
-
-unsafe extern "C" fn c_close(f: *mut ffi::sqlite3_file) -> c_int {
-    guard(ffi::SQLITE_OK, || {
-        // SAFETY: `f` is a control file.
-        let me = unsafe { ctl_file(f) };
-        if !me.ctl.is_null() {
-            // SAFETY: `ctl` came from Arc::into_raw when bound; released once here.
-            drop(unsafe { Arc::from_raw(me.ctl) });
-            me.ctl = ptr::null();
-        }
-        ffi::SQLITE_OK
-    })
-}
-
-unsafe extern "C" fn c_read(
-    _f: *mut ffi::sqlite3_file,
-    buf: *mut c_void,
-    n: c_int,
-    _off: ffi::sqlite3_int64,
-) -> c_int {
-    // SAFETY: SQLite passes a buffer of `n` bytes; a short read must zero-fill it.
-    unsafe { ptr::write_bytes(buf as *mut u8, 0, n.max(0) as usize) };
-    ffi::SQLITE_IOERR_SHORT_READ
-}
-
-unsafe extern "C" fn c_write(
-    _f: *mut ffi::sqlite3_file,
-    _buf: *const c_void,
-    _n: c_int,
-    _off: ffi::sqlite3_int64,
-) -> c_int {
-    ffi::SQLITE_READONLY
-}
-
-unsafe extern "C" fn c_truncate(_f: *mut ffi::sqlite3_file, _size: ffi::sqlite3_int64) -> c_int {
-    ffi::SQLITE_READONLY
-}
-
-unsafe extern "C" fn c_ok_int(_f: *mut ffi::sqlite3_file, _x: c_int) -> c_int {
-    ffi::SQLITE_OK
-}
-
-unsafe extern "C" fn c_file_size(
-    _f: *mut ffi::sqlite3_file,
-    out: *mut ffi::sqlite3_int64,
-) -> c_int {
-    // SAFETY: `out` is valid for one write.
-    unsafe { *out = 0 };
-    ffi::SQLITE_OK
-}
-
-unsafe extern "C" fn c_check_reserved_lock(_f: *mut ffi::sqlite3_file, out: *mut c_int) -> c_int {
-    // SAFETY: `out` is valid for one write.
-    unsafe { *out = 0 };
-    ffi::SQLITE_OK
-}
-
-unsafe extern "C" fn c_sector_size(_f: *mut ffi::sqlite3_file) -> c_int {
-    512
-}
-
-unsafe extern "C" fn c_device_characteristics(_f: *mut ffi::sqlite3_file) -> c_int {
-    0
-}
-
-unsafe extern "C" fn c_file_control(
-    f: *mut ffi::sqlite3_file,
-    op: c_int,
-    arg: *mut c_void,
-) -> c_int {
-    guard(ffi::SQLITE_ERROR, || {
-        if op != ffi::SQLITE_FCNTL_PRAGMA {
-            return ffi::SQLITE_NOTFOUND;
-        }
-        // SAFETY: `f` is a control file.
-        let me = unsafe { ctl_file(f) };
-        let unbound = ConnCtl::new(ptr::null_mut(), None);
-        // SAFETY: a bound `ctl` lives until c_close.
-        let conn: &ConnCtl = if me.ctl.is_null() {
-            &unbound
-        } else {
-            unsafe { &*me.ctl }
-        };
-        // SAFETY: SQLite passes the FCNTL_PRAGMA argument array.
-        unsafe { answer_pragma(arg, Via::Control, conn) }.unwrap_or(ffi::SQLITE_NOTFOUND)
-    })
-}
-
-// ---------------------------------------------------------------------------------------------
 // Per-connection setup
 
 /// Binds a new connection whose main database we replicate: stores the connection state in
@@ -363,14 +192,9 @@ pub(super) unsafe fn bind_connection(db: *mut ffi::sqlite3) {
             &mut file as *mut _ as *mut c_void,
         )
     };
-    // SAFETY: a non-null file with our control methods is a CtlFile.
-    if rc == ffi::SQLITE_OK && !file.is_null() && ptr::eq(unsafe { (*file).pMethods }, &CTL_METHODS)
-    {
-        // SAFETY: as above.
-        let me = unsafe { ctl_file(file) };
-        if me.ctl.is_null() {
-            me.ctl = Arc::into_raw(ctl);
-        }
+    if rc == ffi::SQLITE_OK {
+        // SAFETY: FILE_POINTER handed out the attached database's file (or null).
+        unsafe { ctl_file::bind(file, ctl) };
     }
 }
 
