@@ -44,6 +44,16 @@ impl Database {
         notify
     }
 
+    /// The commit point of `litestream replicate` in sidecar mode (`docs/sidecar.md`): other
+    /// processes committed up to `mark`, and this process holds a read transaction that keeps
+    /// SQLite from restarting the WAL over those frames; copies them now. `checkpointed`: every
+    /// frame up to `mark` is also in the database file, which no checkpoint changes before the
+    /// sidecar lets the WAL restart; the generation is recorded closed, so that the next one
+    /// continues the chain instead of starting it over with a full image.
+    pub fn capture_foreign(self: &Arc<Self>, mark: WalIndexMark, checkpointed: bool) -> bool {
+        self.capture_now(true, checkpointed, Some(mark))
+    }
+
     /// Copies the commits recorded lazily (see [`crate::pending`]) into staging. Called by the
     /// uploader before it seals, and by the last close.
     pub(crate) fn capture_pending(&self) {

@@ -4,11 +4,13 @@
 //! - [`vfs_shim`]: the `litestream` VFS and its io methods, trampolines into [`crate::vfs`].
 //! - [`sql_shim`]: the control database behind `PRAGMA litestream.*`, and the SQL functions.
 //! - [`preload`]: the `sqlite3_open*` interposers used with `LD_PRELOAD`.
-//! - [`process`]: signal forwarding for `litestream run`.
+//! - [`process`]: signal forwarding for `litestream run`, stop signals for `replicate`.
+//! - [`engine_host`]: the engine inside the `litestream` binary (`replicate` sidecar mode).
 //! - `fork`: `pthread_atfork` handlers, so that a forked child inherits no locked mutex.
 //!
 //! Every `extern "C"` function catches panics ([`guard`]): no panic may unwind into SQLite.
 
+pub mod engine_host;
 mod fork;
 pub mod osfile;
 pub mod preload;

@@ -47,19 +47,26 @@ fn flag_combinations_like_the_official_binary() {
 }
 
 #[test]
-fn without_a_command_sidecar_mode_is_not_available_yet() {
+fn without_a_command_it_is_sidecar_mode() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_file(dir.path(), "dbs: []\n");
-    let e = err(&["-config", &cfg]);
-    assert!(e.contains("sidecar mode") && e.contains("-exec CMD"), "{e}");
-    let e = err(&["-config", &cfg, "-once", "-force-snapshot"]);
-    assert!(
-        e.contains("-once") && e.contains("not available yet"),
-        "{e}"
-    );
-    // The positional form without -exec: same message, and no file left behind.
-    let e = err(&["/data/a.db", "file:///b"]);
-    assert!(e.contains("sidecar mode"), "{e}");
+    let r = parse(&args(&["-config", &cfg])).unwrap();
+    assert!(r.exec.is_none() && !r.once && !r.force_snapshot);
+    let r = parse(&args(&["-config", &cfg, "-once", "-force-snapshot"])).unwrap();
+    assert!(r.once && r.force_snapshot);
+    let r = parse(&args(&["-once", "/data/a.db", "file:///b"])).unwrap();
+    std::fs::remove_file(&r.config_file).unwrap();
+    assert!(r.generated && r.once && r.exec.is_none());
+}
+
+#[test]
+fn log_level_is_found_before_parsing() {
+    assert_eq!(log_level_arg(&args(&["-log-level", "DEBUG", "-once"])), Some("debug"));
+    assert_eq!(log_level_arg(&args(&["-once", "--log-level=warn"])), Some("warn"));
+    assert_eq!(log_level_arg(&args(&["-log-level", "loud"])), None);
+    // Flags end at the first positional argument, as in Go's flag package.
+    assert_eq!(log_level_arg(&args(&["/a.db", "-log-level", "debug"])), None);
+    assert_eq!(log_level_arg(&args(&["-config", "x.yml"])), None);
 }
 
 #[test]
