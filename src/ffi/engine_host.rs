@@ -140,9 +140,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(line.trim(), "locked");
-        assert!(write_or_checkpoint_elsewhere(&f).unwrap(), "held by the child");
+        assert!(
+            write_or_checkpoint_elsewhere(&f).unwrap(),
+            "held by the child"
+        );
         child.kill().unwrap();
         child.wait().unwrap();
-        assert!(!write_or_checkpoint_elsewhere(&f).unwrap(), "released at its exit");
+        assert!(
+            !write_or_checkpoint_elsewhere(&f).unwrap(),
+            "released at its exit"
+        );
     }
 }

@@ -36,10 +36,16 @@ const N_BACKFILL: usize = 96;
 /// commit writes them (a few instructions), and the caller retries at its next wake anyway.
 const HEADER_READS: usize = 3;
 
+/// WAL length (frames) from which the sidecar checkpoints the WAL itself and lets the next
+/// writer restart it, even if the application never checkpoints: SQLite's own default
+/// `wal_autocheckpoint` (about 4 MB of 4 KiB pages). The application's checkpoints cannot
+/// complete on their own while the sidecar holds a read mark (see `docs/sidecar.md`).
+const CHECKPOINT_FRAMES: u32 = 1000;
+
 /// What one look at the database found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
-    /// Another process is committing or checkpointing: look again shortly.
+    /// Another process is in a transaction or a checkpoint: look again shortly.
     Busy,
     /// Everything committed is copied (or this process defers to another stager).
     Done,
@@ -60,7 +66,8 @@ pub struct Followed {
     shm_path: PathBuf,
     /// Kept open while the connections are: closing a descriptor of the `-shm` would drop
     /// this process's SQLite locks on it.
-    shm: Option<File>,
+    /// (Shared, never duplicated: `dup` + `close` would drop the locks too.)
+    shm: Option<Arc<File>>,
     copied: Option<WalIndexMark>,
     deferring: bool,
 }
@@ -132,11 +139,8 @@ impl Followed {
             let Some(mark) = WalIndexMark::parse(hdr) else {
                 return Ok(None);
             };
-            let backfilled = u32::from_ne_bytes(
-                buf[N_BACKFILL..N_BACKFILL + 4]
-                    .try_into()
-                    .expect("4 bytes"),
-            );
+            let backfilled =
+                u32::from_ne_bytes(buf[N_BACKFILL..N_BACKFILL + 4].try_into().expect("4 bytes"));
             return Ok(Some(WalView { mark, backfilled }));
         }
         Ok(None)
@@ -146,16 +150,17 @@ impl Followed {
     pub fn step(&mut self) -> Result<Step, FollowError> {
         if self.shm.is_none() {
             match File::open(&self.shm_path) {
-                Ok(f) => self.shm = Some(f),
+                Ok(f) => self.shm = Some(Arc::new(f)),
                 // Not in WAL mode (yet): nothing to follow.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Step::Done),
                 Err(e) => return Err(self.io(e)),
             }
         }
-        let shm = self.shm.as_ref().expect("opened above");
-        if engine_host::write_or_checkpoint_elsewhere(shm).map_err(|e| self.io(e))? {
-            return Ok(Step::Busy);
-        }
+        let shm = Arc::clone(self.shm.as_ref().expect("opened above"));
+        let shm = shm.as_ref();
+        // A transaction under way: copy what is committed now, and look again soon, for the
+        // commit that ends it updates the header without touching any file inotify watches.
+        let busy = engine_host::write_or_checkpoint_elsewhere(shm).map_err(|e| self.io(e))?;
         let Some(view) = self.view(shm)? else {
             return Ok(Step::Busy);
         };
@@ -175,15 +180,56 @@ impl Followed {
         // one's mark is at or below `view`). If everything copied is also checkpointed, the
         // next WAL restart may happen as soon as the old transaction ends: close the generation
         // first, so that the next one continues the chain.
-        let now = self.view(shm)?;
-        if view.mark.max_frame > 0 && now == Some(view) && view.backfilled == view.mark.max_frame {
+        let now = self
+            .view(shm)?
+            .filter(|v| v.mark == view.mark && v.mark.max_frame > 0);
+        let complete = |v: &WalView| v.backfilled == v.mark.max_frame;
+        if now.as_ref().is_some_and(complete) {
             self.db.capture_foreign(view.mark, true);
         }
         end_read(&self.conns[self.reading]).map_err(sql)?;
         self.reading = next;
         self.copied = Some(view.mark);
+        if let Some(now) = now
+            .filter(|v| !complete(v) && (v.backfilled > 0 || v.mark.max_frame >= CHECKPOINT_FRAMES))
+        {
+            self.checkpoint(shm, now)?;
+        }
         self.note_stager();
-        Ok(Step::Done)
+        Ok(if busy { Step::Busy } else { Step::Done })
+    }
+
+    /// Someone checkpoints this WAL generation (or it grew long), but no checkpoint can
+    /// complete past the sidecar's read mark, so SQLite would never restart the WAL: with
+    /// everything up to `now` copied and the read transaction at `now`, checkpoint the rest,
+    /// close the generation, and move the read transaction to the end of the checkpointed WAL
+    /// (where SQLite reads the database file alone and lets the next writer restart the WAL).
+    fn checkpoint(&mut self, shm: &File, now: WalView) -> Result<(), FollowError> {
+        let idle = 1 - self.reading;
+        let sql = |source| FollowError::Sql {
+            path: self.db.path.clone(),
+            source,
+        };
+        // PASSIVE: never waits for, nor blocks, the application's connections.
+        self.conns[idle]
+            .exec("PRAGMA wal_checkpoint(PASSIVE);")
+            .map_err(sql)?;
+        let after = self.view(shm)?;
+        if after
+            != Some(WalView {
+                mark: now.mark,
+                backfilled: now.mark.max_frame,
+            })
+        {
+            return Ok(()); // a commit came in between: the next step looks again
+        }
+        // Our read mark is `now`: nothing past it can be checkpointed, so the database file
+        // stays as it is until the next restart.
+        self.db.capture_foreign(now.mark, true);
+        begin_read(&self.conns[idle]).map_err(sql)?;
+        end_read(&self.conns[self.reading]).map_err(sql)?;
+        self.reading = idle;
+        Ok(())
     }
 
     /// Logs when another process (an application with the extension loaded) takes over

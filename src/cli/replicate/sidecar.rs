@@ -42,10 +42,7 @@ pub enum SidecarError {
     #[error(transparent)]
     Follow(#[from] FollowError),
     #[error("cannot watch {dir} for changes (inotify): {source}; raise fs.inotify.max_user_watches or max_user_instances")]
-    Watch {
-        dir: String,
-        source: std::io::Error,
-    },
+    Watch { dir: String, source: std::io::Error },
     #[error("cannot set up signal handling: {0}")]
     Signals(std::io::Error),
     #[error("cannot start the {0} thread: {1}")]
@@ -57,7 +54,9 @@ pub enum SidecarError {
     },
     #[error("the {dir} watch failed: {message}; restart litestream replicate")]
     WatchFailed { dir: String, message: String },
-    #[error("no databases to replicate: add dbs to the configuration, or give DB_PATH REPLICA_URL")]
+    #[error(
+        "no databases to replicate: add dbs to the configuration, or give DB_PATH REPLICA_URL"
+    )]
     NoDatabases,
 }
 
@@ -228,7 +227,9 @@ fn finish(mut dbs: Vec<Followed>) -> Result<(), SidecarError> {
             .flatten()
             .map_or(FINAL_COPY_WAIT, |c| c.shutdown_sync_timeout);
         match crate::uploader::sync_now(&f.db, timeout) {
-            Ok(txid) => tracing::info!(db = %f.db.path.display(), txid = %crate::format_txid(txid), "synced"),
+            Ok(txid) => {
+                tracing::info!(db = %f.db.path.display(), txid = %crate::format_txid(txid), "synced")
+            }
             Err(source) => {
                 first_error.get_or_insert(SidecarError::Sync {
                     db: f.db.path.display().to_string(),

@@ -61,11 +61,20 @@ fn without_a_command_it_is_sidecar_mode() {
 
 #[test]
 fn log_level_is_found_before_parsing() {
-    assert_eq!(log_level_arg(&args(&["-log-level", "DEBUG", "-once"])), Some("debug"));
-    assert_eq!(log_level_arg(&args(&["-once", "--log-level=warn"])), Some("warn"));
+    assert_eq!(
+        log_level_arg(&args(&["-log-level", "DEBUG", "-once"])),
+        Some("debug")
+    );
+    assert_eq!(
+        log_level_arg(&args(&["-once", "--log-level=warn"])),
+        Some("warn")
+    );
     assert_eq!(log_level_arg(&args(&["-log-level", "loud"])), None);
     // Flags end at the first positional argument, as in Go's flag package.
-    assert_eq!(log_level_arg(&args(&["/a.db", "-log-level", "debug"])), None);
+    assert_eq!(
+        log_level_arg(&args(&["/a.db", "-log-level", "debug"])),
+        None
+    );
     assert_eq!(log_level_arg(&args(&["-config", "x.yml"])), None);
 }
 
