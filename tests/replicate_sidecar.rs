@@ -6,7 +6,7 @@
 //! Needs: our CLI (`LITESTREAM_BIN`, with the extension beside it), `sqlite3`, python3, the
 //! official binary (`LITESTREAM_OFFICIAL`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use litestream_tests::procs::run_with_input;
@@ -42,12 +42,22 @@ c.close()
     assert!(out.success(), "{out}");
 }
 
-fn create_app_db(db: &Path) {
+/// A scratch directory with the application's database `app.db` (WAL mode, one table `t`) and
+/// a configuration replicating it to `replica/`: (scratch, db, replica, config path).
+fn app_with_config(name: &str) -> (Scratch, PathBuf, PathBuf, String) {
+    let s = Scratch::new(name);
+    let db = s.join("app.db");
+    let replica = s.join("replica");
     sqlite3_plain(
-        db,
+        &db,
         "PRAGMA journal_mode=WAL;\nCREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB);",
     )
     .ok();
+    let cfg = Config::new()
+        .db(&db, &replica)
+        .write(&s.join("litestream.yml"));
+    let cfg = cfg.to_string_lossy().into_owned();
+    (s, db, replica, cfg)
 }
 
 /// The log lines of full images: the first one, and any chain restart (with its reason).
@@ -86,13 +96,8 @@ sys.stdin.read()
 
 #[test]
 fn sidecar_follows_plain_sqlite_through_checkpoints_restarts_and_vacuum() {
-    let s = Scratch::new("sidecar-plain");
-    let db = s.join("app.db");
-    let replica = s.join("replica");
-    create_app_db(&db);
-    let cfg = Config::new().db(&db, &replica).write(&s.join("litestream.yml"));
-    let log = s.join("sidecar.log");
-    let mut sidecar = Replicator::ours(&["-config", &cfg.to_string_lossy()], &log);
+    let (s, db, replica, cfg) = app_with_config("sidecar-plain");
+    let mut sidecar = Replicator::ours(&["-config", &cfg], &s.join("sidecar.log"));
     // Commits with pauses: the application's autocheckpoint completes and the WAL restarts
     // between them (the sidecar lets it once everything was copied).
     python_writes(&db, 200, 2);
@@ -119,7 +124,11 @@ fn sidecar_follows_plain_sqlite_through_checkpoints_restarts_and_vacuum() {
     // No WAL-continuity break: the only full image is the first one.
     let full = full_images(&log_text);
     assert_eq!(full.len(), 1, "full images:\n{}", full.join("\n"));
-    assert!(full[0].contains("no replicated position yet"), "{}", full[0]);
+    assert!(
+        full[0].contains("no replicated position yet"),
+        "{}",
+        full[0]
+    );
     // No table added to the user's database.
     assert_eq!(
         query(&db, "SELECT group_concat(name) FROM sqlite_master").trim(),
@@ -129,12 +138,7 @@ fn sidecar_follows_plain_sqlite_through_checkpoints_restarts_and_vacuum() {
 
 #[test]
 fn kill9_of_the_sidecar_mid_stream_then_restart_restores_equal() {
-    let s = Scratch::new("sidecar-kill9");
-    let db = s.join("app.db");
-    let replica = s.join("replica");
-    create_app_db(&db);
-    let cfg = Config::new().db(&db, &replica).write(&s.join("litestream.yml"));
-    let cfg = cfg.to_string_lossy().into_owned();
+    let (s, db, replica, cfg) = app_with_config("sidecar-kill9");
     let first = Replicator::ours(&["-config", &cfg], &s.join("first.log"));
     let writer = {
         let db = db.clone();
@@ -161,10 +165,7 @@ fn kill9_of_the_sidecar_mid_stream_then_restart_restores_equal() {
 
 #[test]
 fn positional_form_once_and_force_snapshot() {
-    let s = Scratch::new("sidecar-once");
-    let db = s.join("app.db");
-    let replica = s.join("replica");
-    create_app_db(&db);
+    let (s, db, replica, _) = app_with_config("sidecar-once");
     // `-once` while the application runs: what it committed is in its WAL.
     let mut app = open_application(&db, 20);
     let url = file_url(&replica);

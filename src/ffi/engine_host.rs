@@ -55,23 +55,11 @@ unsafe extern "C" fn engine_entry(
 pub fn load_engine() -> Result<(), EngineHostError> {
     if ENTRY.get().is_none() {
         type AutoExtension = unsafe extern "C" fn(Option<unsafe extern "C" fn()>) -> c_int;
-        let entry: unsafe extern "C" fn(
-            *mut ffi::sqlite3,
-            *mut *mut c_char,
-            *const ffi::sqlite3_api_routines,
-        ) -> c_int = engine_entry;
-        // SAFETY: `sqlite3_auto_extension` has this signature in SQLite 3; it declares its
-        // argument as a no-argument fn and calls it with the extension-entry arguments.
+        // SAFETY: `sqlite3_auto_extension` has this signature in SQLite 3, and `engine_entry`
+        // the signature it calls auto-extensions with.
         let rc = unsafe {
             let auto: AutoExtension = std::mem::transmute(lib_symbol(c"sqlite3_auto_extension")?);
-            auto(Some(std::mem::transmute::<
-                unsafe extern "C" fn(
-                    *mut ffi::sqlite3,
-                    *mut *mut c_char,
-                    *const ffi::sqlite3_api_routines,
-                ) -> c_int,
-                unsafe extern "C" fn(),
-            >(entry)))
+            auto(Some(super::as_auto_extension(engine_entry)))
         };
         if rc != ffi::SQLITE_OK {
             return Err(EngineHostError::Register(rc));
@@ -117,7 +105,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_lock_of_another_process_is_seen_and_our_own_is_not() {
+    fn a_lock_of_another_process_is_seen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x-shm");
         std::fs::write(&path, [0u8; 256]).unwrap();

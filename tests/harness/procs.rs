@@ -229,7 +229,11 @@ impl Replicator {
 
     /// Official `litestream replicate <db> <url>`; stdout+stderr go to `log`.
     pub fn with_url(db: &Path, url: &str, log: &Path) -> Replicator {
-        Self::spawn(official_bin(), &["replicate", &db.to_string_lossy(), url], log)
+        Self::spawn(
+            official_bin(),
+            &["replicate", &db.to_string_lossy(), url],
+            log,
+        )
     }
 
     /// Our `litestream replicate ARGS...` (sidecar mode without `-exec`); output to `log`.
@@ -279,7 +283,11 @@ impl Replicator {
     pub fn assert_running(&mut self) {
         let child = self.child.as_mut().expect("replicator already stopped");
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("{} exited early with {status}; log:\n{}", self.who, self.log());
+            panic!(
+                "{} exited early with {status}; log:\n{}",
+                self.who,
+                self.log()
+            );
         }
     }
 
