@@ -44,6 +44,31 @@ impl Database {
         notify
     }
 
+    /// The commit point of `litestream replicate` in sidecar mode (`docs/sidecar.md`): other
+    /// processes committed up to `mark`, and this process holds a read transaction that keeps
+    /// SQLite from restarting the WAL over those frames; copies them now. `checkpointed`: every
+    /// frame up to `mark` is also in the database file, which no checkpoint changes before the
+    /// sidecar lets the WAL restart; the generation is recorded closed, so that the next one
+    /// continues the chain instead of starting it over with a full image.
+    pub fn capture_foreign(self: &Arc<Self>, mark: WalIndexMark, checkpointed: bool) -> bool {
+        {
+            let mut inner = self.inner.lock();
+            let c = &mut inner.capture;
+            if let Some(p) = c.pos.filter(|_| c.closed.is_some() && c.page_size > 0) {
+                let frame = u64::from(c.page_size) + crate::wal::FRAME_HEADER_SIZE;
+                let end = crate::wal::WAL_HEADER_SIZE + u64::from(mark.max_frame) * frame;
+                if (p.salt1, p.salt2) == (mark.salt1, mark.salt2) && end > p.offset {
+                    // The generation recorded closed went on without a restart (a commit came
+                    // before the next writer could restart the WAL): that was not its end, and
+                    // the checkpoints since then changed the database file. Its frames continue
+                    // the chain.
+                    c.closed = None;
+                }
+            }
+        }
+        self.capture_now(true, checkpointed, Some(mark))
+    }
+
     /// Copies the commits recorded lazily (see [`crate::pending`]) into staging. Called by the
     /// uploader before it seals, and by the last close.
     pub(crate) fn capture_pending(&self) {

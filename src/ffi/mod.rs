@@ -4,11 +4,13 @@
 //! - [`vfs_shim`]: the `litestream` VFS and its io methods, trampolines into [`crate::vfs`].
 //! - [`sql_shim`]: the control database behind `PRAGMA litestream.*`, and the SQL functions.
 //! - [`preload`]: the `sqlite3_open*` interposers used with `LD_PRELOAD`.
-//! - [`process`]: signal forwarding for `litestream run`.
+//! - [`process`]: signal forwarding for `litestream run`, stop signals for `replicate`.
+//! - [`engine_host`]: the engine inside the `litestream` binary (`replicate` sidecar mode).
 //! - `fork`: `pthread_atfork` handlers, so that a forked child inherits no locked mutex.
 //!
 //! Every `extern "C"` function catches panics ([`guard`]): no panic may unwind into SQLite.
 
+pub mod engine_host;
 mod fork;
 pub mod osfile;
 pub mod preload;
@@ -42,6 +44,20 @@ pub enum SetupError {
     RegisterVfs(c_int),
     #[error("cannot register the auto-extension (SQLite error {0})")]
     AutoExtension(c_int),
+}
+
+/// The signature SQLite calls an extension entry or an auto-extension with.
+type ExtensionEntry = unsafe extern "C" fn(
+    *mut ffi::sqlite3,
+    *mut *mut c_char,
+    *const ffi::sqlite3_api_routines,
+) -> c_int;
+
+/// `entry` as `sqlite3_auto_extension` declares its argument (a no-argument fn, as the C API
+/// does; SQLite calls it with the entry's arguments).
+fn as_auto_extension(entry: ExtensionEntry) -> unsafe extern "C" fn() {
+    // SAFETY: both are plain C function pointers; SQLite calls it back as an `ExtensionEntry`.
+    unsafe { std::mem::transmute::<ExtensionEntry, unsafe extern "C" fn()>(entry) }
 }
 
 /// Result of the one-time process setup: the VFS registration.
@@ -101,17 +117,9 @@ fn setup() -> Result<(), SetupError> {
             register_atexit();
             fork::register();
             vfs_shim::register(crate::config::vfs_default_on_load(config))?;
-            // SAFETY: `auto_extension_init` has the signature SQLite calls auto-extensions
-            // with; `sqlite3_auto_extension` declares it as a no-argument fn, as the C API does.
+            // SAFETY: registers a function with the signature SQLite calls auto-extensions with.
             let rc = unsafe {
-                ffi::sqlite3_auto_extension(Some(std::mem::transmute::<
-                    unsafe extern "C" fn(
-                        *mut ffi::sqlite3,
-                        *mut *mut c_char,
-                        *const ffi::sqlite3_api_routines,
-                    ) -> c_int,
-                    unsafe extern "C" fn(),
-                >(auto_extension_init)))
+                ffi::sqlite3_auto_extension(Some(as_auto_extension(auto_extension_init)))
             };
             if rc != ffi::SQLITE_OK {
                 return Err(SetupError::AutoExtension(rc));

@@ -1,4 +1,5 @@
-//! Signal forwarding for `litestream run`: the signals a supervisor or terminal sends to stop
+//! Signal forwarding for `litestream run`, and the stop signals of `litestream replicate` in
+//! sidecar mode ([`block_stop_signals`], [`wait_stop_signal`]). For `run`, the signals a supervisor or terminal sends to stop
 //! or poke a program (see [`FORWARDED`]) are passed on to the child the launcher started. The handler only touches atomics and calls `kill(2)`, both
 //! async-signal-safe. Handlers are reset to the default in the child by `exec`.
 
@@ -57,4 +58,44 @@ pub fn forward_to(pid: u32) {
         // SAFETY: kill(2) on our own child.
         unsafe { libc::kill(pid as i32, pending) };
     }
+}
+
+/// The signals that stop `litestream replicate` in sidecar mode (a final sync, then exit 0).
+pub const STOP: [libc::c_int; 2] = [libc::SIGINT, libc::SIGTERM];
+
+fn stop_set() -> libc::sigset_t {
+    // SAFETY: a zeroed sigset is valid storage for sigemptyset to initialise.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is valid; sigaddset only writes it.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        for sig in STOP {
+            libc::sigaddset(&mut set, sig);
+        }
+    }
+    set
+}
+
+/// Blocks [`STOP`] in the calling thread and in every thread it starts afterwards, so that
+/// [`wait_stop_signal`] receives them. Call before any other thread starts.
+pub fn block_stop_signals() -> io::Result<()> {
+    let set = stop_set();
+    // SAFETY: `set` is an initialised sigset; the old mask is not wanted.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(())
+}
+
+/// Waits until one of [`STOP`] (blocked by [`block_stop_signals`]) is sent to the process.
+pub fn wait_stop_signal() -> io::Result<libc::c_int> {
+    let set = stop_set();
+    let mut sig: libc::c_int = 0;
+    // SAFETY: `set` is initialised and `sig` a valid out pointer.
+    let rc = unsafe { libc::sigwait(&set, &mut sig) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(sig)
 }

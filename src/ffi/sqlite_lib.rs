@@ -66,6 +66,15 @@ unsafe extern "C" fn collect(
 impl LibConn {
     /// Opens `path` read-only, or read-write (created if missing).
     pub fn open(path: &Path, read_only: bool) -> Result<LibConn, LibSqlError> {
+        Self::open_with(path, read_only, None)
+    }
+
+    /// Opens `path` read-write (created if missing) through the VFS named `vfs`.
+    pub fn open_vfs(path: &Path, vfs: &CStr) -> Result<LibConn, LibSqlError> {
+        Self::open_with(path, false, Some(vfs))
+    }
+
+    fn open_with(path: &Path, read_only: bool, vfs: Option<&CStr>) -> Result<LibConn, LibSqlError> {
         let open: OpenV2 =
             // SAFETY: the symbol has this signature in SQLite 3.
             unsafe { std::mem::transmute(lib_symbol(c"sqlite3_open_v2")?) };
@@ -80,8 +89,9 @@ impl LibConn {
             OPEN_READWRITE_CREATE
         };
         let mut db = std::ptr::null_mut();
-        // SAFETY: a NUL-terminated path and a valid out pointer.
-        let rc = unsafe { open(c.as_ptr(), &mut db, flags, std::ptr::null()) };
+        let vfs = vfs.map_or(std::ptr::null(), CStr::as_ptr);
+        // SAFETY: a NUL-terminated path, a valid out pointer, a null or NUL-terminated VFS name.
+        let rc = unsafe { open(c.as_ptr(), &mut db, flags, vfs) };
         // Even a failed open returns a handle (or null) that must be closed.
         let conn = LibConn(db);
         if rc != 0 {

@@ -208,43 +208,68 @@ pub fn restore_official(url: &str, out: &Path) -> Output {
     o
 }
 
-/// The official `litestream replicate` running as a child process. Stopped with SIGINT by
-/// [`Replicator::stop`] (the way an operator stops it); killed if dropped while running.
+/// `litestream replicate` (the official binary's, or ours in sidecar mode) running as a child
+/// process. Stopped with SIGINT by [`Replicator::stop`] (the way an operator stops it); killed
+/// if dropped while running.
 pub struct Replicator {
     child: Option<Child>,
     log: PathBuf,
+    who: &'static str,
 }
 
 impl Replicator {
-    /// `litestream replicate -config <config>`; stdout+stderr go to `log`.
+    /// Official `litestream replicate -config <config>`; stdout+stderr go to `log`.
     pub fn with_config(config: &Path, log: &Path) -> Replicator {
-        Self::spawn(&["replicate", "-config", &config.to_string_lossy()], log)
+        Self::spawn(
+            official_bin(),
+            &["replicate", "-config", &config.to_string_lossy()],
+            log,
+        )
     }
 
-    /// `litestream replicate <db> <url>`; stdout+stderr go to `log`.
+    /// Official `litestream replicate <db> <url>`; stdout+stderr go to `log`.
     pub fn with_url(db: &Path, url: &str, log: &Path) -> Replicator {
-        Self::spawn(&["replicate", &db.to_string_lossy(), url], log)
+        Self::spawn(
+            official_bin(),
+            &["replicate", &db.to_string_lossy(), url],
+            log,
+        )
     }
 
-    fn spawn(args: &[&str], log: &Path) -> Replicator {
+    /// Our `litestream replicate ARGS...` (sidecar mode without `-exec`); output to `log`.
+    pub fn ours(args: &[&str], log: &Path) -> Replicator {
+        let mut all = vec!["replicate"];
+        all.extend_from_slice(args);
+        Self::spawn(our_bin(), &all, log)
+    }
+
+    fn spawn(bin: PathBuf, args: &[&str], log: &Path) -> Replicator {
+        let who = if bin == official_bin() {
+            "official litestream replicate"
+        } else {
+            "our litestream replicate"
+        };
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .unwrap_or_else(|e| panic!("open {}: {e}", log.display()));
         let err = file.try_clone().expect("clone log handle");
-        let child = Command::new(official_bin())
+        let child = Command::new(bin)
             .args(args)
             .env_remove("AWS_CA_BUNDLE")
+            .env_remove("LITESTREAM_CONFIG")
+            .env_remove("LD_PRELOAD")
             .env("LOG_LEVEL", "debug")
             .stdin(Stdio::null())
             .stdout(file)
             .stderr(err)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start official litestream replicate: {e}"));
+            .unwrap_or_else(|e| panic!("cannot start {who}: {e}"));
         Replicator {
             child: Some(child),
             log: log.to_path_buf(),
+            who,
         }
     }
 
@@ -259,7 +284,8 @@ impl Replicator {
         let child = self.child.as_mut().expect("replicator already stopped");
         if let Ok(Some(status)) = child.try_wait() {
             panic!(
-                "official litestream replicate exited early with {status}; log:\n{}",
+                "{} exited early with {status}; log:\n{}",
+                self.who,
                 self.log()
             );
         }
@@ -268,9 +294,16 @@ impl Replicator {
     /// Sends SIGINT and waits (up to 60 s, then SIGKILL) for a clean exit; returns the log.
     /// Panics if it had to be killed or exited with an error.
     #[track_caller]
-    pub fn stop(mut self) -> String {
+    pub fn stop(self) -> String {
+        self.stop_with(libc::SIGINT)
+    }
+
+    /// [`Replicator::stop`] with another signal (SIGTERM, as a supervisor sends).
+    #[track_caller]
+    pub fn stop_with(mut self, sig: libc::c_int) -> String {
+        let who = self.who;
         let mut child = self.child.take().expect("replicator already stopped");
-        signal(&child, libc::SIGINT);
+        signal(&child, sig);
         let mut status = None;
         wait_until(Duration::from_secs(60), || {
             status = child.try_wait().ok().flatten();
@@ -279,15 +312,21 @@ impl Replicator {
         let log = self.log();
         match status {
             Some(s) if s.success() => log,
-            Some(s) => {
-                panic!("official litestream replicate exited with {s} after SIGINT; log:\n{log}")
-            }
+            Some(s) => panic!("{who} exited with {s} after signal {sig}; log:\n{log}"),
             None => {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("official litestream replicate ignored SIGINT for 60 s; log:\n{log}")
+                panic!("{who} ignored signal {sig} for 60 s; log:\n{log}")
             }
         }
+    }
+
+    /// `kill -9`, then reaps it; returns the log.
+    pub fn kill9(mut self) -> String {
+        let mut child = self.child.take().expect("replicator already stopped");
+        signal(&child, libc::SIGKILL);
+        let _ = child.wait();
+        self.log()
     }
 }
 

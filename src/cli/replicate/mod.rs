@@ -1,7 +1,7 @@
 //! `litestream replicate`, with the flags of Litestream 0.5.17. With `-exec CMD` (or the
 //! config key `exec:`) it starts CMD with the extension preloaded, as `litestream run` does:
-//! CMD's own writes are captured in-process. Without a command (sidecar mode: following a
-//! database that no extension writes) it says that this mode is not available yet.
+//! CMD's own writes are captured in-process. Without a command it runs in sidecar mode
+//! ([`sidecar`], `docs/sidecar.md`): it follows databases that no extension writes.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -36,13 +36,13 @@ Arguments:
 
 \t-once
 \t    Replicate once and exit. Cannot be used with -exec.
-\t    (Needs sidecar mode, which is not available yet.)
 
 \t-force-snapshot
 \t    Force a snapshot to be taken for all databases. Requires -once.
 
 \t-enforce-retention
-\t    Enforce retention policies for old snapshots. Requires -once.
+\t    Accepted for compatibility. Requires -once. Retention is enforced by the
+\t    background compaction, as configured.
 
 \t-log-level LEVEL
 \t    Sets the log level. Overrides the config file setting.
@@ -55,13 +55,15 @@ Arguments:
 \t    Restores the database from the replica if it doesn't exist.
 \t    On first start with no backup, proceeds normally.
 
-Without -exec (sidecar mode: following a database written by a program
-that does not load the extension) replicate is not available yet; use
--exec, `litestream run`, or load liblitestream in the program.
+Without -exec, replicate runs as a sidecar: it follows the databases of
+programs that do not load the extension (a statically linked or pure-Go
+SQLite), copying what they commit from the WAL as soon as they commit.
+Between copies it holds a read transaction so that SQLite cannot restart
+the WAL over frames not copied yet; it adds no table to the database.
+A database that a program with the extension loaded replicates itself is
+shipped by that program; the sidecar defers to it and logs so.
+SIGINT and SIGTERM: a final sync, then exit 0.
 ";
-
-/// Why replicate cannot run without a command yet (sidecar mode).
-const SIDECAR_UNAVAILABLE: &str = "replicating without -exec (sidecar mode, for programs that do not load the extension) is not available yet; start the program with `litestream replicate -exec CMD`, `litestream run -- CMD`, or load liblitestream in it";
 
 /// What `replicate` will do.
 #[derive(Debug)]
@@ -75,6 +77,10 @@ pub struct Replicate {
     pub exec: Option<String>,
     pub log_level: Option<&'static str>,
     pub restore_if_db_not_exists: bool,
+    /// `-once`: sidecar mode copies and ships what is committed, then exits.
+    pub once: bool,
+    /// `-force-snapshot`: the first file shipped holds every page.
+    pub force_snapshot: bool,
     /// The positional form wrote `config_file`; it is removed at the end.
     pub generated: bool,
 }
@@ -159,14 +165,6 @@ pub fn parse(args: &[String]) -> Result<Replicate, CliError> {
                 "cannot specify -enforce-retention flag without -once",
             ));
         }
-        if once {
-            return Err(usage(format!(
-                "-once replicates databases written without the extension: {SIDECAR_UNAVAILABLE}"
-            )));
-        }
-        if exec.is_none() {
-            return Err(usage(SIDECAR_UNAVAILABLE));
-        }
         Ok(())
     })();
     cleanup(checked.map(|()| Replicate {
@@ -176,6 +174,8 @@ pub fn parse(args: &[String]) -> Result<Replicate, CliError> {
         exec,
         log_level,
         restore_if_db_not_exists: f.flag("restore-if-db-not-exists"),
+        once,
+        force_snapshot: f.flag("force-snapshot"),
         generated,
     }))
 }
@@ -260,8 +260,28 @@ pub fn plan(r: &Replicate, env: &Env) -> Result<Plan, CliError> {
     Ok(p)
 }
 
+/// The value of `-log-level` among `args`, before anything logs: logging is set up once,
+/// while the configuration loads.
+fn log_level_arg(args: &[String]) -> Option<&'static str> {
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let a = a.strip_prefix("--").or_else(|| a.strip_prefix('-'))?;
+        let value = match a.strip_prefix("log-level") {
+            Some("") => it.next().map(String::as_str),
+            Some(v) => v.strip_prefix('='),
+            None => continue,
+        };
+        return value.and_then(config::normalize_level);
+    }
+    None
+}
+
 /// `litestream replicate ...`: the exit status.
 pub fn main(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    if let Some(level) = log_level_arg(args) {
+        // Before any thread starts; the `-exec` child gets it through its environment too.
+        std::env::set_var("LOG_LEVEL", level);
+    }
     let env = Env {
         var: &|k| std::env::var(k).ok(),
         exe: std::env::current_exe().ok(),
@@ -277,11 +297,22 @@ pub fn main(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             return 1;
         }
     };
-    let status = match restore_missing(&r).and_then(|()| plan(&r, &env)) {
-        Ok(p) => {
+    let started = restore_missing(&r).and_then(|()| match r.exec {
+        None => Ok(None),
+        Some(_) => plan(&r, &env).map(Some),
+    });
+    let status = match started {
+        Ok(Some(p)) => {
             tracing::info!(exec = %r.exec.as_deref().unwrap_or_default(), dbs = r.config.dbs.len(), "replicating in-process");
             run::execute(&p, err)
         }
+        Ok(None) => match sidecar::run(&r, r.once, r.force_snapshot) {
+            Ok(()) => 0,
+            Err(e) => {
+                let _ = writeln!(err, "Error: {e}");
+                1
+            }
+        },
         Err(e) => {
             let _ = writeln!(err, "Error: {e}");
             1
@@ -292,6 +323,9 @@ pub fn main(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     }
     status
 }
+
+mod read_guard;
+mod sidecar;
 
 #[cfg(test)]
 mod tests;

@@ -47,19 +47,33 @@ fn flag_combinations_like_the_official_binary() {
 }
 
 #[test]
-fn without_a_command_sidecar_mode_is_not_available_yet() {
+fn without_a_command_it_is_sidecar_mode() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_file(dir.path(), "dbs: []\n");
-    let e = err(&["-config", &cfg]);
-    assert!(e.contains("sidecar mode") && e.contains("-exec CMD"), "{e}");
-    let e = err(&["-config", &cfg, "-once", "-force-snapshot"]);
-    assert!(
-        e.contains("-once") && e.contains("not available yet"),
-        "{e}"
+    let r = parse(&args(&["-config", &cfg])).unwrap();
+    assert!(r.exec.is_none() && !r.once && !r.force_snapshot);
+    let r = parse(&args(&["-config", &cfg, "-once", "-force-snapshot"])).unwrap();
+    assert!(r.once && r.force_snapshot);
+    // (The positional form writes one file per process: checked in one test only, below.)
+}
+
+#[test]
+fn log_level_is_found_before_parsing() {
+    assert_eq!(
+        log_level_arg(&args(&["-log-level", "DEBUG", "-once"])),
+        Some("debug")
     );
-    // The positional form without -exec: same message, and no file left behind.
-    let e = err(&["/data/a.db", "file:///b"]);
-    assert!(e.contains("sidecar mode"), "{e}");
+    assert_eq!(
+        log_level_arg(&args(&["-once", "--log-level=warn"])),
+        Some("warn")
+    );
+    assert_eq!(log_level_arg(&args(&["-log-level", "loud"])), None);
+    // Flags end at the first positional argument, as in Go's flag package.
+    assert_eq!(
+        log_level_arg(&args(&["/a.db", "-log-level", "debug"])),
+        None
+    );
+    assert_eq!(log_level_arg(&args(&["-config", "x.yml"])), None);
 }
 
 #[test]
@@ -124,7 +138,7 @@ fn positional_form_writes_a_one_database_config() {
         "file:///backups/x",
     ]))
     .unwrap();
-    assert!(r.generated);
+    assert!(r.generated && !r.once);
     let c = config::load_with(&r.config_file, false).unwrap();
     std::fs::remove_file(&r.config_file).unwrap();
     assert_eq!(c.dbs.len(), 1);
