@@ -141,7 +141,9 @@ fn run(url: &str, interval: Duration) {
             last_ping = Some(Instant::now());
             match ping(&client, url) {
                 Ok(()) => tracing::debug!(url = %shown(url), "heartbeat ping sent"),
-                Err(e) => tracing::warn!(error = %e, "heartbeat ping failed; retried after heartbeat-interval"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "heartbeat ping failed; retried after heartbeat-interval")
+                }
             }
         }
         std::ops::ControlFlow::Continue(())
@@ -209,13 +211,21 @@ mod tests {
         let minute = Duration::from_secs(60);
         assert!(!due(None, t0, minute, &[]), "no database: no ping");
         assert!(due(None, t0, minute, &[snap()]), "first check pings");
-        assert!(!due(Some(t0), t0 + Duration::from_secs(59), minute, &[snap()]));
+        assert!(!due(
+            Some(t0),
+            t0 + Duration::from_secs(59),
+            minute,
+            &[snap()]
+        ));
         assert!(due(Some(t0), t0 + minute, minute, &[snap()]));
         let bad = Snapshot {
             stopped: Some("x".into()),
             ..snap()
         };
-        assert!(!due(None, t0, minute, &[snap(), bad]), "one unhealthy database");
+        assert!(
+            !due(None, t0, minute, &[snap(), bad]),
+            "one unhealthy database"
+        );
     }
 
     #[test]
@@ -230,6 +240,8 @@ mod tests {
     #[test]
     fn nothing_starts_without_a_heartbeat_url() {
         assert!(!start_if_configured(None));
-        assert!(!start_if_configured(Some(&crate::config::Config::default())));
+        assert!(!start_if_configured(
+            Some(&crate::config::Config::default())
+        ));
     }
 }

@@ -27,9 +27,9 @@ pub(crate) mod database;
 pub(crate) mod fencing;
 pub(crate) mod ffi;
 pub(crate) mod follower;
-pub(crate) mod heartbeat;
 #[cfg(test)]
 mod fuzz_tests;
+pub(crate) mod heartbeat;
 pub(crate) mod l0_cache;
 pub(crate) mod logging;
 pub(crate) mod ltx;

@@ -117,7 +117,10 @@ fn heartbeat_pings_like_the_official_binary() {
         "official"
     );
     let log = session.close();
-    assert!(!log.contains("secret"), "the URL's token is never logged:\n{log}");
+    assert!(
+        !log.contains("secret"),
+        "the URL's token is never logged:\n{log}"
+    );
     official.stop();
 }
 
