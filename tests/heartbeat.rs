@@ -85,7 +85,7 @@ fn heartbeat_pings_like_the_official_binary() {
         .db(&db, &s.join("replica-ours"))
         .write(&s.join("ours.yml"));
     let log = s.join("ours.log");
-    let mut session = open_and_write(&db, &cfg, &log);
+    let session = open_and_write(&db, &cfg, &log);
 
     let official_db = s.join("official.db");
     sqlite3_plain(&official_db, "PRAGMA journal_mode=wal; CREATE TABLE t(x);");
