@@ -156,15 +156,7 @@ pub fn run_sync(args: &[String], out: &mut dyn Write) -> Result<(), CliError> {
         .value("socket")
         .bool("json")
         .parse(args)?;
-    let arg = match f.args.as_slice() {
-        [] => {
-            return Err(usage(
-                "database path required; usage: litestream sync /path/to/db",
-            ))
-        }
-        [a] => a.clone(),
-        _ => return Err(usage("too many arguments")),
-    };
+    let arg = f.db_path_arg("sync")?;
     let timeout_secs = match f.get("timeout") {
         None => DEFAULT_TIMEOUT_SECS,
         Some(t) => match t.parse::<i64>() {
