@@ -6,8 +6,9 @@
 //! staged and shipped by the process that holds `writer.lock` in its meta directory (the stager,
 //! `docs/staging.md`), every `sync-interval` (1 s by default) and at its last close. So `sync`
 //! reads the meta directory instead of asking:
-//! - the stager has sealed everything committed once `state.json` is newer than the `-wal`
-//!   (every seal rewrites it); `sync` waits for that, and reports the sealed TXID;
+//! - the stager has sealed everything committed once the `-wal` holds no frame past the
+//!   position `state.json` records for the last sealed commit; `sync` waits for that, and
+//!   reports the sealed TXID;
 //! - with `-wait`, it also waits until no sealed L0 file is left to upload (uploaded files leave
 //!   `l0/`), then reads the replica's TXID from the replica itself;
 //! - when no process holds the lock, nothing will ship: if everything is shipped it answers at
@@ -17,7 +18,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -126,18 +127,29 @@ fn stager_pid(meta: &MetaDir) -> Option<u32> {
     holder_in(&std::fs::read_to_string("/proc/locks").ok()?, &id)
 }
 
-fn mtime(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
-}
-
-/// Whether the `-wal` holds a commit made after the last seal (`state.json` is rewritten by
-/// every seal, after the commits it holds).
+/// Whether the `-wal` holds a frame past the last sealed commit: a frame of the WAL's current
+/// generation (its salts equal the header's) at the sealed offset, or at the first frame when
+/// the WAL was restarted since (other salts) or nothing was sealed yet. Stale frames of an
+/// older generation beyond the end do not count, as SQLite ignores them too.
 fn unsealed_commits(db: &Path, meta: &MetaDir) -> bool {
+    use std::os::unix::fs::FileExt;
     let mut wal = db.as_os_str().to_owned();
     wal.push("-wal");
-    let wal = PathBuf::from(wal);
-    let has_frames = std::fs::metadata(&wal).is_ok_and(|m| m.len() > crate::wal::WAL_HEADER_SIZE);
-    has_frames && mtime(&wal) > mtime(&meta.state_path())
+    let Ok(file) = std::fs::File::open(PathBuf::from(wal)) else {
+        return false;
+    };
+    let mut header = [0u8; crate::wal::WAL_HEADER_SIZE as usize];
+    if file.read_exact_at(&mut header, 0).is_err() {
+        return false;
+    }
+    let salts = &header[16..24];
+    let sealed = meta.load_state().ok().flatten().and_then(|st| st.wal);
+    let offset = match sealed {
+        Some(p) if [p.salt1.to_be_bytes(), p.salt2.to_be_bytes()].concat() == salts => p.offset,
+        _ => crate::wal::WAL_HEADER_SIZE,
+    };
+    let mut frame = [0u8; crate::wal::FRAME_HEADER_SIZE as usize];
+    file.read_exact_at(&mut frame, offset).is_ok() && &frame[8..16] == salts
 }
 
 /// Sealed L0 files not uploaded yet.
