@@ -37,7 +37,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("one database", &["database", "bootstrap", "follower"]),
     ("background work", &["fencing", "uploader", "compactor"]),
     ("process", &["registry"]),
-    ("surface", &["status", "sql", "vfs", "monitor"]),
+    ("surface", &["status", "sql", "vfs", "monitor", "heartbeat"]),
     ("entry points", &["ffi", "cli"]),
 ];
 

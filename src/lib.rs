@@ -5,7 +5,7 @@
 //! - entry points: [`ffi`] (the only `unsafe` code: extension entry point, VFS trampolines,
 //!   SQL functions) and [`cli`] (the `litestream` binary).
 //! - surface: [`sql`], [`vfs`] (safe per-file hooks behind the trampolines), [`status`],
-//!   [`monitor`] (lag alerts).
+//!   [`monitor`] (lag alerts), [`heartbeat`] (`heartbeat-url` pings).
 //! - process: [`registry`], one [`database::Database`] per managed path.
 //! - background work: [`uploader`], [`compactor`], [`fencing`].
 //! - one database: [`database`] (the write path's hooks), [`bootstrap`] (restore on open),
@@ -29,6 +29,7 @@ pub(crate) mod ffi;
 pub(crate) mod follower;
 #[cfg(test)]
 mod fuzz_tests;
+pub(crate) mod heartbeat;
 pub(crate) mod l0_cache;
 pub(crate) mod logging;
 pub(crate) mod ltx;

@@ -255,3 +255,38 @@ fn version_prints_and_exits_zero() {
         "litestream version printed nothing: {o}"
     );
 }
+
+#[test]
+fn progress_is_logged_without_a_terminal_and_quiet_with_json() {
+    let f = fixture("cli-progress");
+    let out = f.s.join("progress.db");
+    let o = run_ours(&["restore", "-o", &out.to_string_lossy(), &f.url]).ok();
+    // "restored … (N pages from F files) in … ms"
+    let files = o
+        .stdout
+        .split(" pages from ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .unwrap_or_else(|| panic!("file count in {}", o.stdout));
+    let lines: Vec<&str> = o
+        .stderr
+        .lines()
+        .filter(|l| l.contains("restore progress"))
+        .collect();
+    assert!(!lines.is_empty(), "progress lines on stderr: {}", o.stderr);
+    let last = lines.last().unwrap();
+    assert!(
+        last.contains(&format!("files {files}/{files}")) && last.contains("ETA 0s"),
+        "the last line says every file is done: {last}"
+    );
+    assert_same_dump(&out, &f.db, "restore with progress lines vs source");
+
+    let out = f.s.join("quiet.db");
+    let o = run_ours(&["restore", "-json", "-o", &out.to_string_lossy(), &f.url]).ok();
+    assert!(
+        !o.stderr.contains("restore progress"),
+        "-json restores quietly: {}",
+        o.stderr
+    );
+    assert!(o.stdout.trim_start().starts_with('{'), "{}", o.stdout);
+}

@@ -146,6 +146,17 @@ impl Parsed {
     pub fn flag(&self, name: &str) -> bool {
         self.get(name) == Some("true")
     }
+
+    /// The one positional `DB_PATH` of `litestream <command>`, or the official error texts.
+    pub fn db_path_arg(&self, command: &str) -> Result<String, super::CliError> {
+        match self.args.as_slice() {
+            [] => Err(super::CliError::Usage(format!(
+                "database path required; usage: litestream {command} /path/to/db"
+            ))),
+            [a] => Ok(a.clone()),
+            _ => Err(super::CliError::Usage("too many arguments".into())),
+        }
+    }
 }
 
 #[cfg(test)]

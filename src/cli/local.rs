@@ -183,15 +183,7 @@ pub fn run_reset(args: &[String], out: &mut dyn Write) -> Result<(), CliError> {
     let f = config_arg::flags(FlagSet::new())
         .bool("dry-run")
         .parse(args)?;
-    let arg = match f.args.as_slice() {
-        [] => {
-            return Err(usage(
-                "database path required; usage: litestream reset /path/to/db",
-            ))
-        }
-        [a] => a.clone(),
-        _ => return Err(usage("too many arguments")),
-    };
+    let arg = f.db_path_arg("reset")?;
     let db_path = std::path::absolute(&arg).map_err(|e| usage(format!("{arg}: {e}")))?;
     let meta_path = match f.get("config") {
         Some(_) => {

@@ -1,5 +1,6 @@
 //! The `litestream` command line: Litestream 0.5's commands (`replicate -exec`, `restore`,
-//! `ltx`/`wal`, `databases`, `status`, `reset`, `snapshots`, `generations`, `version`, `help`)
+//! `ltx`/`wal`, `databases`, `status`, `sync`, `reset`, `snapshots`, `generations`, `version`,
+//! `help`)
 //! plus `run` and `read-replica`. It never calls SQLite (the library links SQLite through the
 //! loadable-extension API table, which is unset in the binary).
 
@@ -12,6 +13,7 @@ mod read_replica;
 pub mod replicate;
 mod restore_cmd;
 pub mod run;
+mod sync;
 
 use std::io::Write;
 
@@ -75,6 +77,7 @@ The commands are:
 \trun          runs a program with liblitestream preloaded
 \tsnapshots    list available snapshots (level 9) for a database
 \tstatus       display replication status for databases
+\tsync         waits until a database's changes are synced (and replicated)
 \tversion      prints the binary version
 \twal          deprecated alias of ltx
 
@@ -114,6 +117,7 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             listing::run_ltx(&args[2..], out)
         }
         Some("status") => local::run_status(&args[2..], out),
+        Some("sync") => sync::run_sync(&args[2..], out),
         Some("reset") => local::run_reset(&args[2..], out),
         Some("snapshots") => misc::run_snapshots(&args[2..], out),
         Some("generations") => misc::run_generations(&args[2..]),
@@ -137,6 +141,7 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
                 Some("ltx" | "wal") => listing::LTX_USAGE,
                 Some("databases") => listing::DATABASES_USAGE,
                 Some("status") => local::STATUS_USAGE,
+                Some("sync") => sync::SYNC_USAGE,
                 Some("reset") => local::RESET_USAGE,
                 Some("snapshots") => misc::SNAPSHOTS_USAGE,
                 Some("generations") => misc::GENERATIONS_USAGE,
@@ -193,6 +198,7 @@ mod tests {
             "run",
             "snapshots",
             "status",
+            "sync",
             "version",
             "wal",
         ] {

@@ -114,6 +114,7 @@ fn setup() -> Result<(), SetupError> {
             let config = crate::config::global().ok().flatten();
             crate::metrics::endpoint::start_configured(config, crate::status::metric_gauges);
             crate::monitor::start_if_configured(config);
+            crate::heartbeat::start_if_configured(config);
             register_atexit();
             fork::register();
             vfs_shim::register(crate::config::vfs_default_on_load(config))?;

@@ -9,6 +9,7 @@ mod plan;
 #[cfg(test)]
 pub(crate) use apply::stamp_header;
 pub use apply::{
-    plan_replica, restore, RestoreError, RestoreOptions, RestoreOutcome, DEFAULT_PARALLELISM,
+    plan_replica, restore, restore_with_progress, RestoreError, RestoreOptions, RestoreOutcome,
+    RestoreProgress, DEFAULT_PARALLELISM,
 };
 pub use plan::{format_time, plan, plan_continuation, PlanError, Target};

@@ -191,6 +191,11 @@ impl Session {
     }
 
     /// SIGKILLs the child and returns the log.
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("session running").id()
+    }
+
     pub fn kill(mut self) -> String {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();

@@ -1,5 +1,7 @@
 //! `litestream restore [flags] DB_PATH|REPLICA_URL` (spec §4.1).
 
+mod progress_bar;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
@@ -9,7 +11,8 @@ use super::CliError;
 use crate::config;
 use crate::replica::{self, LtxFileInfo, ReplicaClient};
 use crate::restore::{
-    format_time, plan_replica, restore, RestoreOptions, RestoreOutcome, Target, DEFAULT_PARALLELISM,
+    format_time, plan_replica, restore_with_progress, RestoreOptions, RestoreOutcome, Target,
+    DEFAULT_PARALLELISM,
 };
 use crate::{format_txid, parse_txid};
 
@@ -253,7 +256,10 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> Result<
         return follow_forever(src, interval);
     }
     let started = Instant::now();
-    let outcome = restore(src.client.as_ref(), &opts)?;
+    let meter = progress_bar::Meter::for_run(f.flag("json"));
+    let outcome = restore_with_progress(src.client.as_ref(), &opts, &meter);
+    meter.finish();
+    let outcome = outcome?;
     if let (Some(full), RestoreOutcome::Restored { .. }) = (integrity, &outcome) {
         // PRAGMA quick_check (or integrity_check) through the system's SQLite.
         if let Some(problems) = crate::ffi::sqlite_lib::integrity_check(&src.output, full)? {

@@ -168,11 +168,36 @@ impl Drop for TempFile {
     }
 }
 
+/// Told how a restore advances (the CLI's progress bar); called on the restoring thread.
+pub trait RestoreProgress {
+    /// The plan: `files` LTX files of `bytes` bytes in all, to download and apply.
+    fn start(&self, files: usize, bytes: u64);
+    /// One more file (of `bytes` bytes) was applied.
+    fn file_done(&self, bytes: u64);
+}
+
+/// No progress reporting.
+pub struct NoProgress;
+
+impl RestoreProgress for NoProgress {
+    fn start(&self, _files: usize, _bytes: u64) {}
+    fn file_done(&self, _bytes: u64) {}
+}
+
 /// Restores the replica into `opts.output`. On error nothing is left at the output path (an
 /// existing output is untouched) and no temp file remains.
 pub fn restore(
     client: &dyn ReplicaClient,
     opts: &RestoreOptions,
+) -> Result<RestoreOutcome, RestoreError> {
+    restore_with_progress(client, opts, &NoProgress)
+}
+
+/// [`restore`], telling `progress` how it advances.
+pub fn restore_with_progress(
+    client: &dyn ReplicaClient,
+    opts: &RestoreOptions,
+    progress: &dyn RestoreProgress,
 ) -> Result<RestoreOutcome, RestoreError> {
     let output = &opts.output;
     if opts.if_db_not_exists && exists(output) {
@@ -202,7 +227,8 @@ pub fn restore(
     }
     let started = Instant::now();
     let spool = opts.parallelism > 1 && !client.is_local() && planned.len() > 1;
-    let outcome = apply_plan(client, &planned, opts, spool)?;
+    progress.start(planned.len(), planned.iter().map(|f| f.size).sum());
+    let outcome = apply_plan(client, &planned, opts, spool, progress)?;
     if let RestoreOutcome::Restored {
         txid, page_count, ..
     } = &outcome
@@ -337,6 +363,7 @@ fn apply_plan(
     planned: &[LtxFileInfo],
     opts: &RestoreOptions,
     spool: bool,
+    progress: &dyn RestoreProgress,
 ) -> Result<RestoreOutcome, RestoreError> {
     let output = &opts.output;
     let name = output.file_name().ok_or_else(|| RestoreError::Io {
@@ -375,7 +402,9 @@ fn apply_plan(
             &tmp_path,
             &mut writer,
             &mut st,
-        )
+        )?;
+        progress.file_done(planned[idx].size);
+        Ok(())
     };
     if spool {
         fetch::with_prefetch(client, planned, opts.parallelism, &dir, &mut step)?;

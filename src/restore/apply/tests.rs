@@ -386,7 +386,7 @@ fn prefetch_path_matches_sequential_and_cleans_up() {
     let plan = plan_replica(&env.client, &Target::Latest).unwrap();
     let mut opts = env.opts();
     opts.parallelism = 3;
-    let out = apply_plan(&env.client, &plan, &opts, true).unwrap();
+    let out = apply_plan(&env.client, &plan, &opts, true, &NoProgress).unwrap();
     assert!(matches!(
         out,
         RestoreOutcome::Restored {
@@ -406,7 +406,7 @@ fn prefetch_path_matches_sequential_and_cleans_up() {
     let n = bytes.len();
     bytes[n - 20] ^= 0xff;
     fs::write(&path, &bytes).unwrap();
-    let err = apply_plan(&env.client, &plan, &opts, true).unwrap_err();
+    let err = apply_plan(&env.client, &plan, &opts, true, &NoProgress).unwrap_err();
     assert!(
         err.to_string()
             .contains("0000000000000006-0000000000000006.ltx"),
@@ -422,7 +422,7 @@ fn missing_replica_file_is_reported() {
     env.put(0, 2, 2, 1, &[(1, 2)]);
     let plan = plan_replica(&env.client, &Target::Latest).unwrap();
     fs::remove_file(env.client.file_path(0, 2, 2)).unwrap();
-    let err = apply_plan(&env.client, &plan, &env.opts(), false).unwrap_err();
+    let err = apply_plan(&env.client, &plan, &env.opts(), false, &NoProgress).unwrap_err();
     assert!(
         matches!(err, RestoreError::Replica(ReplicaError::NotFound { .. })),
         "{err}"
