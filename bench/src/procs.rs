@@ -129,14 +129,15 @@ pub fn run_worker(
     Ok((v, exit))
 }
 
-/// A running official `litestream replicate`.
+/// A running `litestream replicate` sidecar: the official one, or ours in sidecar mode.
 pub struct Sidecar {
     child: Option<Child>,
 }
 
 impl Sidecar {
-    pub fn start(tools: &Tools, config: &Path, log: &Path) -> Result<Sidecar> {
-        let mut cmd = Command::new(&tools.official);
+    /// Starts `bin replicate -config config` (`bin`: `tools.official` or `tools.ours`).
+    pub fn start(bin: &Path, config: &Path, log: &Path) -> Result<Sidecar> {
+        let mut cmd = Command::new(bin);
         cmd.arg("replicate")
             .arg("-config")
             .arg(config)

@@ -249,7 +249,39 @@ fn targets(r: &Report) -> Vec<Target> {
         ),
     });
     tenant_targets(r, &mut t);
+    our_sidecar_targets(r, &mut t);
     t
+}
+
+/// Issue 15's targets for our `litestream replicate` in sidecar mode.
+fn our_sidecar_targets(r: &Report, t: &mut Vec<Target>) {
+    let ours = |n: &str| r.get(n).and_then(|m| m.ours);
+    for (name, text, bound) in [
+        (
+            "lag_p99_ms_file_our_sidecar_sync0",
+            "ours as a sidecar: lag p99, file replica, sync 0 ≤ 20 ms",
+            20.0,
+        ),
+        (
+            "lag_p99_ms_file_our_sidecar_sync1s",
+            "ours as a sidecar: lag p99, file replica, sync 1s ≤ 1 s",
+            1000.0,
+        ),
+    ] {
+        let l = ours(name);
+        t.push(Target {
+            text,
+            verdict: l.map(|x| x <= bound),
+            detail: format!("{} ms", fmt(l)),
+        });
+    }
+    let m = r.get("write_tps_autocommit_normal_our_sidecar");
+    let x = m.and_then(|m| m.ours.zip(m.peer)).map(|(o, p)| o / p);
+    t.push(Target {
+        text: "ours as a sidecar: 1-row autocommit tx/s ÷ native ≥ 0.95",
+        verdict: x.map(|x| x >= 0.95),
+        detail: format!("{} (official sidecar: see section 1)", fmt(x)),
+    });
 }
 
 /// A target of issue 14: text, measured value, the check, unit.

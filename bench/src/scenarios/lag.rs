@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{arg, create_db, rotated, s3_l0_uploads, short, start_sidecar, Ctx};
+use super::{arg, create_db, rotated, s3_l0_uploads, short, start_our_sidecar, start_sidecar, Ctx};
 use crate::error::{failed, Context, Result};
 use crate::ltx::max_marker;
 use crate::procs::{self, Replica};
@@ -38,57 +38,82 @@ const QUICK_ROUNDS: (usize, u64) = (1, 150);
 /// Samples of the disk-floor measurement (full, QUICK): enough for a p99.
 const DISK_SAMPLES: (usize, usize) = (300, 50);
 
+/// Who replicates the writer's database.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Replicator {
+    /// The writer loads our extension.
+    Extension,
+    /// The official `litestream replicate` beside a native writer.
+    Official,
+    /// Our `litestream replicate` in sidecar mode beside a native writer.
+    OurSidecar,
+}
+
 #[derive(Clone, Copy)]
 struct Contender {
     key: &'static str,
     label: &'static str,
-    ours: bool,
+    ours: Replicator,
     sync: &'static str,
     s3: bool,
 }
 
-const CONTENDERS: [Contender; 6] = [
+const CONTENDERS: [Contender; 8] = [
     Contender {
         key: "ours-file-sync0",
         label: "ours, file, sync 0",
-        ours: true,
+        ours: Replicator::Extension,
         sync: "0s",
         s3: false,
     },
     Contender {
         key: "ours-file-sync1s",
         label: "ours, file, sync 1s",
-        ours: true,
+        ours: Replicator::Extension,
         sync: "1s",
         s3: false,
     },
     Contender {
         key: "sidecar-file",
         label: "sidecar, file, sync 1s",
-        ours: false,
+        ours: Replicator::Official,
         sync: "1s",
         s3: false,
     },
     Contender {
         key: "ours-s3-sync0",
         label: "ours, S3, sync 0",
-        ours: true,
+        ours: Replicator::Extension,
         sync: "0s",
         s3: true,
     },
     Contender {
         key: "ours-s3-sync1s",
         label: "ours, S3, sync 1s",
-        ours: true,
+        ours: Replicator::Extension,
         sync: "1s",
         s3: true,
     },
     Contender {
         key: "sidecar-s3",
         label: "sidecar, S3, sync 1s",
-        ours: false,
+        ours: Replicator::Official,
         sync: "1s",
         s3: true,
+    },
+    Contender {
+        key: "our-sidecar-file-sync0",
+        label: "our sidecar, file, sync 0",
+        ours: Replicator::OurSidecar,
+        sync: "0s",
+        s3: false,
+    },
+    Contender {
+        key: "our-sidecar-file-sync1s",
+        label: "our sidecar, file, sync 1s",
+        ours: Replicator::OurSidecar,
+        sync: "1s",
+        s3: false,
     },
 ];
 
@@ -152,6 +177,18 @@ pub fn run(ctx: &Ctx, rep: &mut Report) -> Result<()> {
         }
     }
     for (dest, ours_key, sidecar_key, sync) in [
+        (
+            "file_our_sidecar",
+            "our-sidecar-file-sync0",
+            "sidecar-file",
+            "sync0",
+        ),
+        (
+            "file_our_sidecar",
+            "our-sidecar-file-sync1s",
+            "sidecar-file",
+            "sync1s",
+        ),
         ("file", "ours-file-sync0", "sidecar-file", "sync0"),
         ("file", "ours-file-sync1s", "sidecar-file", "sync1s"),
         ("s3", "ours-s3-sync0", "sidecar-s3", "sync0"),
@@ -277,10 +314,10 @@ fn one(ctx: &Ctx, round: usize, c: Contender, count: u64) -> Result<RunResult> {
         Replica::File(p) => Some(DirWatcher::start(&[p.join("ltx").join("0")])?),
         Replica::S3 { .. } => None,
     };
-    let sidecar = if c.ours {
-        None
-    } else {
-        Some(start_sidecar(ctx, &dir, &db, &replica, "")?)
+    let sidecar = match c.ours {
+        Replicator::Extension => None,
+        Replicator::Official => Some(start_sidecar(ctx, &dir, &db, &replica, "")?),
+        Replicator::OurSidecar => Some(start_our_sidecar(ctx, &dir, &db, &replica, c.sync)?),
     };
     let config = dir.join("litestream.yml");
     procs::write_config(&config, &db, &replica, c.sync, "")?;
@@ -289,7 +326,7 @@ fn one(ctx: &Ctx, round: usize, c: Contender, count: u64) -> Result<RunResult> {
         arg("--db"),
         arg(db.display()),
         arg("--ext"),
-        arg(u8::from(c.ours)),
+        arg(u8::from(c.ours == Replicator::Extension)),
         arg("--rate"),
         arg(RATE),
         arg("--count"),
@@ -302,12 +339,12 @@ fn one(ctx: &Ctx, round: usize, c: Contender, count: u64) -> Result<RunResult> {
     let (v, _) = procs::run_worker(
         &ctx.tools,
         &args,
-        c.ours.then_some(config.as_path()),
+        (c.ours == Replicator::Extension).then_some(config.as_path()),
         &dir.join("result.json"),
         &dir.join("worker.log"),
     )?;
     if let Some(e) = super::worker_error(&v, &dir.join("worker.log")) {
-        if c.ours && c.s3 {
+        if c.ours == Replicator::Extension && c.s3 {
             return Ok(Err(e));
         }
         return Err(failed(format!("lag, {}", c.key), e));

@@ -94,11 +94,46 @@ pub fn start_sidecar(
     replica: &Replica,
     top: &str,
 ) -> Result<Sidecar> {
+    start_replicate(ctx, &ctx.tools.official, dir, db, replica, "1s", top)
+}
+
+/// Our `litestream replicate` in sidecar mode (following a database no extension writes),
+/// with `sync` as its sync interval.
+pub fn start_our_sidecar(
+    ctx: &Ctx,
+    dir: &Path,
+    db: &Path,
+    replica: &Replica,
+    sync: &str,
+) -> Result<Sidecar> {
+    start_replicate(ctx, &ctx.tools.ours, dir, db, replica, sync, "")
+}
+
+fn start_replicate(
+    ctx: &Ctx,
+    bin: &Path,
+    dir: &Path,
+    db: &Path,
+    replica: &Replica,
+    sync: &str,
+    top: &str,
+) -> Result<Sidecar> {
     let cfg = dir.join("sidecar.yml");
-    procs::write_config(&cfg, db, replica, "1s", top)?;
+    procs::write_config(&cfg, db, replica, sync, top)?;
     let log = dir.join("sidecar.log");
-    let sc = Sidecar::start(&ctx.tools, &cfg, &log)?;
+    let sc = Sidecar::start(bin, &cfg, &log)?;
+    // Ours follows the database once it holds the stager lock; it ships the first image with
+    // the first commit it sees (an idle, never replicated database has nothing in its WAL).
+    let ours = bin == ctx.tools.ours;
+    let name = db
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let lock = db
+        .with_file_name(format!(".{name}-liblitestream"))
+        .join("writer.lock");
     let ready = procs::wait_for(SIDECAR_READY_TIMEOUT, || match replica {
+        _ if ours => lock.exists(),
         Replica::File(p) => !list_level(p, 0).is_empty(),
         Replica::S3 { prefix, .. } => ctx
             .s3

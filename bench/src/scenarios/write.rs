@@ -1,11 +1,12 @@
 //! 1. Write overhead: transactions per second of native SQLite (WAL), our VFS with a file
-//!    replica at sync-interval 1s and 0, and native SQLite with the official sidecar running.
+//!    replica at sync-interval 1s and 0, and native SQLite with a sidecar running: the official
+//!    one, or ours (`litestream replicate` in sidecar mode).
 
 use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use super::{arg, create_db, rotated, start_sidecar, Ctx};
+use super::{arg, create_db, rotated, start_our_sidecar, start_sidecar, Ctx};
 use crate::error::{failed, Result};
 use crate::procs::{self, Replica};
 use crate::report::{fmt, median, Measure, Report};
@@ -16,6 +17,7 @@ enum Contender {
     Ours1s,
     Ours0,
     Sidecar,
+    OurSidecar,
 }
 
 impl Contender {
@@ -25,6 +27,7 @@ impl Contender {
             Contender::Ours1s => "ours-sync1s",
             Contender::Ours0 => "ours-sync0",
             Contender::Sidecar => "sidecar",
+            Contender::OurSidecar => "our-sidecar",
         }
     }
 }
@@ -58,6 +61,7 @@ pub fn run(ctx: &Ctx, rep: &mut Report) -> Result<()> {
         Contender::Ours1s,
         Contender::Ours0,
         Contender::Sidecar,
+        Contender::OurSidecar,
     ];
     let mut tps: BTreeMap<(Contender, usize), Vec<f64>> = BTreeMap::new();
     let mut cpu: BTreeMap<(Contender, usize), Vec<f64>> = BTreeMap::new();
@@ -81,6 +85,14 @@ pub fn run(ctx: &Ctx, rep: &mut Report) -> Result<()> {
                     &db,
                     &Replica::File(replica.clone()),
                     "",
+                )?)
+            } else if c == Contender::OurSidecar {
+                Some(start_our_sidecar(
+                    ctx,
+                    &dir,
+                    &db,
+                    &Replica::File(replica.clone()),
+                    "1s",
                 )?)
             } else {
                 None
@@ -131,7 +143,7 @@ pub fn run(ctx: &Ctx, rep: &mut Report) -> Result<()> {
     let med_cpu = |c: Contender, i: usize| cpu.get(&(c, i)).and_then(|v| median(v));
     let mut table = String::from(
         "Median transactions per second over the rounds (ratio to native in parentheses).\n\n\
-         | workload | native WAL | ours, sync 1s | ours, sync 0 | native + sidecar |\n| --- | --- | --- | --- | --- |\n",
+         | workload | native WAL | ours, sync 1s | ours, sync 0 | native + sidecar | native + our sidecar |\n| --- | --- | --- | --- | --- | --- |\n",
     );
     for (i, (_, name, label)) in WORKLOADS.iter().enumerate() {
         let n = med(Contender::Native, i);
@@ -141,11 +153,18 @@ pub fn run(ctx: &Ctx, rep: &mut Report) -> Result<()> {
             format!("{} ({})", fmt(v), fmt(r))
         };
         table.push_str(&format!(
-            "| {label} | {} | {} | {} | {} |\n",
+            "| {label} | {} | {} | {} | {} | {} |\n",
             fmt(n),
             cell(Contender::Ours1s),
             cell(Contender::Ours0),
-            cell(Contender::Sidecar)
+            cell(Contender::Sidecar),
+            cell(Contender::OurSidecar)
+        ));
+        rep.push(Measure::new(
+            &format!("write_tps_{name}_our_sidecar"),
+            "tx/s",
+            med(Contender::OurSidecar, i),
+            n,
         ));
         rep.push(Measure::new(
             &format!("write_tps_{name}"),
@@ -268,10 +287,12 @@ pub fn run(ctx: &Ctx, rep: &mut Report) -> Result<()> {
          workloads in one fresh writer process on a fresh database, and the contender order \
          rotates from round to round. Rows are {} bytes. The sidecar (official `litestream \
          replicate`, default monitor/sync interval 1 s, file replica) is started before and \
-         stopped after its contender's process. With the sidecar running, the writer's own \
-         automatic checkpoints cannot complete (the sidecar holds a read transaction and \
-         checkpoints the database itself), so part of native SQLite's work moves into the \
-         sidecar process, whose CPU is not in these numbers.\n",
+         stopped after its contender's process; so is ours in sidecar mode (`litestream \
+         replicate -config`, sync interval 1 s, file replica; the writer does not load the \
+         extension). With a sidecar running, the writer's own automatic checkpoints cannot \
+         complete (the sidecar holds a read transaction and checkpoints the database itself), \
+         so part of native SQLite's work moves into the sidecar process, whose CPU is not in \
+         these numbers.\n",
         crate::worker::TPS_ROW_BYTES
     ));
     rep.section("1. Write overhead", table);
