@@ -31,7 +31,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "local state",
         &[
             "staging", "stager", "capture", "pending", "restore", "progress", "l0_cache",
-            "validate",
+            "validate", "shared_status", "wake",
         ],
     ),
     ("one database", &["database", "bootstrap", "follower"]),
