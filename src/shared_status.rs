@@ -75,11 +75,12 @@ impl SharedStatus {
     /// The published status; `Ok(None)` while no stager published one.
     pub fn read(meta: &MetaDir) -> Result<Option<SharedStatus>, StagingError> {
         let path = path(meta);
-        let Some(data) =
-            crate::small_file::read_bounded(&path, MAX_FILE).map_err(|source| StagingError::Io {
+        let Some(data) = crate::small_file::read_bounded(&path, MAX_FILE).map_err(|source| {
+            StagingError::Io {
                 path: path.clone(),
                 source,
-            })?
+            }
+        })?
         else {
             return Ok(None);
         };

@@ -127,9 +127,7 @@ fn of_peer(db: &Database, shared: SharedStatus, own: Option<(i64, u64)>) -> Stat
         replica: db.client.describe(),
         txid: shared.txid,
         replicated_txid: shared.replicated_txid,
-        pending_transactions: shared
-            .pending_transactions
-            .max(own.map_or(0, |(_, n)| n)),
+        pending_transactions: shared.pending_transactions.max(own.map_or(0, |(_, n)| n)),
         pending_bytes: shared.pending_bytes,
         last_sync: shared.last_sync_ms.map(ms),
         last_error: shared.last_error,

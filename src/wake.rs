@@ -216,7 +216,11 @@ mod tests {
         let stop = AtomicBool::new(false);
         assert_eq!(receive(&b, &stop), Some(Wake::FlushNow));
         a.send(&[Wake::Committed.byte()]).unwrap();
-        assert_eq!(receive(&b, &stop), Some(Wake::Committed), "one batch per receive");
+        assert_eq!(
+            receive(&b, &stop),
+            Some(Wake::Committed),
+            "one batch per receive"
+        );
         a.send(&[]).unwrap();
         stop.store(true, Ordering::Release);
         assert_eq!(receive(&b, &stop), None, "stopped");

@@ -238,7 +238,11 @@ fn gunicorn_workers_replicate_one_database_and_all_report_true_lag() {
         workers_of(master.id())
     );
     let txids: BTreeSet<_> = settled.values().map(|(t, _)| t.clone()).collect();
-    assert_eq!(txids.len(), 1, "workers disagree on the replica: {settled:?}");
+    assert_eq!(
+        txids.len(),
+        1,
+        "workers disagree on the replica: {settled:?}"
+    );
     assert!(
         settled.values().all(|(_, pending)| *pending == 0),
         "a worker reports pending transactions at lag 0: {settled:?}"

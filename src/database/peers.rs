@@ -74,7 +74,12 @@ impl Database {
 
     /// Records a commit's `mark` lazily when possible, noting `seen_ns` (a time before the mark
     /// was read) with it under the same lock, so that the copy knows which commits it covers.
-    pub(super) fn record(&self, mark: Option<WalIndexMark>, now: i64, seen_ns: i64) -> CommitAction {
+    pub(super) fn record(
+        &self,
+        mark: Option<WalIndexMark>,
+        now: i64,
+        seen_ns: i64,
+    ) -> CommitAction {
         let mut pending = self.pending.lock();
         let action = pending.on_commit(mark, now);
         if matches!(action, CommitAction::Recorded { .. }) {
@@ -158,7 +163,10 @@ impl Database {
             self.covered_ns.fetch_max(c, Ordering::AcqRel);
         }
         let snap = self.progress.snapshot();
-        let ms = |t: SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let ms = |t: SystemTime| {
+            t.duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64)
+        };
         let status = SharedStatus {
             pid: std::process::id(),
             covered_ns: self.covered_ns.load(Ordering::Acquire),
@@ -176,7 +184,9 @@ impl Database {
         }
         match status.publish(&self.meta) {
             Ok(()) => *last = Some(status),
-            Err(e) => tracing::warn!(db = %self.path.display(), error = %e, "cannot publish the replication status for other processes"),
+            Err(e) => {
+                tracing::warn!(db = %self.path.display(), error = %e, "cannot publish the replication status for other processes")
+            }
         }
     }
 

@@ -46,8 +46,14 @@ impl Database {
             let copied = recorded.is_some_and(|(recorded, at_ms, ns)| {
                 self.capture_in(&mut guard, false, false, Some(recorded), at_ms, ns)
             });
-            self.capture_in(&mut guard, allow_full, close_generation, mark, now_ms(), seen_ns)
-                || copied
+            self.capture_in(
+                &mut guard,
+                allow_full,
+                close_generation,
+                mark,
+                now_ms(),
+                seen_ns,
+            ) || copied
         };
         // Only the capture that sets `dirty` notifies: a staged marker that set it silently
         // would leave every later commit without a notification (replication would stall).
