@@ -4,20 +4,25 @@
 //! The stager listens on a datagram socket named after its meta directory; every other process
 //! sends it one byte per commit (one non-blocking `sendto`, nothing else: no reply, no lock).
 //! The datagram carries no data the stager trusts: on receipt, the stager reads SQLite's
-//! committed mark from the shared wal-index itself. While nobody commits, the listening thread
-//! sleeps in `recv`: no timer, no polling.
+//! committed mark from the shared wal-index itself. While nobody commits, the process's one wake
+//! thread sleeps in `epoll_wait`: no timer, no polling.
 //!
 //! The socket is in Linux's abstract namespace (`\0liblitestream-wake-<dev>-<inode>` of the meta
 //! directory): nothing to clean up after a `kill -9`, and no length limit from the meta
 //! directory's path. Processes in different network namespaces cannot reach each other's
 //! socket; there, a non-stager's commits wait for the stager's own next commit, as without it.
 
+use std::collections::HashMap;
 use std::io;
+use std::ops::ControlFlow;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::net::{SocketAddr, UnixDatagram};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::os::unix::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
+
+use mio::net::UnixDatagram;
+use parking_lot::Mutex;
 
 use crate::staging::{MetaDir, StagingError};
 
@@ -58,87 +63,151 @@ fn address(meta: &MetaDir) -> Result<SocketAddr, StagingError> {
     SocketAddr::from_abstract_name(name.as_bytes()).map_err(io_err)
 }
 
-/// The stager's end: a thread that calls `on_wake` for every batch of wakes received. Dropping
-/// it stops the thread (it is not joined: it may be waiting for a lock the dropper holds).
-#[derive(Debug)]
+/// The stager's end for one database: its socket, served by the process's one wake thread
+/// ([`hub`]), which calls `on_wake` for every batch of wakes received. Dropping it stops that.
 pub struct Listener {
-    socket: UnixDatagram,
-    stop: Arc<AtomicBool>,
+    token: usize,
+    entry: Arc<Entry>,
     pid: u32,
 }
 
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listener").field("token", &self.token).finish()
+    }
+}
+
+type OnWake = Box<dyn FnMut(Wake) + Send>;
+
+/// One listening socket and what to call when it receives.
+struct Entry {
+    socket: UnixDatagram,
+    stopped: AtomicBool,
+    on_wake: Mutex<OnWake>,
+}
+
+/// The process's wake thread (`litestream-wake`): one epoll over every listening socket, so a
+/// process that stages many databases has one thread, not one per database. The map's lock is
+/// never held while a callback runs (a callback takes the database's locks, and a listener is
+/// dropped under them).
+struct Hub {
+    registry: mio::Registry,
+    entries: Mutex<HashMap<usize, Arc<Entry>>>,
+    next: AtomicUsize,
+}
+
+fn hub() -> Option<&'static Hub> {
+    static HUB: OnceLock<Option<Hub>> = OnceLock::new();
+    HUB.get_or_init(|| {
+        let poll = mio::Poll::new().ok()?;
+        let registry = poll.registry().try_clone().ok()?;
+        std::thread::Builder::new()
+            .name("litestream-wake".into())
+            .spawn(move || serve(poll))
+            .ok()?;
+        Some(Hub {
+            registry,
+            entries: Mutex::new(HashMap::new()),
+            next: AtomicUsize::new(0),
+        })
+    })
+    .as_ref()
+}
+
+/// The wake thread: waits (no timeout) for a socket to become readable, then serves it.
+fn serve(mut poll: mio::Poll) {
+    let mut events = mio::Events::with_capacity(EVENTS_PER_WAIT);
+    crate::panic_guard::supervise("litestream-wake", || {
+        if let Err(e) = poll.poll(&mut events, None) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                tracing::error!(error = %e, "the wake thread cannot wait for wakes; other processes' commits are shipped at this process's next commit");
+                return ControlFlow::Break(());
+            }
+        }
+        for ev in events.iter() {
+            let entry = hub().and_then(|h| h.entries.lock().get(&ev.token().0).cloned());
+            if let Some(entry) = entry {
+                if let Some(wake) = receive(&entry.socket) {
+                    if !entry.stopped.load(Ordering::Acquire) {
+                        (entry.on_wake.lock())(wake);
+                    }
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    });
+}
+
+/// Events taken per wait: more than the databases a process usually stages at once; others
+/// are taken at the next wait.
+const EVENTS_PER_WAIT: usize = 64;
+
 impl Listener {
-    /// Binds the stager's socket for `meta` and starts its thread. Fails when another process
-    /// already listens there (e.g. a child forked by a previous stager that outlived it).
+    /// Binds the stager's socket for `meta` and has the wake thread serve it. Fails when
+    /// another process already listens there (e.g. a child forked by a previous stager that
+    /// outlived it).
     pub fn start(
         meta: &MetaDir,
-        mut on_wake: impl FnMut(Wake) + Send + 'static,
+        on_wake: impl FnMut(Wake) + Send + 'static,
     ) -> Result<Listener, StagingError> {
         let addr = address(meta)?;
         let io_err = |source| StagingError::Io {
             path: meta.root.clone(),
             source,
         };
-        let socket = UnixDatagram::bind_addr(&addr).map_err(io_err)?;
-        let theirs = socket.try_clone().map_err(io_err)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = Arc::clone(&stop);
-        std::thread::Builder::new()
-            .name("litestream-wake".into())
-            .spawn(move || {
-                crate::panic_guard::supervise("litestream-wake", || {
-                    match receive(&theirs, &stopped) {
-                        Some(wake) => {
-                            on_wake(wake);
-                            std::ops::ControlFlow::Continue(())
-                        }
-                        None => std::ops::ControlFlow::Break(()),
-                    }
-                })
-            })
+        let hub = hub().ok_or_else(|| io_err(io::Error::other("no wake thread")))?;
+        let std_socket = std::os::unix::net::UnixDatagram::bind_addr(&addr).map_err(io_err)?;
+        std_socket.set_nonblocking(true).map_err(io_err)?;
+        let mut socket = UnixDatagram::from_std(std_socket);
+        let token = hub.next.fetch_add(1, Ordering::Relaxed);
+        hub.registry
+            .register(&mut socket, mio::Token(token), mio::Interest::READABLE)
             .map_err(io_err)?;
-        Ok(Listener {
+        let entry = Arc::new(Entry {
             socket,
-            stop,
+            stopped: AtomicBool::new(false),
+            on_wake: Mutex::new(Box::new(on_wake)),
+        });
+        hub.entries.lock().insert(token, Arc::clone(&entry));
+        Ok(Listener {
+            token,
+            entry,
             pid: std::process::id(),
         })
     }
 }
 
-/// Waits for a wake, then takes every other one already queued (one capture serves them all):
-/// `FlushNow` if any asked for it. `None` once the listener is dropped.
-fn receive(socket: &UnixDatagram, stop: &AtomicBool) -> Option<Wake> {
+/// Takes every wake queued on `socket` (one capture serves them all): `FlushNow` if any asked
+/// for it; `None` when none was queued.
+fn receive(socket: &UnixDatagram) -> Option<Wake> {
     let mut buf = [0u8; 1];
-    let first = loop {
+    let mut wake = None;
+    loop {
         match socket.recv(&mut buf) {
-            Ok(n) => break Wake::from_byte(buf[..n].first().copied()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return None,
-        }
-    };
-    if stop.load(Ordering::Acquire) {
-        return None;
-    }
-    let mut wake = first;
-    if socket.set_nonblocking(true).is_ok() {
-        while let Ok(n) = socket.recv(&mut buf) {
-            if Wake::from_byte(buf[..n].first().copied()) == Wake::FlushNow {
-                wake = Wake::FlushNow;
+            Ok(n) => {
+                let w = Wake::from_byte(buf[..n].first().copied());
+                if wake != Some(Wake::FlushNow) {
+                    wake = Some(w);
+                }
             }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return wake,
         }
-        let _ = socket.set_nonblocking(false);
     }
-    Some(wake)
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        // In a forked child the socket is the parent's too: shutting it down would stop the
-        // parent's listener. The child only closes its descriptor.
-        if self.pid == std::process::id() {
-            self.stop.store(true, Ordering::Release);
-            // Wakes the thread's `recv` (it returns 0 bytes, then sees `stop`).
-            let _ = self.socket.shutdown(std::net::Shutdown::Both);
+        // In a forked child the socket is the parent's too, and there is no wake thread: the
+        // child leaves everything to the parent.
+        if self.pid != std::process::id() {
+            return;
+        }
+        self.entry.stopped.store(true, Ordering::Release);
+        if let Some(h) = hub() {
+            // The socket closes (and leaves the epoll set) with the last reference: here, or
+            // after a callback in progress returns.
+            h.entries.lock().remove(&self.token);
         }
     }
 }
@@ -146,7 +215,7 @@ impl Drop for Listener {
 /// A non-stager's end: one unbound socket, opened at the first wake.
 #[derive(Debug, Default)]
 pub struct Sender {
-    socket: OnceLock<Option<(UnixDatagram, SocketAddr)>>,
+    socket: OnceLock<Option<(std::os::unix::net::UnixDatagram, SocketAddr)>>,
 }
 
 impl Sender {
@@ -155,7 +224,7 @@ impl Sender {
     pub fn send(&self, meta: &MetaDir, wake: Wake) -> bool {
         let socket = self.socket.get_or_init(|| {
             let addr = address(meta).ok()?;
-            let s = UnixDatagram::unbound().ok()?;
+            let s = std::os::unix::net::UnixDatagram::unbound().ok()?;
             s.set_nonblocking(true).ok()?;
             Some((s, addr))
         });
@@ -209,20 +278,43 @@ mod tests {
 
     #[test]
     fn queued_wakes_are_taken_together_and_a_flush_wins() {
-        let (a, b) = UnixDatagram::pair().unwrap();
+        let (a, b) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        b.set_nonblocking(true).unwrap();
+        let b = UnixDatagram::from_std(b);
+        assert_eq!(receive(&b), None, "nothing queued");
         for w in [Wake::Committed, Wake::FlushNow, Wake::Committed] {
             a.send(&[w.byte()]).unwrap();
         }
-        let stop = AtomicBool::new(false);
-        assert_eq!(receive(&b, &stop), Some(Wake::FlushNow));
+        assert_eq!(receive(&b), Some(Wake::FlushNow));
         a.send(&[Wake::Committed.byte()]).unwrap();
-        assert_eq!(
-            receive(&b, &stop),
-            Some(Wake::Committed),
-            "one batch per receive"
-        );
-        a.send(&[]).unwrap();
-        stop.store(true, Ordering::Release);
-        assert_eq!(receive(&b, &stop), None, "stopped");
+        assert_eq!(receive(&b), Some(Wake::Committed), "one batch per receive");
+    }
+
+    #[test]
+    fn many_listeners_share_one_thread() {
+        let dirs: Vec<_> = (0..20).map(|_| meta()).collect();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let listeners: Vec<_> = dirs
+            .iter()
+            .enumerate()
+            .map(|(i, (_, m))| {
+                let tx = tx.clone();
+                Listener::start(m, move |_| tx.send(i).unwrap()).unwrap()
+            })
+            .collect();
+        let sender = Sender::default();
+        let (_, last) = dirs.last().unwrap();
+        assert!(sender.send(last, Wake::Committed));
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), 19);
+        let threads = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .flatten()
+            .filter(|t| {
+                std::fs::read_to_string(t.path().join("comm"))
+                    .is_ok_and(|c| c.trim() == "litestream-wake")
+            })
+            .count();
+        assert_eq!(threads, 1, "one wake thread for every listener");
+        drop(listeners);
     }
 }
