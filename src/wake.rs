@@ -73,7 +73,9 @@ pub struct Listener {
 
 impl std::fmt::Debug for Listener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Listener").field("token", &self.token).finish()
+        f.debug_struct("Listener")
+            .field("token", &self.token)
+            .finish()
     }
 }
 
