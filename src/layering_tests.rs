@@ -30,8 +30,16 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "local state",
         &[
-            "staging", "stager", "capture", "pending", "restore", "progress", "l0_cache",
+            "staging",
+            "stager",
+            "capture",
+            "pending",
+            "restore",
+            "progress",
+            "l0_cache",
             "validate",
+            "shared_status",
+            "wake",
         ],
     ),
     ("one database", &["database", "bootstrap", "follower"]),

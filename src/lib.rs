@@ -42,6 +42,7 @@ pub(crate) mod registry;
 pub(crate) mod replica;
 pub(crate) mod replicate_all;
 pub(crate) mod restore;
+pub(crate) mod shared_status;
 pub(crate) mod small_file;
 pub(crate) mod sql;
 pub(crate) mod stager;
@@ -50,6 +51,7 @@ pub(crate) mod status;
 pub(crate) mod uploader;
 pub(crate) mod validate;
 pub(crate) mod vfs;
+pub(crate) mod wake;
 pub(crate) mod wal;
 
 /// A Litestream transaction ID: one per L0 file, not one per SQLite transaction.

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::database::Database;
 use crate::progress::now_ms;
+use crate::shared_status::SharedStatus;
 use crate::TxId;
 
 /// The replication status of one managed (primary) database.
@@ -81,8 +82,13 @@ pub fn rfc3339(t: SystemTime) -> String {
     t.format(&fmt).unwrap_or_default()
 }
 
-/// The status of `db` now.
+/// The status of `db` now. In a process that does not stage it (another process of the machine
+/// does, `docs/staging.md`), what the stager published, with this process's own commits it
+/// does not cover yet counted as pending.
 pub fn of(db: &Database) -> Status {
+    if let Some(peer) = db.peer_status() {
+        return of_peer(db, peer.shared.unwrap_or_default(), peer.own);
+    }
     let snap = db.progress.snapshot();
     let lag = snap.lag_seconds(now_ms());
     let last_error = match (snap.stopped, snap.capture_error, snap.last_error) {
@@ -100,6 +106,32 @@ pub fn of(db: &Database) -> Status {
         last_sync: snap.last_sync,
         last_error,
         lag,
+        lag_alert: db.config.lag_alert.map(|d| d.as_secs_f64()),
+    }
+}
+
+/// The status of a database another process stages: `shared` as it published it, `own` this
+/// process's commits it does not cover yet (oldest commit time, count).
+fn of_peer(db: &Database, shared: SharedStatus, own: Option<(i64, u64)>) -> Status {
+    let oldest = match (own.map(|(t, _)| t), shared.oldest_pending_ms) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let snap = crate::progress::Snapshot {
+        oldest_pending_ms: oldest,
+        ..Default::default()
+    };
+    let ms = |t: i64| SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(t.max(0) as u64);
+    Status {
+        db: db.path.display().to_string(),
+        replica: db.client.describe(),
+        txid: shared.txid,
+        replicated_txid: shared.replicated_txid,
+        pending_transactions: shared.pending_transactions.max(own.map_or(0, |(_, n)| n)),
+        pending_bytes: shared.pending_bytes,
+        last_sync: shared.last_sync_ms.map(ms),
+        last_error: shared.last_error,
+        lag: snap.lag_seconds(now_ms()),
         lag_alert: db.config.lag_alert.map(|d| d.as_secs_f64()),
     }
 }

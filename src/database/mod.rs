@@ -7,9 +7,11 @@
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub use peers::StagerWait;
 
 use parking_lot::Mutex;
 
@@ -88,6 +90,8 @@ struct Inner {
     /// This process's hold on the stager lock ([`crate::stager`]); `None` while another
     /// process stages the database.
     stager: Option<crate::stager::StagerLock>,
+    /// While this process stages: the listener for other processes' commits ([`crate::wake`]).
+    wake: Option<crate::wake::Listener>,
     /// Rate limit of the "capture failed" line ([`capture_errors`]).
     capture_errors: crate::logging::RepeatLimiter,
 }
@@ -118,6 +122,23 @@ pub struct Database {
     pub(crate) uploads: AtomicU64,
     /// Wakes the uploader (see [`Notify`]).
     notify: Notify,
+    /// This database (for the wake listener's thread, which must not keep it alive).
+    me: Weak<Database>,
+    /// Mirrors `inner.stager` (held here), readable without `inner`'s lock.
+    staging_here: AtomicBool,
+    /// Several processes (`peers`, times in ns since the epoch): every commit before
+    /// `recorded_ns` is at or below the newest recorded mark (updated under `pending`'s lock);
+    /// every commit before `captured_ns` is staged; every one before `covered_ns` is in the
+    /// replica (published for the other processes).
+    recorded_ns: AtomicI64,
+    captured_ns: AtomicI64,
+    covered_ns: AtomicI64,
+    /// The status last published for the other processes (rewritten only when it changed).
+    published: Mutex<Option<crate::shared_status::SharedStatus>>,
+    /// While another process stages: this process's commits not known to be replicated.
+    own: Mutex<crate::shared_status::OwnCommits>,
+    /// While another process stages: wakes it at each commit of this process.
+    waker: crate::wake::Sender,
 }
 
 fn now_ms() -> i64 {
@@ -210,6 +231,7 @@ impl Database {
             validator: crate::validate::enabled().then(crate::validate::Validator::new),
             marked_closed: false,
             stager: None,
+            wake: None,
             capture_errors: capture_errors::new_limiter(),
         };
         let mut staged = false;
@@ -219,7 +241,8 @@ impl Database {
         } else {
             tracing::info!(db = %path.display(), "another process stages this database; this one captures nothing until it can take over");
         }
-        let db = Database {
+        let is_stager = inner.stager.is_some();
+        let db = Arc::new_cyclic(|me| Database {
             path,
             meta,
             client,
@@ -232,8 +255,19 @@ impl Database {
             uploads: AtomicU64::new(0),
             config,
             notify,
-        };
-        Ok(Arc::new(db))
+            me: me.clone(),
+            staging_here: AtomicBool::new(false),
+            recorded_ns: AtomicI64::new(0),
+            captured_ns: AtomicI64::new(0),
+            covered_ns: AtomicI64::new(0),
+            published: Mutex::new(None),
+            own: Mutex::new(Default::default()),
+            waker: Default::default(),
+        });
+        if is_stager {
+            db.listen_for_wakes(&mut db.inner.lock());
+        }
+        Ok(db)
     }
 
     /// Tells the uploader that this database has work (see [`Notify`]).
@@ -272,11 +306,11 @@ impl Database {
             inner.open_handles = inner.open_handles.saturating_sub(1);
             if inner.open_handles == 0 {
                 // Copy what was recorded lazily while our descriptors are still open.
-                let recorded = self.pending.lock().recorded();
-                if let Some((mark, at_ms)) = recorded {
+                let recorded = self.recorded_with_ns();
+                if let Some((mark, at_ms, seen_ns)) = recorded {
                     // (The `-wal` descriptor may have been closed while idle: reopened.)
                     if inner.db_file.is_some() {
-                        self.capture_in(&mut inner, false, false, Some(mark), at_ms);
+                        self.capture_in(&mut inner, false, false, Some(mark), at_ms, seen_ns);
                     }
                 }
                 self.pending.lock().captured(None);
@@ -305,8 +339,11 @@ impl Database {
         if forked_child() {
             return;
         }
+        // Taken while SQLite holds the WAL write lock: every commit (of any process) before it
+        // is at or below `mark`.
+        let seen_ns = crate::shared_status::now_ns();
         let now = now_ms();
-        let action = self.pending.lock().on_commit(mark, now);
+        let action = self.record(mark, now, seen_ns);
         match action {
             CommitAction::Recorded { copy } => {
                 self.progress.committed(now);
@@ -319,7 +356,10 @@ impl Database {
             }
             CommitAction::Nothing => {}
             CommitAction::CaptureNow => {
-                self.capture_now(true, false, mark);
+                self.capture_now_seen(true, false, mark, seen_ns);
+                if mark.is_some() && !self.staging_here() {
+                    self.committed_elsewhere(seen_ns, now);
+                }
             }
         }
     }
@@ -405,6 +445,7 @@ impl Database {
 
 mod capture_errors;
 mod idle;
+mod peers;
 mod takeover;
 mod wal_copy;
 

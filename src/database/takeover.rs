@@ -89,6 +89,7 @@ impl Database {
         }
         inner.segment = None;
         inner.stager = None;
+        self.stop_listening(&mut inner);
         self.pending.lock().captured(None);
         tracing::debug!(db = %self.path.display(), "stager lock released");
         true
@@ -110,6 +111,7 @@ impl Database {
             // A forked child: close its copy of the parent's locked descriptor so that the
             // lock goes away with the parent, never with this child.
             inner.stager = None;
+            self.stop_listening(inner);
         }
         if !crate::stager::replicating_here() {
             return Ok(false);
@@ -121,6 +123,7 @@ impl Database {
         inner.wal_file = None;
         let staged = recover(&self.path, &self.meta, &self.progress, inner)?;
         inner.stager = Some(lock);
+        self.listen_for_wakes(inner);
         self.reload_sync_state.store(true, Ordering::Release);
         if staged {
             self.dirty.store(true, Ordering::Release);

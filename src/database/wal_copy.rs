@@ -19,6 +19,19 @@ impl Database {
         close_generation: bool,
         mark: Option<WalIndexMark>,
     ) -> bool {
+        let seen_ns = crate::shared_status::now_ns();
+        self.capture_now_seen(allow_full, close_generation, mark, seen_ns)
+    }
+
+    /// [`Database::capture_now`] with `seen_ns`, a time before `mark` was read (or, without
+    /// a mark, before this call): every commit before it is captured when this succeeds.
+    pub(super) fn capture_now_seen(
+        self: &Arc<Self>,
+        allow_full: bool,
+        close_generation: bool,
+        mark: Option<WalIndexMark>,
+        seen_ns: i64,
+    ) -> bool {
         let staged = {
             let mut guard = self.inner.lock();
             // Commits recorded lazily are copied first, under their wal-index mark: it
@@ -26,14 +39,21 @@ impl Database {
             // SQLite deferred stop an untrusted scan, and everything after them would be
             // left out of the generation being closed).
             let recorded = if mark.is_none() {
-                self.pending.lock().recorded()
+                self.recorded_with_ns()
             } else {
                 None
             };
-            let copied = recorded.is_some_and(|(recorded, at_ms)| {
-                self.capture_in(&mut guard, false, false, Some(recorded), at_ms)
+            let copied = recorded.is_some_and(|(recorded, at_ms, ns)| {
+                self.capture_in(&mut guard, false, false, Some(recorded), at_ms, ns)
             });
-            self.capture_in(&mut guard, allow_full, close_generation, mark, now_ms()) || copied
+            self.capture_in(
+                &mut guard,
+                allow_full,
+                close_generation,
+                mark,
+                now_ms(),
+                seen_ns,
+            ) || copied
         };
         // Only the capture that sets `dirty` notifies: a staged marker that set it silently
         // would leave every later commit without a notification (replication would stall).
@@ -72,7 +92,7 @@ impl Database {
     /// Copies the commits recorded lazily (see [`crate::pending`]) into staging. Called by the
     /// uploader before it seals, and by the last close.
     pub(crate) fn capture_pending(&self) {
-        let Some((mark, at_ms)) = self.pending.lock().recorded() else {
+        let Some((mark, at_ms, seen_ns)) = self.recorded_with_ns() else {
             return;
         };
         let mut inner = self.inner.lock();
@@ -83,11 +103,12 @@ impl Database {
         if inner.db_file.is_none() {
             return;
         }
-        self.capture_in(&mut inner, false, false, Some(mark), at_ms);
+        self.capture_in(&mut inner, false, false, Some(mark), at_ms, seen_ns);
     }
 
     /// The capture under `inner`, at commit time `at_ms`: stager check, capture, progress and
-    /// the lazy-capture base; true when something was staged.
+    /// the lazy-capture base; true when something was staged. `seen_ns`: every commit before
+    /// it is at or below `mark` (see [`crate::shared_status`]).
     pub(super) fn capture_in(
         &self,
         inner: &mut Inner,
@@ -95,6 +116,7 @@ impl Database {
         close_generation: bool,
         mark: Option<WalIndexMark>,
         at_ms: i64,
+        seen_ns: i64,
     ) -> bool {
         if inner.disabled.is_some() {
             return false;
@@ -116,6 +138,10 @@ impl Database {
                 let bytes = len(inner).saturating_sub(before);
                 self.progress.captured(seq, n, bytes, at_ms);
                 self.pending.lock().captured(lazy_base(inner));
+                if inner.capture.need_full.is_none() {
+                    // Nothing waits for a full image: the capture reached the mark.
+                    self.captured_ns.fetch_max(seen_ns, Ordering::AcqRel);
+                }
                 n
             }
             Err(e) => {

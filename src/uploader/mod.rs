@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::database::{Database, Request};
+use crate::database::{Database, Request, StagerWait};
 use crate::l0_cache::L0Cache;
 use crate::panic_guard::AfterPanic;
 use crate::staging::{CommitRecord, StagingError};
@@ -142,6 +142,21 @@ pub enum SyncNowError {
 /// Ships everything captured so far now (ignoring `sync-interval`) and waits until the replica
 /// acknowledged it, or `timeout`. Returns the replicated TXID.
 pub fn sync_now(db: &Arc<Database>, timeout: Duration) -> Result<TxId, SyncNowError> {
+    if !db.claim_stager() {
+        // Another process stages the database: it ships this process's commits.
+        return match db.wait_for_stager(timeout) {
+            StagerWait::Covered(txid) => Ok(txid),
+            StagerWait::TimedOut(shared) => Err(SyncNowError::Timeout {
+                replica: db.client.describe(),
+                pending: shared.as_ref().map_or(0, |s| s.pending_transactions),
+                timeout: crate::config::format_go_duration(timeout),
+                cause: match shared.and_then(|s| s.last_error) {
+                    Some(e) => format!("the process that ships this database reports: {e}"),
+                    None => "the process that ships this database has not shipped this process's commits yet".to_string(),
+                },
+            }),
+        };
+    }
     if let Some(e) = db.progress.snapshot().capture_error {
         return Err(SyncNowError::Capture(e));
     }
@@ -372,6 +387,10 @@ fn record_failure(db: &Database, e: &SyncError) -> Duration {
     let jitter = st.backoff.mul_f64(fastrand::f64() * 0.5);
     st.last_error = Some(e.to_string());
     db.progress.sync_failed(e.to_string());
+    if db.staging_here() {
+        // The other processes see the failure too.
+        db.publish_status(None);
+    }
     crate::metrics::record_sync_error(&db.path);
     tracing::warn!(db = %db.path.display(), replica = %db.client.describe(), error = %e, hint = e.remedy(db), retry_in_ms = (st.backoff + jitter).as_millis() as u64, "sync failed; will retry");
     st.backoff + jitter
@@ -399,6 +418,8 @@ pub fn sync_database(db: &Database) -> Result<(), SyncError> {
     // Commits recorded lazily at their commit points are copied into staging here, off the
     // application's threads.
     db.capture_pending();
+    // Everything captured before this is in the segments rotated below.
+    let captured_ns = db.captured_ns();
     let mut st = db.sync_state.lock();
     if db.take_reload_sync_state() {
         // Took over from another process: its position on disk is newer than ours.
@@ -420,6 +441,8 @@ pub fn sync_database(db: &Database) -> Result<(), SyncError> {
         seal(db, &mut st, &segments)?;
     }
     upload_pending(db, &mut st)?;
+    // Every sealed file is acknowledged; staged changes being discarded are not in it.
+    let covered = (!st.discard_until_full).then_some(captured_ns);
     st.last_sync = Some(Instant::now());
     st.last_error = None;
     st.backoff = Duration::ZERO;
@@ -428,6 +451,8 @@ pub fn sync_database(db: &Database) -> Result<(), SyncError> {
         // At warn, like the failures it ends, so whoever saw those sees this too.
         tracing::warn!(db = %db.path.display(), replica = %db.client.describe(), txid = %crate::format_txid(st.state.replicated_txid), recovered_from = %was, "stream resumed");
     }
+    drop(st);
+    db.publish_status(covered);
     Ok(())
 }
 

@@ -48,7 +48,7 @@ pub use natsserver::NatsServer;
 pub use paths::{official_bin, our_bin, so_load_arg, so_path, workspace_root};
 pub use procs::{
     ext_prefix, python, python_command, restore_official, restore_ours, run_official, run_ours,
-    signal, sqlite3, sqlite3_ext, sqlite3_plain, Output, Replicator, PY_LOAD_EXTENSION,
+    signal, signal_pid, sqlite3, sqlite3_ext, sqlite3_plain, Output, Replicator, PY_LOAD_EXTENSION,
 };
 pub use replica::{
     coverage_gaps, describe, file_url, is_full_database, list_ltx, max_txid, read_header, Config,

@@ -339,6 +339,14 @@ impl Drop for Replicator {
     }
 }
 
+/// Sends `sig` to `pid`, a process this test started (directly or through a server it started,
+/// e.g. a pre-forking server's worker), which must still exist.
+pub fn signal_pid(pid: u32, sig: libc::c_int) {
+    // SAFETY: kill(2) on a pid the caller vouches is a live process it started.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, sig) };
+    assert_eq!(rc, 0, "kill({pid}, {sig}) failed");
+}
+
 /// Sends `sig` to a child that has not been reaped yet.
 pub fn signal(child: &Child, sig: libc::c_int) {
     let pid = child.id() as libc::pid_t;
